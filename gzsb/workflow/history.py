@@ -1,0 +1,306 @@
+"""The hash-chained history: building events, verifying and replaying them, exports.
+
+An event's hash is SHA-256 over its previous hash and a canonical JSON array of its
+fields, so editing, deleting, inserting or reordering any event breaks the chain at
+that event. The chain starts from a genesis hash bound to the application and its
+flow version. Nothing here touches the database: callers stream rows in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable, Iterator, Mapping
+
+from gzsb.workflow.machine import MACHINES, FlowMachine
+from gzsb.workflow.spec import FlowSpec
+
+EXPORT_FORMAT = "gzsb-history/1"
+# Event fields in hashing and export order.
+FIELDS = ("seq", "event", "from", "to", "actor", "role", "guards", "payload", "flow", "at", "prev", "hash")
+
+
+def canonical(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def utc_text(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def genesis_hash(application_uid: str, flow_sha256: str) -> str:
+    return hashlib.sha256(f"genesis|{application_uid}|{flow_sha256}".encode()).hexdigest()
+
+
+def event_hash(
+    prev: str,
+    application_uid: str,
+    seq: int,
+    event: str,
+    from_state: str,
+    to_state: str,
+    actor: str,
+    role: str,
+    guards: str,
+    payload: str,
+    flow_sha256: str,
+    at: str,
+) -> str:
+    # guards and payload are already canonical JSON text; splicing them in keeps the
+    # whole body valid, unambiguous JSON without decoding them again.
+    head = canonical([application_uid, seq, event, from_state, to_state, actor, role, flow_sha256, at])
+    body = f"{prev}|{head[:-1]},{guards},{payload}]"
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+class Redactor:
+    """Replaces sensitive payload values by keyed hashes: equal values stay comparable
+    for an auditor holding the key, and the history holds no personal data."""
+
+    def __init__(self, key: str, sensitive: Iterable[str] = ()) -> None:
+        self._key = key.encode("utf-8")
+        self.sensitive = frozenset(sensitive)
+
+    def hash_value(self, value: Any) -> str:
+        digest = hmac.new(self._key, canonical(value).encode("utf-8"), hashlib.sha256).hexdigest()
+        return f"hmac-sha256:{digest}"
+
+    def redact(self, payload: Mapping[str, Any], extra_sensitive: Iterable[str] = ()) -> dict[str, Any]:
+        sensitive = self.sensitive | frozenset(extra_sensitive)
+        out: dict[str, Any] = {}
+        for key, value in payload.items():
+            if key in sensitive:
+                out[key] = self.hash_value(value)
+            elif isinstance(value, Mapping):
+                out[key] = self.redact(value, extra_sensitive)
+            else:
+                out[key] = value
+        return out
+
+
+@dataclass(frozen=True)
+class EventRow:
+    """One history event as stored."""
+
+    seq: int
+    event: str
+    from_state: str
+    to_state: str
+    actor: str
+    role: str
+    guards: str
+    payload: str
+    flow_sha256: str
+    at: str
+    prev_hash: str
+    hash: str
+
+    def as_export(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "event": self.event,
+            "from": self.from_state,
+            "to": self.to_state,
+            "actor": self.actor,
+            "role": self.role,
+            "guards": json.loads(self.guards),
+            "payload": json.loads(self.payload),
+            "flow": self.flow_sha256,
+            "at": self.at,
+            "prev": self.prev_hash,
+            "hash": self.hash,
+        }
+
+    @classmethod
+    def from_export(cls, obj: Mapping[str, Any]) -> EventRow:
+        return cls(
+            seq=obj["seq"],
+            event=obj["event"],
+            from_state=obj["from"],
+            to_state=obj["to"],
+            actor=obj["actor"],
+            role=obj["role"],
+            guards=canonical(obj["guards"]),
+            payload=canonical(obj["payload"]),
+            flow_sha256=obj["flow"],
+            at=obj["at"],
+            prev_hash=obj["prev"],
+            hash=obj["hash"],
+        )
+
+
+@dataclass
+class Verdict:
+    application: str
+    ok: bool = True
+    bad_seq: int | None = None
+    problem: str = ""
+    events: int = 0
+    state: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def fail(self, seq: int, problem: str) -> Verdict:
+        if self.ok:
+            self.ok, self.bad_seq, self.problem = False, seq, problem
+        return self
+
+    def describe(self) -> str:
+        if self.ok:
+            return f"application {self.application}: ok ({self.events} events, state {self.state})"
+        return f"application {self.application}: FAILED at seq {self.bad_seq}: {self.problem}"
+
+
+def _guards_consistent(machine: FlowMachine, event: str, source: str, dest: str, guards_text: str) -> str:
+    """The recorded guard results must make the recorded branch the first that passes."""
+    try:
+        evaluated = json.loads(guards_text)
+    except ValueError:
+        return "guard results are not JSON"
+    branches = machine.flow.branches(event, source)
+    if not isinstance(evaluated, list) or not evaluated:
+        return "no guard results recorded"
+    for position, item in enumerate(evaluated):
+        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[1], list)):
+            return "guard results are malformed"
+        branch_dest, results = item
+        passed = all(bool(r[1]) for r in results)
+        last = position == len(evaluated) - 1
+        if last and (branch_dest != dest or not passed):
+            return f"recorded guards do not let branch to {dest!r} win"
+        if not last and passed:
+            return f"an earlier branch (to {branch_dest!r}) passed its guards, so {dest!r} could not win"
+    expected = [b.dest for b in branches][: len(evaluated)]
+    if [item[0] for item in evaluated] != expected[: len(evaluated)]:
+        return "guard results do not follow the flow's branch order"
+    return ""
+
+
+def replay(
+    application_uid: str,
+    flow: FlowSpec,
+    rows: Iterable[EventRow],
+    *,
+    head: str | None = None,
+    state: str | None = None,
+    check_chain: bool = True,
+    check_guards: bool = True,
+) -> Verdict:
+    """Rebuild the state from ``rows`` under ``flow``; the first illegal or broken event
+    is named. ``head``/``state`` are what the application row claims at the end."""
+    machine = MACHINES.get(flow)
+    verdict = Verdict(application_uid)
+    current = flow.initial
+    prev = genesis_hash(application_uid, flow.sha256)
+    expected_seq = 1
+    for row in rows:
+        seq = row.seq
+        if seq != expected_seq:
+            return verdict.fail(expected_seq, f"event seq {expected_seq} is missing (found seq {seq})")
+        if check_chain:
+            if row.prev_hash != prev:
+                return verdict.fail(seq, "prev hash does not match the previous event (removed, inserted or reordered)")
+            recomputed = event_hash(
+                row.prev_hash,
+                application_uid,
+                seq,
+                row.event,
+                row.from_state,
+                row.to_state,
+                row.actor,
+                row.role,
+                row.guards,
+                row.payload,
+                row.flow_sha256,
+                row.at,
+            )
+            if recomputed != row.hash:
+                return verdict.fail(seq, "hash does not match the event's content (edited)")
+            if row.flow_sha256 != flow.sha256:
+                return verdict.fail(seq, f"recorded under flow {row.flow_sha256[:12]}, not {flow.sha256[:12]}")
+        if row.from_state != current:
+            return verdict.fail(seq, f"starts from {row.from_state!r} but the application was in {current!r}")
+        spec = machine.legal(current, row.event, row.to_state)
+        if spec is None:
+            return verdict.fail(seq, f"{row.event!r} does not lead from {current!r} to {row.to_state!r} in this flow")
+        if row.role not in spec.actors:
+            return verdict.fail(seq, f"role {row.role!r} may not fire {row.event!r} (allowed: {', '.join(spec.actors)})")
+        if check_guards:
+            problem = _guards_consistent(machine, row.event, current, row.to_state, row.guards)
+            if problem:
+                return verdict.fail(seq, problem)
+        current = row.to_state
+        prev = row.hash
+        expected_seq += 1
+    verdict.events = expected_seq - 1
+    verdict.state = current
+    if head is not None and check_chain and head != prev:
+        return verdict.fail(expected_seq, f"history ends before the recorded head: event seq {expected_seq} is missing")
+    if state is not None and state != current:
+        return verdict.fail(
+            max(verdict.events, 1), f"application row says state {state!r} but its history leads to {current!r}"
+        )
+    return verdict
+
+
+def export_lines(
+    application_uid: str, flow: FlowSpec, state: str, head: str, rows: Iterable[EventRow]
+) -> Iterator[str]:
+    """JSON lines: a header carrying the flow text, then one event a line, each canonical."""
+    yield canonical(
+        {
+            "format": EXPORT_FORMAT,
+            "application": application_uid,
+            "state": state,
+            "head": head,
+            "flow": flow.sha256,
+            "flow_yaml": flow.text,
+            "flow_source": flow.source,
+        }
+    )
+    for row in rows:
+        yield canonical(row.as_export())
+
+
+def verify_export(lines: Iterable[str], load_flow: Callable[[str, str], FlowSpec]) -> Verdict:
+    """Offline verification of an export, without the database. Every line must be in
+    canonical form, so even an edit that leaves the JSON equivalent is caught."""
+    iterator = iter(lines)
+    try:
+        header_line = next(iterator).rstrip("\n")
+    except StopIteration:
+        return Verdict("?").fail(0, "empty export")
+    try:
+        header = json.loads(header_line)
+    except ValueError:
+        return Verdict("?").fail(0, "header line is not JSON")
+    uid = str(header.get("application", "?"))
+    if header.get("format") != EXPORT_FORMAT or canonical(header) != header_line:
+        return Verdict(uid).fail(0, "header line is not a canonical gzsb-history/1 header")
+    flow = load_flow(header["flow_yaml"], header.get("flow_source", "<export>"))
+    if flow.sha256 != header.get("flow"):
+        return Verdict(uid).fail(0, "the flow text in the header does not match its SHA-256")
+    bad: list[Verdict] = []
+
+    def rows() -> Iterator[EventRow]:
+        for number, line in enumerate(iterator, start=2):
+            line = line.rstrip("\n")
+            try:
+                obj = json.loads(line)
+                row = EventRow.from_export(obj)
+            except (ValueError, KeyError, TypeError):
+                bad.append(Verdict(uid).fail(number - 1, f"line {number} is not a history event"))
+                return
+            if canonical(obj) != line:
+                bad.append(Verdict(uid).fail(row.seq, f"line {number} is not in canonical form (edited)"))
+                return
+            yield row
+
+    verdict = replay(uid, flow, rows(), head=header.get("head"), state=header.get("state"))
+    if bad and (verdict.ok or (verdict.bad_seq or 0) >= (bad[0].bad_seq or 0)):
+        return bad[0]
+    return verdict

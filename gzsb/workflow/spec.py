@@ -1,0 +1,106 @@
+"""Frozen, validated description of a flow. Only the loader builds these from YAML."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from types import MappingProxyType
+from typing import Any, Mapping
+
+ROLES = ("student", "staff", "admin", "system")
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    name: str
+    opens: datetime
+    closes: datetime
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """A step of the process page (流程页面); several states may share one stage."""
+
+    key: str
+    label: str
+    button: str = "去填写"
+    optional: bool = False
+
+
+@dataclass(frozen=True)
+class StateSpec:
+    name: str
+    label: str
+    page: str
+    stage: str | None = None
+    final: bool = False
+
+
+@dataclass(frozen=True)
+class GuardCall:
+    name: str
+    args: Any = None
+
+    def describe(self) -> str:
+        return self.name if self.args is None else f"{self.name}({self.args})"
+
+
+@dataclass(frozen=True)
+class TransitionSpec:
+    index: int
+    event: str
+    source: str
+    dest: str
+    actors: tuple[str, ...]
+    label: str = ""
+    step: str | None = None
+    guards: tuple[GuardCall, ...] = ()
+
+
+@dataclass(frozen=True)
+class TimerSpec:
+    state: str
+    after: timedelta
+    event: str
+
+
+@dataclass(frozen=True)
+class FlowSpec:
+    flow: str
+    title: str
+    initial: str
+    states: Mapping[str, StateSpec]
+    transitions: tuple[TransitionSpec, ...]
+    windows: Mapping[str, WindowSpec] = field(default_factory=lambda: MappingProxyType({}))
+    stages: tuple[StageSpec, ...] = ()
+    timers: tuple[TimerSpec, ...] = ()
+    notify: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    settings: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    source: str = "<flow>"
+    text: str = ""
+    sha256: str = ""
+
+    def branches(self, event: str, source: str) -> tuple[TransitionSpec, ...]:
+        """Transitions for ``event`` from ``source`` in declaration order (first passing wins)."""
+        return self._branch_index.get((event, source), ())
+
+    def events_from(self, source: str) -> tuple[str, ...]:
+        return self._events_by_source.get(source, ())
+
+    def timers_for(self, state: str) -> tuple[TimerSpec, ...]:
+        return tuple(t for t in self.timers if t.state == state)
+
+    @property
+    def event_names(self) -> frozenset[str]:
+        return frozenset(t.event for t in self.transitions)
+
+    def __post_init__(self) -> None:
+        index: dict[tuple[str, str], list[TransitionSpec]] = {}
+        by_source: dict[str, list[str]] = {}
+        for t in self.transitions:
+            index.setdefault((t.event, t.source), []).append(t)
+            events = by_source.setdefault(t.source, [])
+            if t.event not in events:
+                events.append(t.event)
+        object.__setattr__(self, "_branch_index", {k: tuple(v) for k, v in index.items()})
+        object.__setattr__(self, "_events_by_source", {k: tuple(v) for k, v in by_source.items()})
