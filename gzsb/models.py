@@ -143,3 +143,18 @@ class SmsMessage(db.Model):
     to_enc: Mapped[bytes] = mapped_column(LargeBinary)
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow)
+
+
+class RegistryRecord(db.Model):
+    """The 学籍/学历 registry (imported by admins; an HTTP client in production)."""
+
+    __tablename__ = "registry_records"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    id_number_index: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(50))
+    school: Mapped[str] = mapped_column(String(100))
+    major: Mapped[str] = mapped_column(String(100))
+    level: Mapped[str] = mapped_column(String(20), default="专科")
+    study_form: Mapped[str] = mapped_column(String(20), default="普通全日制")
+    graduation_year: Mapped[int]
+    photo: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)

@@ -197,7 +197,7 @@ def flatten_errors(errors: Any, node: Any = None, path: str = "") -> list[str]:
     keys named together with the keys that would be valid there."""
     if not isinstance(errors, dict):
         messages = errors if isinstance(errors, list) else [errors]
-    return [f"{path or '(top)'}: {_MISSING if msg == 'Missing data for required field.' else msg}" for msg in messages]
+        return [f"{path or '(top)'}: {_MISSING if msg == 'Missing data for required field.' else msg}" for msg in messages]
     lines: list[str] = []
     for key, sub in errors.items():
         if key == "_schema":

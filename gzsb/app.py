@@ -1,0 +1,92 @@
+"""create_app(): extensions, registries, blueprints, the one error handler, the CLI."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from flask import Flask, jsonify, render_template, request
+from sqlalchemy import event
+from sqlalchemy.engine import Engine as SqlEngine
+
+from gzsb.config import INSTANCE, ROOT, Config
+from gzsb.errors import ServiceError
+from gzsb.extensions import csrf, db, migrate
+from gzsb.security import Vault
+from gzsb.workflow.registry import PAGES, SMS_TEMPLATES
+
+log = logging.getLogger(__name__)
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def register_names(config: Any) -> None:
+    """Importing guards and steps registers them; pages and SMS templates are names too."""
+    import gzsb.guards  # noqa: F401
+    import gzsb.steps  # noqa: F401
+
+    for page in sorted((TEMPLATES / "pages").glob("*.html")):
+        PAGES.add(page.stem, page.stem)
+    for name in config.SMS_TEMPLATES:
+        SMS_TEMPLATES.add(name, name)
+
+
+@event.listens_for(SqlEngine, "connect")
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets the worker write while the web server reads; foreign keys are off by default.
+    if type(dbapi_connection).__module__.startswith("sqlite3"):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.close()
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def create_app(config: type[Config] | Any = Config, *, clock: Callable[[], datetime] = _utcnow) -> Flask:
+    app = Flask(__name__, instance_path=str(INSTANCE))
+    app.config.from_object(config)
+    INSTANCE.mkdir(parents=True, exist_ok=True)
+    register_names(config)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"))
+    csrf.init_app(app)
+    app.extensions["gzsb.vault"] = Vault(app.config["DATA_KEY"], app.config["INDEX_KEY"])
+    app.extensions["gzsb.clock"] = clock
+
+    from gzsb.views import api, auth, enrollment
+
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(enrollment.bp)
+    app.register_blueprint(api.bp)
+
+    from gzsb import cli
+    from gzsb.views.auth import current_account
+
+    app.context_processor(lambda: {"account": current_account()})
+
+    cli.register(app)
+
+    @app.errorhandler(ServiceError)
+    def service_error(exc: ServiceError) -> Any:
+        # The one place where our exceptions become HTTP answers.
+        level = logging.WARNING if exc.http_status < 500 else logging.ERROR
+        log.log(level, "%s %s → %d %s: %s", request.method, request.path, exc.http_status, exc.code, exc)
+        if request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json":
+            return jsonify(exc.to_dict()), exc.http_status
+        return render_template("error.html", error=exc), exc.http_status
+
+    @app.after_request
+    def security_headers(response: Any) -> Any:
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        return response
+
+    return app

@@ -1,0 +1,5 @@
+"""Guards: pure predicates registered by name. Importing this package registers them."""
+
+from __future__ import annotations
+
+from gzsb.guards import checks as checks

@@ -1,0 +1,175 @@
+"""The engine's Store, on SQLAlchemy: row locks, version checks, history, outbox, timers."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from datetime import datetime
+from typing import Any, Iterator
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from gzsb.errors import ConflictError, NotFound, StaleApplication
+from gzsb.models import Application, FlowVersion, HistoryEvent, Outbox, Timer, new_uid
+from gzsb.workflow.history import EventRow, genesis_hash
+from gzsb.workflow.loader import flow_sha256, load_flow
+from gzsb.workflow.spec import FlowSpec
+
+log = logging.getLogger(__name__)
+
+
+class FlowCatalog:
+    """Published flow versions, parsed once per process (they are immutable)."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, FlowSpec] = {}
+        self._lock = threading.Lock()
+
+    def by_version(self, session: Session, version_id: int) -> FlowSpec:
+        flow = self._by_id.get(version_id)
+        if flow is None:
+            row = session.get(FlowVersion, version_id)
+            if row is None:
+                raise NotFound(f"flow version {version_id} does not exist")
+            flow = load_flow(row.yaml_text, f"{row.flow}@{row.sha256[:12]}")
+            with self._lock:
+                self._by_id[version_id] = flow
+        return flow
+
+    def current(self, session: Session, name: str) -> FlowVersion:
+        row = session.scalars(
+            select(FlowVersion).where(FlowVersion.flow == name).order_by(FlowVersion.id.desc()).limit(1)
+        ).first()
+        if row is None:
+            raise NotFound(f"no version of flow {name!r} is published; run `flask flow publish`")
+        return row
+
+
+FLOWS = FlowCatalog()
+
+
+def publish(session: Session, flow: FlowSpec, by: str = "") -> tuple[FlowVersion, bool]:
+    """Store ``flow`` as an immutable version; publishing the same text again is a no-op."""
+    sha = flow_sha256(flow.text)
+    existing = session.scalars(select(FlowVersion).where(FlowVersion.sha256 == sha)).first()
+    if existing is not None:
+        return existing, False
+    row = FlowVersion(flow=flow.flow, sha256=sha, yaml_text=flow.text, published_by=by)
+    session.add(row)
+    session.commit()
+    log.info("published flow %s version %s (%s)", flow.flow, row.id, sha[:12])
+    return row, True
+
+
+def start_application(session: Session, account_id: int, flow_name: str, **columns: Any) -> Application:
+    """A new application on the currently published version of ``flow_name``."""
+    version = FLOWS.current(session, flow_name)
+    flow = FLOWS.by_version(session, version.id)
+    app = Application(
+        uid=new_uid(), account_id=account_id, flow_version_id=version.id, state=flow.initial, data={}, **columns
+    )
+    app.head = genesis_hash(app.uid, flow.sha256)
+    session.add(app)
+    session.commit()
+    return app
+
+
+def history_rows(session: Session, application_id: int) -> Iterator[EventRow]:
+    rows = session.execute(
+        select(
+            HistoryEvent.seq, HistoryEvent.event, HistoryEvent.from_state, HistoryEvent.to_state,
+            HistoryEvent.actor, HistoryEvent.role, HistoryEvent.guards, HistoryEvent.payload,
+            HistoryEvent.flow_sha256, HistoryEvent.at, HistoryEvent.prev_hash, HistoryEvent.hash,
+        )  # fmt: skip
+        .where(HistoryEvent.application_id == application_id)
+        .order_by(HistoryEvent.seq)
+    )
+    for r in rows:
+        yield EventRow(*r)
+
+
+class SqlStore:
+    def __init__(self, session: Session, flows: FlowCatalog = FLOWS) -> None:
+        self.session = session
+        self.flows = flows
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        # Anything left pending by the caller belongs to the caller's transaction, not ours.
+        self.session.commit()
+        try:
+            yield
+            self.session.commit()
+        except StaleDataError:
+            self.session.rollback()
+            raise StaleApplication("the application was changed by someone else") from None
+        except IntegrityError as exc:
+            self.session.rollback()
+            # UNIQUE(application_id, seq): another transaction appended this seq first.
+            raise StaleApplication(f"concurrent transition lost: {exc.orig}") from None
+        except OperationalError as exc:
+            self.session.rollback()
+            if "locked" in str(exc.orig).lower():
+                raise ConflictError("the database was busy with another change to this application") from None
+            raise
+        except BaseException:
+            self.session.rollback()
+            raise
+
+    def lock(self, application_id: int) -> Application:
+        query = select(Application).where(Application.id == application_id)
+        if self.session.get_bind().dialect.name != "sqlite":
+            query = query.with_for_update()
+        app = self.session.scalars(query.execution_options(populate_existing=True)).first()
+        if app is None:
+            raise NotFound(f"application {application_id} does not exist")
+        return app
+
+    def flow_of(self, record: Application) -> FlowSpec:
+        return self.flows.by_version(self.session, record.flow_version_id)
+
+    def save(self, record: Application, *, state: str, data: dict[str, Any], seq: int, head: str) -> None:
+        record.state = state
+        record.data = data
+        record.seq = seq
+        record.head = head
+        record.updated_at = datetime.now().astimezone()
+        # The mapper's version_id_col turns this into UPDATE … WHERE version = :old;
+        # a lost race raises StaleDataError (SQLite has no row locks, so this is its guard).
+        self.session.flush()
+
+    def append(self, record: Application, row: EventRow) -> None:
+        self.session.add(
+            HistoryEvent(
+                application_id=record.id,
+                seq=row.seq,
+                event=row.event,
+                from_state=row.from_state,
+                to_state=row.to_state,
+                actor=row.actor,
+                role=row.role,
+                guards=row.guards,
+                payload=row.payload,
+                flow_sha256=row.flow_sha256,
+                at=row.at,
+                prev_hash=row.prev_hash,
+                hash=row.hash,
+            )
+        )
+
+    def outbox(self, record: Application, kind: str, payload: dict[str, Any]) -> None:
+        self.session.add(Outbox(application_id=record.id, kind=kind, payload=payload))
+
+    def cancel_timers(self, record: Application, now: datetime) -> None:
+        self.session.execute(
+            update(Timer)
+            .where(Timer.application_id == record.id, Timer.fired_at.is_(None))
+            .values(fired_at=now, outcome="cancelled")
+        )
+
+    def arm_timer(self, record: Application, state: str, event: str, armed_seq: int, due_at: datetime) -> None:
+        self.session.add(Timer(application_id=record.id, state=state, event=event, armed_seq=armed_seq, due_at=due_at))

@@ -1,0 +1,348 @@
+"""Engine.fire(): role → guards → step → move → history → outbox, in one transaction.
+
+The engine knows the flow, the registries and a Store (the persistence port, implemented
+with SQLAlchemy in ``gzsb.store``). It never imports a guard or a step: it looks them up
+by the names the flow uses.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from types import MappingProxyType
+from typing import Any, Callable, ContextManager, Iterable, Mapping, Protocol
+
+from marshmallow import Schema, ValidationError, fields
+
+from gzsb.errors import EventNotAvailable, Forbidden, GuardRefused, InvalidInput, StaleApplication
+from gzsb.workflow.history import EventRow, Redactor, canonical, event_hash, utc_text
+from gzsb.workflow.machine import MACHINES
+from gzsb.workflow.registry import GUARDS, STEPS, GuardRegistry, StepRegistry
+from gzsb.workflow.spec import FlowSpec, TransitionSpec
+
+log = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who fires an event: ``id`` such as ``account:12`` or ``system:timer``."""
+
+    id: str
+    role: str
+
+    @classmethod
+    def system(cls, name: str) -> Actor:
+        return cls(f"system:{name}", "system")
+
+
+class Record(Protocol):
+    """What the engine needs of an application row."""
+
+    id: int
+    uid: str
+    state: str
+    version: int
+    seq: int
+    head: str
+    data: dict[str, Any]
+    account_id: int
+
+
+class Store(Protocol):
+    """Persistence port. ``transaction()`` commits on success and rolls back on error."""
+
+    def transaction(self) -> ContextManager[None]: ...
+
+    def lock(self, application_id: int) -> Record: ...
+
+    def flow_of(self, record: Record) -> FlowSpec: ...
+
+    def save(self, record: Record, *, state: str, data: dict[str, Any], seq: int, head: str) -> None: ...
+
+    def append(self, record: Record, row: EventRow) -> None: ...
+
+    def outbox(self, record: Record, kind: str, payload: dict[str, Any]) -> None: ...
+
+    def cancel_timers(self, record: Record, now: datetime) -> None: ...
+
+    def arm_timer(self, record: Record, state: str, event: str, armed_seq: int, due_at: datetime) -> None: ...
+
+
+@dataclass(frozen=True)
+class GuardContext:
+    """What a guard may read. Guards are pure: no store, no services."""
+
+    application_uid: str
+    state: str
+    data: Mapping[str, Any]
+    flow: FlowSpec
+    actor: Actor
+    now: datetime
+
+    def get(self, *path: str, default: Any = None) -> Any:
+        node: Any = self.data
+        for part in path:
+            if not isinstance(node, Mapping) or part not in node:
+                return default
+            node = node[part]
+        return node
+
+
+@dataclass
+class StepContext:
+    """What a step may change: ``data`` (saved with the transition), the outbox (``emit``)
+    and the history payload (``record``). ``services`` holds the adapters."""
+
+    record: Record
+    flow: FlowSpec
+    actor: Actor
+    now: datetime
+    data: dict[str, Any]
+    services: Any
+    store: Store
+    recorded: dict[str, Any] = field(default_factory=dict)
+    sensitive: set[str] = field(default_factory=set)
+    effects: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    @property
+    def settings(self) -> Mapping[str, Any]:
+        return self.flow.settings
+
+    def emit(self, kind: str, **payload: Any) -> None:
+        """Queue a side effect (SMS, job) for after the commit."""
+        self.effects.append((kind, payload))
+
+    def record_in_history(self, *, sensitive: bool = False, **values: Any) -> None:
+        self.recorded.update(values)
+        if sensitive:
+            self.sensitive.update(values)
+
+    def section(self, name: str) -> dict[str, Any]:
+        return self.data.setdefault(name, {})
+
+
+@dataclass(frozen=True)
+class GuardResult:
+    guard: str
+    passed: bool
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class EventOption:
+    """An event as the student or staff sees it: can it fire, and if not, why."""
+
+    event: str
+    label: str
+    available: bool
+    reasons: tuple[str, ...]
+    input: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Fired:
+    event: str
+    from_state: str
+    to_state: str
+    seq: int
+    version: int
+    hash: str
+
+
+def schema_doc(schema: Schema | None) -> dict[str, Any]:
+    """A small JSON description of a step's payload for the API."""
+    if schema is None:
+        return {}
+    doc: dict[str, Any] = {}
+    for name, f in schema.fields.items():
+        if f.dump_only:
+            continue
+        entry: dict[str, Any] = {"type": type(f).__name__.lower(), "required": bool(f.required)}
+        label = f.metadata.get("label")
+        if label:
+            entry["label"] = label
+        choices = getattr(f.validate, "choices", None) if f.validate else None
+        if choices:
+            entry["choices"] = list(choices)
+        if isinstance(f, fields.List) and isinstance(f.inner, fields.Nested):
+            entry["items"] = schema_doc(f.inner.schema)
+        doc[f.data_key or name] = entry
+    return doc
+
+
+class Engine:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        redactor: Redactor,
+        services: Any = None,
+        guards: GuardRegistry = GUARDS,
+        steps: StepRegistry = STEPS,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.store = store
+        self.redactor = redactor
+        self.services = services
+        self.guards = guards
+        self.steps = steps
+        self.clock = clock
+
+    # -- reading -------------------------------------------------------------------
+
+    def evaluate(
+        self, flow: FlowSpec, record: Record, event: str, actor: Actor, now: datetime
+    ) -> tuple[TransitionSpec | None, list[tuple[TransitionSpec, list[GuardResult]]]]:
+        """Guards of each branch in declaration order, stopping at the first that passes."""
+        ctx = GuardContext(record.uid, record.state, MappingProxyType(record.data or {}), flow, actor, now)
+        evaluated: list[tuple[TransitionSpec, list[GuardResult]]] = []
+        for branch in flow.branches(event, record.state):
+            results = []
+            for call in branch.guards:
+                reason = self.guards.get(call.name).check(ctx, call.args)
+                results.append(GuardResult(call.describe(), reason is None, reason))
+            evaluated.append((branch, results))
+            if all(r.passed for r in results):
+                return branch, evaluated
+        return None, evaluated
+
+    def options(self, record: Record, actor: Actor, now: datetime | None = None) -> list[EventOption]:
+        """Events the actor's role may fire from the current state, with blocked reasons."""
+        flow = self.store.flow_of(record)
+        now = now or self.clock()
+        out: list[EventOption] = []
+        for event in flow.events_from(record.state):
+            branches = flow.branches(event, record.state)
+            if not any(actor.role in b.actors for b in branches):
+                continue
+            chosen, evaluated = self.evaluate(flow, record, event, actor, now)
+            reasons = _reasons(evaluated) if chosen is None else ()
+            if chosen is not None and actor.role not in chosen.actors:
+                continue
+            first = branches[0]
+            schema = self.steps.get(first.step).schema if first.step else None
+            out.append(EventOption(event, first.label or event, chosen is not None, tuple(reasons), schema_doc(schema)))
+        return out
+
+    # -- firing --------------------------------------------------------------------
+
+    def fire(
+        self,
+        application_id: int,
+        event: str,
+        actor: Actor,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        expected_version: int | None = None,
+        now: datetime | None = None,
+    ) -> Fired:
+        now = now or self.clock()
+        with self.store.transaction():
+            record = self.store.lock(application_id)
+            if expected_version is not None and record.version != expected_version:
+                raise StaleApplication(
+                    f"application {record.uid} is at version {record.version}, not {expected_version}"
+                )
+            flow = self.store.flow_of(record)
+            source = record.state
+            branches = flow.branches(event, source)
+            if not branches:
+                raise EventNotAvailable(f"event {event!r} is not available in state {source!r}")
+            if not any(actor.role in b.actors for b in branches):
+                raise Forbidden(f"role {actor.role!r} may not fire {event!r}")
+            chosen, evaluated = self.evaluate(flow, record, event, actor, now)
+            if chosen is None:
+                reasons = _reasons(evaluated)
+                raise GuardRefused(f"{event!r} refused for {record.uid}: {'; '.join(reasons)}", reasons)
+            if actor.role not in chosen.actors:
+                raise Forbidden(f"role {actor.role!r} may not take {event!r} to {chosen.dest!r}")
+
+            ctx = StepContext(
+                record, flow, actor, now, copy.deepcopy(record.data or {}), self.services, self.store
+            )
+            history_payload: dict[str, Any] = {}
+            if chosen.step:
+                step = self.steps.get(chosen.step)
+                loaded = _load(step.schema, payload or {}, event)
+                step.run(ctx, loaded)
+                history_payload = self.redactor.redact(_jsonable(loaded), _sensitive_fields(step.schema))
+            history_payload.update(
+                self.redactor.redact(_jsonable(ctx.recorded), ctx.sensitive) if ctx.recorded else {}
+            )
+
+            dest = MACHINES.get(flow).move(source, event, chosen)
+            seq = record.seq + 1
+            guards_text = canonical(
+                [[b.dest, [[r.guard, r.passed] for r in results]] for b, results in evaluated]
+            )
+            payload_text = canonical(history_payload)
+            at = utc_text(now)
+            digest = event_hash(
+                record.head, record.uid, seq, event, source, dest, actor.id, actor.role,
+                guards_text, payload_text, flow.sha256, at,
+            )  # fmt: skip
+            row = EventRow(
+                seq, event, source, dest, actor.id, actor.role, guards_text, payload_text,
+                flow.sha256, at, record.head, digest,
+            )  # fmt: skip
+            self.store.append(record, row)
+            for kind, effect in ctx.effects:
+                self.store.outbox(record, kind, {"application": record.uid, "seq": seq, **effect})
+            if dest != source:
+                template = flow.notify.get(dest)
+                if template:
+                    self.store.outbox(record, "sms", {"application": record.uid, "seq": seq, "template": template})
+                self.store.cancel_timers(record, now)
+                for timer in flow.timers_for(dest):
+                    self.store.arm_timer(record, dest, timer.event, seq, now + timer.after)
+            self.store.save(record, state=dest, data=ctx.data, seq=seq, head=digest)
+            fired = Fired(event, source, dest, seq, record.version, digest)
+        log.info("application %s: %s %s → %s (seq %d, %s)", record.uid, event, source, dest, seq, actor.id)
+        return fired
+
+
+def _reasons(evaluated: Iterable[tuple[TransitionSpec, list[GuardResult]]]) -> list[str]:
+    reasons: list[str] = []
+    for _, results in evaluated:
+        for r in results:
+            if not r.passed and r.reason and r.reason not in reasons:
+                reasons.append(r.reason)
+    return reasons or ["当前不能进行此操作"]
+
+
+def _load(schema: Schema | None, payload: Mapping[str, Any], event: str) -> dict[str, Any]:
+    if schema is None:
+        return {}
+    try:
+        return schema.load(dict(payload))
+    except ValidationError as exc:
+        raise InvalidInput(f"{event}: invalid payload: {sorted(exc.messages)}", _field_messages(exc.messages)) from None
+
+
+def _field_messages(messages: Any) -> dict[str, Any]:
+    return messages if isinstance(messages, dict) else {"_schema": messages}
+
+
+def _sensitive_fields(schema: Schema | None) -> set[str]:
+    if schema is None:
+        return set()
+    return {f.data_key or name for name, f in schema.fields.items() if f.metadata.get("sensitive")}
+
+
+def _jsonable(value: Any) -> Any:
+    """Validated payloads may hold dates; the history stores canonical JSON."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return utc_text(value)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
