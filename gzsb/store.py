@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Iterator
 
 from sqlalchemy import select, update
@@ -137,7 +137,7 @@ class SqlStore:
         record.data = data
         record.seq = seq
         record.head = head
-        record.updated_at = datetime.now().astimezone()
+        record.updated_at = datetime.now(timezone.utc)
         # The mapper's version_id_col turns this into UPDATE … WHERE version = :old;
         # a lost race raises StaleDataError (SQLite has no row locks, so this is its guard).
         self.session.flush()
@@ -168,8 +168,10 @@ class SqlStore:
         self.session.execute(
             update(Timer)
             .where(Timer.application_id == record.id, Timer.fired_at.is_(None))
-            .values(fired_at=now, outcome="cancelled")
+            .values(fired_at=now.astimezone(timezone.utc), outcome="cancelled")
         )
 
     def arm_timer(self, record: Application, state: str, event: str, armed_seq: int, due_at: datetime) -> None:
-        self.session.add(Timer(application_id=record.id, state=state, event=event, armed_seq=armed_seq, due_at=due_at))
+        # SQLite keeps no zone: every stored time is UTC so comparisons agree.
+        due_utc = due_at.astimezone(timezone.utc)
+        self.session.add(Timer(application_id=record.id, state=state, event=event, armed_seq=armed_seq, due_at=due_utc))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import MappingProxyType
@@ -42,7 +43,11 @@ class GuardCall:
     args: Any = None
 
     def describe(self) -> str:
-        return self.name if self.args is None else f"{self.name}({self.args})"
+        if self.args is None:
+            return self.name
+        if isinstance(self.args, str):
+            return f"{self.name}({self.args})"
+        return f"{self.name}({json.dumps(self.args, default=dict, sort_keys=True, ensure_ascii=False)})"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,195 @@
+"""Demo data: confirmation points, staff accounts and applicants in every state of the flow.
+
+Every applicant is driven to its state through the engine, so its history is real and
+`flask audit verify` passes on a freshly seeded database.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import select
+
+from gzsb.accounts import create_account
+from gzsb.extensions import db
+from gzsb.idcard import check_digit
+from gzsb.models import Account, Application, ConfirmationPoint, RegistryRecord
+from gzsb.runtime import engine, vault
+from gzsb.store import FLOWS, start_application
+from gzsb.workflow.engine import Actor, Engine
+from gzsb.workflow.spec import FlowSpec
+
+log = logging.getLogger(__name__)
+
+DEMO_PASSWORD = "Demo@2026gzsb"
+STAFF = (
+    # (role, name, id number seed, mobile, confirmation point code)
+    ("staff", "确认点老师", "12010419800101001", "13900000001", "NK01"),
+    ("admin", "系统管理员", "12010419800102002", "13900000002", None),
+    ("auditor", "审计员", "12010419800103003", "13900000003", None),
+)
+CONFIRMATION_POINTS = (
+    ("NK01", "南开区招生考试中心", "天津市南开区"),
+    ("HX01", "河西区招生考试中心", "天津市河西区"),
+    ("BH01", "滨海新区招生考试中心", "天津市滨海新区"),
+)
+SURNAMES = "王李张刘陈杨赵黄周吴徐孙马朱胡郭何高林罗"
+GIVEN = ("子涵", "浩然", "欣怡", "宇轩", "梓萱", "俊杰", "雨桐", "嘉怡", "文博", "思远")
+
+
+def id_number(first17: str) -> str:
+    return first17 + check_digit(first17)
+
+
+@dataclass(frozen=True)
+class Student:
+    index: int
+    name: str
+    id_number: str
+    mobile: str
+    category: str
+    in_registry: bool
+
+
+def demo_student(index: int) -> Student:
+    # Odd sequence digit: 男, even: 女 (GB 11643).
+    sex_digit = index % 10
+    number = id_number(f"12010420030{(index % 9) + 1}{(index % 28) + 1:02d}{index // 10 % 100:02d}{sex_digit}")
+    name = SURNAMES[index % len(SURNAMES)] + GIVEN[index % len(GIVEN)]
+    category = "退役士兵" if index % 4 == 3 else "普通"
+    return Student(index, name, number, f"1370000{index:04d}", category, in_registry=index % 5 != 4)
+
+
+def basic_info(student: Student, point: str) -> dict[str, Any]:
+    number = student.id_number
+    return {
+        "name": student.name,
+        "sex": "男" if int(number[16]) % 2 else "女",
+        "ethnicity": "汉族",
+        "political_status": "共青团员",
+        "id_number": number,
+        "birth_date": f"{number[6:10]}-{number[10:12]}-{number[12:14]}",
+        "mobile": student.mobile,
+        "address": "天津市南开区卫津路92号",
+        "postcode": "300072",
+        "college": "天津职业大学",
+        "major": "计算机应用技术",
+        "graduation_year": 2027,
+        "category": student.category,
+        "confirmation_point": point,
+    }
+
+
+STUDENT, SYSTEM, STAFF_ROLE = "student", "system", "staff"
+# Routes to each state: (event, who, payload). "{…}" payloads are filled per applicant.
+TO_CONFIRMING = [
+    ("accept_pledge", STUDENT, {"agree": True}),
+    ("submit_basic_info", STUDENT, "basic_info"),
+    ("check_xueji", STUDENT, {}),
+    ("confirm_xueji", STUDENT, {"answer": "correct"}),
+    ("submit_preferences", STUDENT, {"choices": [{"institution": "10060", "major": "080901"}]}),
+]
+TO_IDENTITY = [*TO_CONFIRMING, ("confirm_info", STUDENT, {})]
+TO_CHECKING = [*TO_IDENTITY, ("upload_identity", STUDENT, {"photo": "demo-photo", "id_card": "demo-id-card"})]
+MATCHED = {"matched": True, "distance": 0.38, "threshold": 0.6, "model": "Dlib"}
+TO_VERIFIED = [*TO_CHECKING, ("face_matched", SYSTEM, MATCHED)]
+TO_ORDER = [*TO_VERIFIED, ("create_order", STUDENT, {})]
+PAID = ("payment_succeeded", SYSTEM, "payment")
+ROUTES: dict[str, list[tuple[str, str, Any]]] = {
+    "started": [],
+    "pledged": TO_CONFIRMING[:1],
+    "preferences": TO_CONFIRMING[:3],
+    "confirming": TO_CONFIRMING,
+    "identity_pending": TO_IDENTITY,
+    "face_checking": TO_CHECKING,
+    "manual_identity": [*TO_IDENTITY, ("request_manual_identity", STUDENT, {"note": "身份证遗失，补办中"})],
+    "identity_verified": TO_VERIFIED,
+    "payment_pending": TO_ORDER,
+    "materials_pending": [*TO_ORDER, PAID],
+    "materials_review": [*TO_ORDER, PAID, ("submit_materials", STUDENT, {"files": ["demo-dd214"]})],
+    "approved": [*TO_ORDER, PAID],
+}
+NEEDS_MATERIALS = {"materials_pending", "materials_review"}
+
+
+def demo_clock(flow: FlowSpec, now: datetime) -> datetime:
+    """Inside the registration window, so the window guard lets the demo through."""
+    window = flow.windows.get("registration")
+    if window is None or window.opens <= now < window.closes - timedelta(days=3):
+        return now
+    return window.opens + timedelta(days=1)
+
+
+def drive(
+    eng: Engine, app_id: int, student: Student, account_id: int, route: list[tuple[str, str, Any]], staff_id: int, at: datetime
+) -> None:
+    for step, (event, who, payload) in enumerate(route):
+        app = db.session.get(Application, app_id)
+        if payload == "basic_info":
+            payload = basic_info(student, "NK01")
+        elif payload == "payment":
+            order = app.data["order"]
+            payload = {"order": order["number"], "amount_fen": order["amount_fen"], "trade_no": f"SBX{app.id:08d}", "channel": "alipay"}
+        actor = {
+            STUDENT: Actor(f"account:{account_id}", "student"),
+            SYSTEM: Actor.system("demo"),
+            STAFF_ROLE: Actor(f"account:{staff_id}", "staff"),
+        }[who]
+        eng.fire(app_id, event, actor, payload, now=at + timedelta(minutes=7 * step))
+
+
+def seed(app: Flask, per_state: int = 2) -> list[str]:
+    with app.app_context():
+        session = db.session
+        v = vault()
+        if session.scalars(select(Account.id).where(Account.role == "admin")).first() is not None:
+            return ["demo data already present; nothing done"]
+        points = {}
+        for code, name, address in CONFIRMATION_POINTS:
+            point = ConfirmationPoint(code=code, name=name, address=address)
+            session.add(point)
+            session.flush()
+            points[code] = point.id
+        for role, name, seed17, mobile, point_code in STAFF:
+            create_account(
+                session, v, name=name, id_number=id_number(seed17),
+                password=DEMO_PASSWORD, mobile=mobile, role=role,
+                confirmation_point_id=points.get(point_code) if point_code else None,
+            )  # fmt: skip
+        session.commit()
+        eng = engine()
+        version = FLOWS.current(session, app.config["FLOW_NAME"])
+        flow = FLOWS.by_version(session, version.id)
+        at = demo_clock(flow, eng.clock())
+        staff_id = session.scalars(select(Account.id).where(Account.role == "staff")).one()
+        lines, index = [], 0
+        for state, route in ROUTES.items():
+            for _ in range(per_state):
+                index += 1
+                student = demo_student(index)
+                if state in NEEDS_MATERIALS:
+                    student = Student(**{**student.__dict__, "category": "退役士兵"})
+                elif state == "approved":
+                    student = Student(**{**student.__dict__, "category": "普通", "in_registry": True})
+                account = create_account(
+                    session, v, name=student.name, id_number=student.id_number, password=DEMO_PASSWORD, mobile=student.mobile
+                )
+                if student.in_registry:
+                    session.add(
+                        RegistryRecord(
+                            id_number_index=v.index(student.id_number), name=student.name, school="天津职业大学",
+                            major="计算机应用技术", graduation_year=2027,
+                        )  # fmt: skip
+                    )
+                session.commit()
+                application = start_application(session, account.id, app.config["FLOW_NAME"])
+                route_here = route if student.in_registry else [r for r in route if r[0] != "confirm_xueji"]
+                drive(eng, application.id, student, account.id, route_here, staff_id, at + timedelta(hours=index))
+                lines.append(f"{state:18} {student.name} {student.id_number[:6]}********{student.id_number[-4:]}")
+        lines.append(f"demo password for every account: {DEMO_PASSWORD}")
+        return lines
+
