@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, g, jsonify, render_template, request
 from sqlalchemy import event
 from sqlalchemy.engine import Engine as SqlEngine
 
@@ -44,6 +44,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
+def _fresh_g() -> None:
+    # g lives as long as the app context, which may outlive one request when a caller
+    # (the CLI, a test) pushed it: cached user and CSRF token must not leak across requests.
+    for name in list(vars(g)):
+        delattr(g, name)
+
+
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -70,6 +77,7 @@ def create_app(config: type[Config] | Any = Config, *, clock: Callable[[], datet
     from gzsb.views.auth import current_account
 
     app.context_processor(lambda: {"account": current_account()})
+    app.before_request(_fresh_g)
 
     cli.register(app)
 
