@@ -150,9 +150,11 @@ def seed(app: Flask, per_state: int = 2) -> list[str]:
             return ["demo data already present; nothing done"]
         points = {}
         for code, name, address in CONFIRMATION_POINTS:
-            point = ConfirmationPoint(code=code, name=name, address=address)
-            session.add(point)
-            session.flush()
+            point = session.scalars(select(ConfirmationPoint).where(ConfirmationPoint.code == code)).first()
+            if point is None:
+                point = ConfirmationPoint(code=code, name=name, address=address)
+                session.add(point)
+                session.flush()
             points[code] = point.id
         for role, name, seed17, mobile, point_code in STAFF:
             create_account(

@@ -26,6 +26,12 @@ huey = make_huey()
 _flask_app = None
 
 
+def use_app(app: Any) -> None:
+    """Run tasks against this Flask app (tests, or a consumer started with its own config)."""
+    global _flask_app
+    _flask_app = app
+
+
 def flask_app() -> Any:
     global _flask_app
     if _flask_app is None:

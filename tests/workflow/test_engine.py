@@ -12,12 +12,7 @@ from gzsb.models import Application, HistoryEvent, Outbox, Timer
 from gzsb.runtime import engine
 from gzsb.worker import fire_due_timers
 from gzsb.workflow.engine import Actor
-from tests.support import student_payload
-
-SYSTEM = Actor.system("test")
-MATCHED = {"matched": True, "distance": 0.3, "threshold": 0.6, "model": "Dlib"}
-MISMATCHED = {"matched": False, "distance": 0.8, "threshold": 0.6, "model": "Dlib", "reason": "人脸不一致"}
-UPLOAD = {"photo": "p1", "id_card": "c1"}
+from tests.support import MATCHED, MISMATCHED, SYSTEM, UPLOAD, pay, student_payload, to_confirming, to_payment
 
 
 def snapshot(app_id: int) -> tuple[Any, ...]:
@@ -26,28 +21,6 @@ def snapshot(app_id: int) -> tuple[Any, ...]:
     events = db.session.scalar(select(func.count()).where(HistoryEvent.application_id == app_id))
     outbox = db.session.scalar(select(func.count()).select_from(Outbox))
     return app.state, app.seq, app.version, app.head, dict(app.data), events, outbox
-
-
-def to_confirming(eng, who) -> None:
-    eng.fire(who.application_id, "accept_pledge", who.actor, {"agree": True})
-    eng.fire(who.application_id, "submit_basic_info", who.actor, student_payload(who))
-    eng.fire(who.application_id, "check_xueji", who.actor, {})
-    eng.fire(who.application_id, "confirm_xueji", who.actor, {"answer": "correct"})
-    eng.fire(who.application_id, "submit_preferences", who.actor, {"choices": [{"institution": "10060", "major": "080901"}]})
-
-
-def to_payment(eng, who) -> None:
-    to_confirming(eng, who)
-    eng.fire(who.application_id, "confirm_info", who.actor, {})
-    eng.fire(who.application_id, "upload_identity", who.actor, UPLOAD)
-    eng.fire(who.application_id, "face_matched", SYSTEM, MATCHED)
-    eng.fire(who.application_id, "create_order", who.actor, {})
-
-
-def pay(eng, who) -> Any:
-    order = db.session.get(Application, who.application_id).data["order"]
-    payload = {"order": order["number"], "amount_fen": order["amount_fen"], "trade_no": "T1", "channel": "alipay"}
-    return eng.fire(who.application_id, "payment_succeeded", SYSTEM, payload)
 
 
 def test_student_reaches_approved_and_history_verifies(app, make_applicant, eng) -> None:
@@ -140,7 +113,9 @@ def test_student_without_registry_record_may_go_on(app, make_applicant, eng) -> 
     eng.fire(who.application_id, "check_xueji", who.actor, {})
     with pytest.raises(GuardRefused):
         eng.fire(who.application_id, "report_xueji_error", who.actor, {"problem": "x"})
-    fired = eng.fire(who.application_id, "submit_preferences", who.actor, {"choices": [{"institution": "a", "major": "b"}]})
+    fired = eng.fire(
+        who.application_id, "submit_preferences", who.actor, {"choices": [{"institution": "a", "major": "b"}]}
+    )
     assert fired.to_state == "confirming"
 
 
