@@ -31,7 +31,9 @@ def check_password(account: Account, password: str) -> bool:
 def find_account(session: Session, vault: Vault, login: str) -> Account | None:
     """By ID number or mobile (both are looked up through their blind index)."""
     key = vault.index(login)
-    return session.scalars(select(Account).where(or_(Account.id_number_index == key, Account.mobile_index == key))).first()
+    return session.scalars(
+        select(Account).where(or_(Account.id_number_index == key, Account.mobile_index == key))
+    ).first()
 
 
 def create_account(

@@ -94,7 +94,9 @@ def audit_verify(uid: str | None, export_file: str | None) -> None:
 
 @audit_cli.command("replay")
 @click.option("--application", "uid", required=True)
-@click.option("--flow", "flow_path", required=True, type=click.Path(dir_okay=False), help="Another flow file (what-if).")
+@click.option(
+    "--flow", "flow_path", required=True, type=click.Path(dir_okay=False), help="Another flow file (what-if)."
+)
 def audit_replay(uid: str, flow_path: str) -> None:
     """Where would this history stop being legal under another flow?"""
     from gzsb.audit import application_history
@@ -106,7 +108,8 @@ def audit_replay(uid: str, flow_path: str) -> None:
     if verdict.ok:
         click.echo(f"application {uid}: all {verdict.events} events are legal under {Path(flow_path).name}")
     else:
-        click.echo(f"application {uid}: stops being legal under {Path(flow_path).name} at seq {verdict.bad_seq}: {verdict.problem}")
+        where = f"under {Path(flow_path).name} at seq {verdict.bad_seq}"
+        click.echo(f"application {uid}: stops being legal {where}: {verdict.problem}")
     sys.exit(0 if verdict.ok else 1)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask
@@ -125,7 +125,13 @@ def demo_clock(flow: FlowSpec, now: datetime) -> datetime:
 
 
 def drive(
-    eng: Engine, app_id: int, student: Student, account_id: int, route: list[tuple[str, str, Any]], staff_id: int, at: datetime
+    eng: Engine,
+    app_id: int,
+    student: Student,
+    account_id: int,
+    route: list[tuple[str, str, Any]],
+    staff_id: int,
+    at: datetime,
 ) -> None:
     for step, (event, who, payload) in enumerate(route):
         app = db.session.get(Application, app_id)
@@ -133,7 +139,12 @@ def drive(
             payload = basic_info(student, "NK01")
         elif payload == "payment":
             order = app.data["order"]
-            payload = {"order": order["number"], "amount_fen": order["amount_fen"], "trade_no": f"SBX{app.id:08d}", "channel": "alipay"}
+            payload = {
+                "order": order["number"],
+                "amount_fen": order["amount_fen"],
+                "trade_no": f"SBX{app.id:08d}",
+                "channel": "alipay",
+            }
         actor = {
             STUDENT: Actor(f"account:{account_id}", "student"),
             SYSTEM: Actor.system("demo"),
@@ -178,13 +189,21 @@ def seed(app: Flask, per_state: int = 2) -> list[str]:
                 elif state == "approved":
                     student = Student(**{**student.__dict__, "category": "普通", "in_registry": True})
                 account = create_account(
-                    session, v, name=student.name, id_number=student.id_number, password=DEMO_PASSWORD, mobile=student.mobile
+                    session,
+                    v,
+                    name=student.name,
+                    id_number=student.id_number,
+                    password=DEMO_PASSWORD,
+                    mobile=student.mobile,
                 )
                 if student.in_registry:
                     session.add(
                         RegistryRecord(
-                            id_number_index=v.index(student.id_number), name=student.name, school="天津职业大学",
-                            major="计算机应用技术", graduation_year=2027,
+                            id_number_index=v.index(student.id_number),
+                            name=student.name,
+                            school="天津职业大学",
+                            major="计算机应用技术",
+                            graduation_year=2027,
                         )  # fmt: skip
                     )
                 session.commit()
@@ -194,4 +213,3 @@ def seed(app: Flask, per_state: int = 2) -> list[str]:
                 lines.append(f"{state:18} {student.name} {student.id_number[:6]}********{student.id_number[-4:]}")
         lines.append(f"demo password for every account: {DEMO_PASSWORD}")
         return lines
-

@@ -6,7 +6,7 @@ Run a consumer with ``huey_consumer gzsb.jobs.huey``.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from huey import RedisHuey, SqliteHuey, crontab
@@ -54,7 +54,7 @@ def tick() -> dict[str, int]:
     from gzsb.worker import drain_outbox, fire_due_timers
 
     with flask_app().app_context():
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         fired = fire_due_timers(db.session, engine(), now)
         sent = drain_outbox(db.session, vault(), OutboxSms(db.session, vault()), render_sms, now)
     if fired or sent:

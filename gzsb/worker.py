@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -21,7 +21,7 @@ MAX_ATTEMPTS = 5
 
 def fire_due_timers(session: Session, engine: Engine, now: datetime, limit: int = 500) -> int:
     """Fire every due timer whose application is still where the timer was armed."""
-    now = now.astimezone(timezone.utc)
+    now = now.astimezone(UTC)
     due = session.scalars(
         select(Timer).where(Timer.fired_at.is_(None), Timer.due_at <= now).order_by(Timer.due_at).limit(limit)
     ).all()

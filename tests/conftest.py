@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterator
 
 import pytest
 from flask import Flask
@@ -19,12 +18,13 @@ from gzsb.extensions import db
 from gzsb.models import ConfirmationPoint, RegistryRecord
 from gzsb.runtime import engine, vault
 from gzsb.store import publish, start_application
-from gzsb.workflow.engine import Actor, Engine
+from gzsb.workflow.engine import Engine
 from gzsb.workflow.loader import load_flow_file
+from tests.support import Applicant
 
 FLOW_FILE = ROOT / "flows" / "enrollment.yaml"
 # Inside the shipped flow's registration window (2026-11-16 → 2027-01-12, Beijing time).
-IN_WINDOW = datetime(2026, 12, 1, 2, 0, tzinfo=timezone.utc)
+IN_WINDOW = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
 
 
 class Clock:
@@ -77,18 +77,6 @@ def pg_app(clock: Clock) -> Iterator[Flask]:
         db.drop_all()
 
 
-@dataclass
-class Applicant:
-    account_id: int
-    application_id: int
-    index: int
-    password: str = "Demo@2026gzsb"
-
-    @property
-    def actor(self) -> Actor:
-        return Actor(f"account:{self.account_id}", "student")
-
-
 _counter = itertools.count(1)
 
 
@@ -108,8 +96,11 @@ def _applicant_factory() -> Callable[..., Applicant]:
         if in_registry:
             db.session.add(
                 RegistryRecord(
-                    id_number_index=vault().index(student.id_number), name=student.name, school="天津职业大学",
-                    major="计算机应用技术", graduation_year=2027,
+                    id_number_index=vault().index(student.id_number),
+                    name=student.name,
+                    school="天津职业大学",
+                    major="计算机应用技术",
+                    graduation_year=2027,
                 )  # fmt: skip
             )
         db.session.commit()

@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from gzsb.demo import basic_info, demo_student
-
 from gzsb.extensions import db
 from gzsb.models import Application
 from gzsb.workflow.engine import Actor
 
 __all__ = ["basic_info", "demo_student", "student_payload"]
+
+
+@dataclass
+class Applicant:
+    account_id: int
+    application_id: int
+    index: int
+    password: str = "Demo@2026gzsb"
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(f"account:{self.account_id}", "student")
+
 
 SYSTEM = Actor.system("test")
 MATCHED = {"matched": True, "distance": 0.3, "threshold": 0.6, "model": "Dlib"}

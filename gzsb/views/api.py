@@ -13,7 +13,7 @@ from gzsb.extensions import db
 from gzsb.models import Application
 from gzsb.runtime import engine
 from gzsb.views.auth import current_account, login_required
-from gzsb.views.enrollment import flow_of, own_application, stage_rows, current_actor
+from gzsb.views.enrollment import current_actor, flow_of, own_application, stage_rows
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -28,7 +28,9 @@ def describe(app: Application) -> dict[str, Any]:
         "page": state.page,
         "final": state.final,
         "version": app.version,
-        "stages": [{"key": r["stage"].key, "label": r["stage"].label, "status": r["status"]} for r in stage_rows(app, flow)],
+        "stages": [
+            {"key": r["stage"].key, "label": r["stage"].label, "status": r["status"]} for r in stage_rows(app, flow)
+        ],
         "events": [asdict(o) for o in engine().options(app, current_actor())],
     }
 

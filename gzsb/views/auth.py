@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import UTC, timedelta
 from functools import wraps
-from typing import Any, Callable
+from typing import Any
 
 from flask import Blueprint, g, redirect, render_template, request, session, url_for
 
@@ -65,7 +66,9 @@ def login() -> Any:
             session.clear()
             session["account_id"], session["epoch"] = account.id, account.session_epoch
             target = request.args.get("next", "")
-            return redirect(target if target.startswith("/") and not target.startswith("//") else url_for("enrollment.process"))
+            return redirect(
+                target if target.startswith("/") and not target.startswith("//") else url_for("enrollment.process")
+            )
         if account is not None and not locked:
             account.failed_logins += 1
             if account.failed_logins >= LOCK_AFTER:
@@ -86,6 +89,5 @@ def logout() -> Any:
 
 
 def _aware(moment: Any) -> Any:
-    from datetime import timezone
 
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

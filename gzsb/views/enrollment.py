@@ -71,7 +71,7 @@ def form_payload(form: Any) -> dict[str, Any]:
         value: Any = values if key.endswith("[]") else values[-1]
         parts = key.removesuffix("[]").split(".")
         node: Any = payload
-        for part, nxt in zip(parts, parts[1:]):
+        for part in parts[:-1]:
             node = node.setdefault(part, {})
         node[parts[-1]] = value
     return _lists(payload)
@@ -137,5 +137,7 @@ def fire(event: str) -> Any:
     except InvalidInput as exc:
         return render_state(db.session.get(Application, app.id), errors=exc.fields, values=payload, status=422)
     except GuardRefused as exc:
-        return render_state(db.session.get(Application, app.id), errors={"_event": exc.reasons}, values=payload, status=422)
+        return render_state(
+            db.session.get(Application, app.id), errors={"_event": exc.reasons}, values=payload, status=422
+        )
     return redirect(url_for("enrollment.application"))

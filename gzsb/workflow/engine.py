@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any, Callable, ContextManager, Iterable, Mapping, Protocol
+from typing import Any, Protocol
 
 from marshmallow import Schema, ValidationError, fields
 
@@ -26,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ class Record(Protocol):
 class Store(Protocol):
     """Persistence port. ``transaction()`` commits on success and rolls back on error."""
 
-    def transaction(self) -> ContextManager[None]: ...
+    def transaction(self) -> AbstractContextManager[None]: ...
 
     def lock(self, application_id: int) -> Record: ...
 
@@ -263,24 +265,18 @@ class Engine:
             if actor.role not in chosen.actors:
                 raise Forbidden(f"role {actor.role!r} may not take {event!r} to {chosen.dest!r}")
 
-            ctx = StepContext(
-                record, flow, actor, now, copy.deepcopy(record.data or {}), self.services, self.store
-            )
+            ctx = StepContext(record, flow, actor, now, copy.deepcopy(record.data or {}), self.services, self.store)
             history_payload: dict[str, Any] = {}
             if chosen.step:
                 step = self.steps.get(chosen.step)
                 loaded = _load(step.schema, payload or {}, event)
                 step.run(ctx, loaded)
                 history_payload = self.redactor.redact(_jsonable(loaded), _sensitive_fields(step.schema))
-            history_payload.update(
-                self.redactor.redact(_jsonable(ctx.recorded), ctx.sensitive) if ctx.recorded else {}
-            )
+            history_payload.update(self.redactor.redact(_jsonable(ctx.recorded), ctx.sensitive) if ctx.recorded else {})
 
             dest = MACHINES.get(flow).move(source, event, chosen)
             seq = record.seq + 1
-            guards_text = canonical(
-                [[b.dest, [[r.guard, r.passed] for r in results]] for b, results in evaluated]
-            )
+            guards_text = canonical([[b.dest, [[r.guard, r.passed] for r in results]] for b, results in evaluated])
             payload_text = canonical(history_payload)
             at = utc_text(now)
             digest = event_hash(

@@ -71,7 +71,9 @@ class StrictBoolean(fields.Boolean):
 
 class Name(fields.String):
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(validate=validate.Regexp(NAME, error=f"{{input!r}} is not a valid name ({NAME_RULE})"), **kwargs)
+        super().__init__(
+            validate=validate.Regexp(NAME, error=f"{{input!r}} is not a valid name ({NAME_RULE})"), **kwargs
+        )
 
 
 class Duration(fields.Field):
@@ -112,7 +114,10 @@ class _Strict(Schema):
         unknown = RAISE
 
 
-_WHEN = {"invalid": "not a date-time with a zone; write e.g. 2027-01-05T09:00:00+08:00", "invalid_awareness": "needs a zone; write e.g. 2027-01-05T09:00:00+08:00"}
+_WHEN = {
+    "invalid": "not a date-time with a zone; write e.g. 2027-01-05T09:00:00+08:00",
+    "invalid_awareness": "needs a zone; write e.g. 2027-01-05T09:00:00+08:00",
+}
 
 
 class WindowSchema(_Strict):
@@ -160,9 +165,7 @@ class FlowSchema(_Strict):
     initial = fields.String(required=True)
     windows = fields.Dict(keys=Name(), values=fields.Nested(WindowSchema), load_default=dict)
     stages = fields.List(fields.Nested(StageSchema), load_default=list)
-    states = fields.Dict(
-        keys=Name(), values=fields.Nested(StateSchema), required=True, validate=validate.Length(min=1)
-    )
+    states = fields.Dict(keys=Name(), values=fields.Nested(StateSchema), required=True, validate=validate.Length(min=1))
     transitions = fields.List(fields.Nested(TransitionSchema), required=True)
     timers = fields.List(fields.Nested(TimerSchema), load_default=list)
     notify = fields.Dict(keys=fields.String(), values=Name(), load_default=dict)
@@ -197,7 +200,9 @@ def flatten_errors(errors: Any, node: Any = None, path: str = "") -> list[str]:
     keys named together with the keys that would be valid there."""
     if not isinstance(errors, dict):
         messages = errors if isinstance(errors, list) else [errors]
-        return [f"{path or '(top)'}: {_MISSING if msg == 'Missing data for required field.' else msg}" for msg in messages]
+        return [
+            f"{path or '(top)'}: {_MISSING if msg == 'Missing data for required field.' else msg}" for msg in messages
+        ]
     lines: list[str] = []
     for key, sub in errors.items():
         if key == "_schema":

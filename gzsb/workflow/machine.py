@@ -10,7 +10,8 @@ still decides legality (is the event defined from this state?) and the destinati
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from transitions import Machine, MachineError
 

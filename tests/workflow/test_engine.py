@@ -12,7 +12,7 @@ from gzsb.models import Application, HistoryEvent, Outbox, Timer
 from gzsb.runtime import engine
 from gzsb.worker import fire_due_timers
 from gzsb.workflow.engine import Actor
-from tests.support import MATCHED, MISMATCHED, SYSTEM, UPLOAD, pay, student_payload, to_confirming, to_payment
+from tests.support import MISMATCHED, SYSTEM, UPLOAD, pay, student_payload, to_confirming, to_payment
 
 
 def snapshot(app_id: int) -> tuple[Any, ...]:
