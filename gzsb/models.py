@@ -158,3 +158,60 @@ class RegistryRecord(db.Model):
     study_form: Mapped[str] = mapped_column(String(20), default="普通全日制")
     graduation_year: Mapped[int]
     photo: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+
+
+class OtpCode(db.Model):
+    """An SMS verification code: stored hashed, short-lived, single use, few tries."""
+
+    __tablename__ = "otp_codes"
+    __table_args__ = (Index("ix_otp_target", "target_index", "purpose", "created_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(20))  # register / reset
+    target_index: Mapped[str] = mapped_column(String(64))  # blind index of the mobile
+    code_hash: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(default=0)
+    used_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True), nullable=True)
+
+
+class Institution(db.Model):
+    """A 招生院校 of the catalogue."""
+
+    __tablename__ = "institutions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(20), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+
+    majors: Mapped[list[Major]] = relationship(back_populates="institution", order_by="Major.code")
+
+
+class Major(db.Model):
+    """A 招生专业 offered by one institution."""
+
+    __tablename__ = "majors"
+    __table_args__ = (UniqueConstraint("institution_id", "code", name="uq_major_institution_code"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    institution_id: Mapped[int] = mapped_column(ForeignKey("institutions.id"), index=True)
+    code: Mapped[str] = mapped_column(String(20))
+    name: Mapped[str] = mapped_column(String(100))
+    places: Mapped[int] = mapped_column(default=0)
+
+    institution: Mapped[Institution] = relationship(back_populates="majors")
+
+
+class CorrectionRequest(db.Model):
+    """A student's report that their 学籍/学历 record is wrong, for the registrar's queue."""
+
+    __tablename__ = "correction_requests"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    application_id: Mapped[int] = mapped_column(ForeignKey("applications.id"), index=True)
+    registry_record_id: Mapped[int | None] = mapped_column(ForeignKey("registry_records.id"), nullable=True)
+    confirmation_point_id: Mapped[int | None] = mapped_column(ForeignKey("confirmation_points.id"), nullable=True)
+    problem: Mapped[str] = mapped_column(Text)
+    evidence: Mapped[list[str]] = mapped_column(JSON, default=list)
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    created_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True), nullable=True)
+    decided_by: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), nullable=True)
+    note: Mapped[str] = mapped_column(Text, default="")
