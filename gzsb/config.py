@@ -43,7 +43,27 @@ class Config:
         "materials_required": "【天津高职升本】{name}同学，已收到报名费，请登录系统上传审核材料。",
         "registration_approved": "【天津高职升本】{name}同学，您的报名已完成，请登录系统下载报名表。",
         "otp": "【天津高职升本】您的验证码是{code}，10分钟内有效。如非本人操作请忽略。",
+        "password_reset": "【天津高职升本】{name}同学，您的登录密码已重置。如非本人操作，请立即联系所在确认点。",
     }
+
+    # Accounts and SMS (issue 3). Twilio is used when all three are set, else the outbox.
+    TWILIO_ACCOUNT_SID = _env("TWILIO_ACCOUNT_SID")
+    TWILIO_AUTH_TOKEN = _env("TWILIO_AUTH_TOKEN")
+    TWILIO_FROM = _env("TWILIO_FROM")
+    TWILIO_TIMEOUT = float(_env("TWILIO_TIMEOUT", "10"))
+    # The /dev/sms page listing outbox messages (always on when debugging or testing).
+    SMS_DEV_PAGE = _env("SMS_DEV_PAGE", "0") == "1"
+    # SMS verification codes: HMAC key of the stored hashes, lifetime, tries and send limits.
+    OTP_KEY = _env("OTP_KEY", "dev-only-otp-key-change-me")
+    OTP_TTL_SECONDS = int(_env("OTP_TTL_SECONDS", "600"))
+    OTP_MAX_ATTEMPTS = int(_env("OTP_MAX_ATTEMPTS", "5"))
+    OTP_RESEND_SECONDS = int(_env("OTP_RESEND_SECONDS", "60"))
+    OTP_DAILY_LIMIT = int(_env("OTP_DAILY_LIMIT", "10"))
+    # Per client IP (in memory, per process): failures before a pause, the window, the pause.
+    IP_LOGIN_FAILURES = int(_env("IP_LOGIN_FAILURES", "10"))
+    IP_WINDOW_SECONDS = int(_env("IP_WINDOW_SECONDS", "900"))
+    IP_BLOCK_SECONDS = int(_env("IP_BLOCK_SECONDS", "900"))
+    IP_SMS_PER_HOUR = int(_env("IP_SMS_PER_HOUR", "20"))
 
     @classmethod
     def is_sqlite(cls) -> bool:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
+import re
+from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -43,10 +46,55 @@ def mask_id_number(value: str) -> str:
 
 
 def mask_mobile(value: str) -> str:
+    """137****0001 (a +86 prefix is kept: +86137****0001)."""
+    prefix = ""
+    if value.startswith("+86") and len(value) > 10:
+        prefix, value = "+86", value[3:]
     if len(value) < 7:
-        return "*" * len(value)
-    return value[:3] + "****" + value[-4:]
+        return prefix + "*" * len(value)
+    return prefix + value[:3] + "*" * (len(value) - 7) + value[-4:]
 
 
 def mask_name(value: str) -> str:
     return value[:1] + "*" * max(len(value) - 1, 1) if value else ""
+
+
+# Whole ID numbers (18 characters, last may be X) and mainland mobiles (11 digits from 1),
+# not part of a longer run of letters or digits (hashes and uids are left alone).
+_ID_IN_TEXT = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
+_MOBILE_IN_TEXT = re.compile(r"(?<![0-9A-Za-z+])(?:\+86)?1[3-9]\d{9}(?![0-9A-Za-z])")
+
+
+def mask_text(text: str) -> str:
+    """Mask every ID number and mobile number found in free text (log lines, messages)."""
+    text = _ID_IN_TEXT.sub(lambda m: mask_id_number(m.group(0)), text)
+    return _MOBILE_IN_TEXT.sub(lambda m: mask_mobile(m.group(0)), text)
+
+
+_masking_installed = False
+
+
+def install_log_masking() -> None:
+    """Every log record of the process gets its ID numbers and mobiles masked when created.
+
+    A LogRecord factory rather than a handler filter, so it holds whatever handlers the
+    server (gunicorn, flask run, pytest) installs. Idempotent.
+    """
+    global _masking_installed
+    if _masking_installed:
+        return
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError, KeyError):  # a broken format string is logging's business
+            return record
+        masked = mask_text(message)
+        if masked != message:
+            record.msg, record.args = masked, ()
+        return record
+
+    logging.setLogRecordFactory(factory)
+    _masking_installed = True

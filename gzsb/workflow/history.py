@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
+from gzsb.errors import ServiceError
 from gzsb.workflow.machine import MACHINES, FlowMachine
 from gzsb.workflow.spec import FlowSpec
 
 EXPORT_FORMAT = "gzsb-history/1"
+HEADER_KEYS = frozenset({"format", "application", "state", "head", "flow", "flow_yaml", "flow_source"})
 # Event fields in hashing and export order.
 FIELDS = ("seq", "event", "from", "to", "actor", "role", "guards", "payload", "flow", "at", "prev", "hash")
 
@@ -196,6 +198,8 @@ def replay(
     verdict = Verdict(application_uid)
     current = flow.initial
     prev = genesis_hash(application_uid, flow.sha256)
+    # hash → seq of every event seen, so a head that stops short names the first extra event.
+    seen: dict[str, int] = {prev: 0}
     expected_seq = 1
     for row in rows:
         seq = row.seq
@@ -235,10 +239,16 @@ def replay(
                 return verdict.fail(seq, problem)
         current = row.to_state
         prev = row.hash
+        seen.setdefault(prev, seq)
         expected_seq += 1
     verdict.events = expected_seq - 1
     verdict.state = current
     if head is not None and check_chain and head != prev:
+        if head in seen:
+            # The head names an earlier event: the ones after it were appended behind the
+            # application's back (or the head was rolled back).
+            extra = seen[head] + 1
+            return verdict.fail(extra, f"event seq {extra} comes after the recorded head (not a recorded transition)")
         return verdict.fail(expected_seq, f"history ends before the recorded head: event seq {expected_seq} is missing")
     if state is not None and state != current:
         return verdict.fail(
@@ -278,10 +288,22 @@ def verify_export(lines: Iterable[str], load_flow: Callable[[str, str], FlowSpec
         header = json.loads(header_line)
     except ValueError:
         return Verdict("?").fail(0, "header line is not JSON")
+    if not isinstance(header, dict):
+        return Verdict("?").fail(0, "header line is not a gzsb-history/1 header")
     uid = str(header.get("application", "?"))
     if header.get("format") != EXPORT_FORMAT or canonical(header) != header_line:
         return Verdict(uid).fail(0, "header line is not a canonical gzsb-history/1 header")
-    flow = load_flow(header["flow_yaml"], header.get("flow_source", "<export>"))
+    # Without its head or state the replay would silently skip checking them.
+    if set(header) != HEADER_KEYS or not all(isinstance(v, str) for v in header.values()):
+        return Verdict(uid).fail(0, f"header line needs exactly the string fields {', '.join(sorted(HEADER_KEYS))}")
+    flow_text = header.get("flow_yaml")
+    # Check the text against its hash before parsing it: an edited flow may not even load.
+    if not isinstance(flow_text, str) or hashlib.sha256(flow_text.encode("utf-8")).hexdigest() != header.get("flow"):
+        return Verdict(uid).fail(0, "the flow text in the header does not match its SHA-256")
+    try:
+        flow = load_flow(flow_text, str(header.get("flow_source", "<export>")))
+    except ServiceError as exc:
+        return Verdict(uid).fail(0, f"the flow in the header does not load: {exc}")
     if flow.sha256 != header.get("flow"):
         return Verdict(uid).fail(0, "the flow text in the header does not match its SHA-256")
     bad: list[Verdict] = []

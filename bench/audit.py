@@ -1,0 +1,190 @@
+"""Audit throughput: ``gzsb.audit.verify_all`` against a bare ``transitions`` machine
+replaying the same event stream, and the memory high-water of a verify run."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from transitions import Machine
+
+from bench.common import Clock, make_app
+from gzsb.audit import BATCH, verify_all
+from gzsb.config import ROOT
+from gzsb.extensions import db
+from gzsb.models import FlowVersion, HistoryEvent
+from gzsb.store import FLOWS
+from gzsb.workflow.spec import FlowSpec
+
+
+@dataclass(frozen=True)
+class Pass:
+    applications: int
+    events: int
+    seconds: float
+    failures: int
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds
+
+
+def time_verify(path: Path) -> Pass:
+    """One ``verify_all`` pass over every application of the data set."""
+    app = make_app(path, Clock(), fresh=False)
+    with app.app_context():
+        applications = events = failures = 0
+        started = time.perf_counter()
+        for verdict in verify_all(db.session):
+            applications += 1
+            events += verdict.events
+            failures += not verdict.ok
+        seconds = time.perf_counter() - started
+        db.session.remove()
+        db.engine.dispose()
+    return Pass(applications, events, seconds, failures)
+
+
+class _Model:
+    """The bare machine's model, reused: its state is reset for every application."""
+
+    state: str
+
+
+def bare_machine(flow: FlowSpec) -> tuple[Machine, _Model]:
+    """A plain ``transitions.Machine`` for ``flow``: no guards, no callbacks, first branch wins."""
+    model = _Model()
+    machine = Machine(
+        model=model,
+        states=list(flow.states),
+        transitions=[{"trigger": t.event, "source": t.source, "dest": t.dest} for t in flow.transitions],
+        initial=flow.initial,
+        auto_transitions=False,
+    )
+    return machine, model
+
+
+EVENT_QUERY = select(
+    HistoryEvent.application_id, HistoryEvent.seq, HistoryEvent.event, HistoryEvent.from_state,
+    HistoryEvent.to_state, HistoryEvent.actor, HistoryEvent.role, HistoryEvent.guards, HistoryEvent.payload,
+    HistoryEvent.flow_sha256, HistoryEvent.at, HistoryEvent.prev_hash, HistoryEvent.hash,
+).order_by(HistoryEvent.application_id, HistoryEvent.seq)  # fmt: skip
+"""The columns and order ``verify_all`` streams (see gzsb/audit.py)."""
+
+
+def time_bare(path: Path, *, machine_too: bool = True) -> Pass:
+    """The same event stream (same query, same batching) through a bare machine; with
+    ``machine_too=False`` the rows are only fetched and grouped: the reading floor."""
+    app = make_app(path, Clock(), fresh=False)
+    with app.app_context():
+        version = db.session.scalars(select(FlowVersion.id).order_by(FlowVersion.id)).first()
+        flow = FLOWS.by_version(db.session, version)
+        machine, model = bare_machine(flow)
+        initial = flow.initial
+        applications = events = failures = 0
+        started = time.perf_counter()
+        with db.engine.connect() as conn:
+            rows = conn.execution_options(yield_per=BATCH).execute(EVENT_QUERY)
+            for _app_id, group in itertools.groupby(rows, key=lambda r: r[0]):
+                if not machine_too:
+                    events += sum(1 for _ in group)
+                    applications += 1
+                    continue
+                machine.set_state(initial, model)
+                last = initial
+                for row in group:
+                    model.trigger(row[2])
+                    last = row[4]
+                    events += 1
+                applications += 1
+                # The recorded destination must be where the bare machine went.
+                failures += model.state != last
+        seconds = time.perf_counter() - started
+        db.session.remove()
+        db.engine.dispose()
+    return Pass(applications, events, seconds, failures)
+
+
+# -- memory: one child process per data set, so the numbers are comparable ---------------
+
+
+@dataclass(frozen=True)
+class Memory:
+    applications: int
+    events: int
+    seconds: float
+    rss_before_kib: int  # resident set size just before the verify pass
+    rss_peak_kib: int  # high-water during the pass (VmHWM after a reset, else ru_maxrss)
+    peak_reset: bool  # whether the kernel's high-water mark could be reset before the pass
+    tracemalloc_peak_kib: int | None
+
+    @property
+    def rss_delta_kib(self) -> int:
+        return self.rss_peak_kib - self.rss_before_kib
+
+
+def measure_memory(path: Path, *, trace: bool) -> Memory:
+    """Run ``bench.audit`` as a child on ``path`` and read its JSON answer."""
+    command = [sys.executable, "-m", "bench.audit", str(path)] + (["--tracemalloc"] if trace else [])
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
+    return Memory(**json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def _status_kib(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak() -> bool:
+    """Linux: writing 5 to clear_refs resets VmHWM to the current RSS."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def _child(path: Path, trace: bool) -> dict[str, Any]:
+    import resource
+    import tracemalloc
+
+    app = make_app(path, Clock(), fresh=False)
+    with app.app_context():
+        # Warm up: imports, the flow catalogue and the machine cache are not the run's cost.
+        version = db.session.scalars(select(FlowVersion.id).order_by(FlowVersion.id)).first()
+        FLOWS.by_version(db.session, version)
+        next(verify_all(db.session), None)
+        if trace:
+            tracemalloc.start()
+        reset = _reset_peak()
+        before = _status_kib("VmRSS") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        applications = events = failures = 0
+        started = time.perf_counter()
+        for verdict in verify_all(db.session):
+            applications += 1
+            events += verdict.events
+            failures += not verdict.ok
+        seconds = time.perf_counter() - started
+        hwm = _status_kib("VmHWM") if reset else None
+        peak = hwm or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        traced = tracemalloc.get_traced_memory()[1] // 1024 if trace else None
+    if failures:
+        raise SystemExit(f"{failures} applications failed verification")
+    return asdict(Memory(applications, events, seconds, before, peak, reset and hwm is not None, traced))
+
+
+if __name__ == "__main__":
+    arguments = sys.argv[1:]
+    print(json.dumps(_child(Path(arguments[0]), "--tracemalloc" in arguments)))

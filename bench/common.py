@@ -1,0 +1,168 @@
+"""Shared set-up: an app on a SQLite file, a clock inside the registration window,
+applicants created without the per-account Argon2 cost, and the 15-event path."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from gzsb.accounts import hash_password
+from gzsb.app import create_app
+from gzsb.config import ROOT, TestConfig
+from gzsb.demo import basic_info, demo_student
+from gzsb.extensions import db
+from gzsb.models import Account, Application, ConfirmationPoint, RegistryRecord
+from gzsb.runtime import vault
+from gzsb.store import publish, start_application
+from gzsb.workflow.engine import Actor, Engine, Fired
+from gzsb.workflow.loader import load_flow_file
+
+OUT = Path(__file__).resolve().parent / "out"
+FLOW_FILE = ROOT / "flows" / "enrollment.yaml"
+FLOW_NAME = "tianjin-gzsb"
+# Inside the shipped flow's registration window (2026-11-16 → 2027-01-12, Beijing time).
+IN_WINDOW = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
+CATEGORY = "退役士兵"  # a reviewed category: payment leads to materials_pending
+SYSTEM = Actor.system("bench")
+
+MATCHED = {"matched": True, "distance": 0.38, "threshold": 0.6, "model": "Dlib"}
+MISMATCHED = {"matched": False, "distance": 0.8, "threshold": 0.6, "model": "Dlib", "reason": "人脸不一致"}
+UPLOAD = {"photo": "bench-photo", "id_card": "bench-id-card"}
+
+# (event, fired by the student?, payload or the name of a payload built per applicant).
+# Fifteen legal events: the face check fails once, the first order expires.
+PATH: tuple[tuple[str, bool, Any], ...] = (
+    ("accept_pledge", True, {"agree": True}),
+    ("submit_basic_info", True, "basic_info"),
+    ("check_xueji", True, {}),
+    ("confirm_xueji", True, {"answer": "correct"}),
+    ("submit_preferences", True, {"choices": [{"institution": "10060", "major": "080901"}]}),
+    ("confirm_info", True, {}),
+    ("upload_identity", True, UPLOAD),
+    ("face_mismatch", False, MISMATCHED),
+    ("upload_identity", True, UPLOAD),
+    ("face_matched", False, MATCHED),
+    ("create_order", True, {}),
+    ("payment_expired", False, {}),
+    ("create_order", True, {}),
+    ("payment_succeeded", False, "payment"),
+    ("submit_materials", True, {"files": ["bench-dd214"]}),
+)
+EXPECTED_END = "materials_review"
+
+
+class Clock:
+    """The app's clock; moves forward a little on every read so events are ordered."""
+
+    def __init__(self, now: datetime = IN_WINDOW, step: timedelta = timedelta(milliseconds=250)) -> None:
+        self.now = now
+        self.step = step
+
+    def __call__(self) -> datetime:
+        self.now += self.step
+        return self.now
+
+
+def make_app(path: Path, clock: Callable[[], datetime], *, fresh: bool = True) -> Flask:
+    """Like tests/conftest._make_app, on a file DB (the app's listener sets WAL etc.)."""
+    config = type("BenchConfig", (TestConfig,), {"SQLALCHEMY_DATABASE_URI": f"sqlite:///{path.resolve()}"})
+    app = create_app(config, clock=clock)
+    if fresh:
+        with app.app_context():
+            db.drop_all()
+            db.create_all()
+            publish(db.session, load_flow_file(FLOW_FILE))
+            db.session.add(ConfirmationPoint(code="NK01", name="南开区招生考试中心"))
+            db.session.commit()
+    return app
+
+
+def remove_db(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class Applicant:
+    index: int
+    account_id: int
+    application_id: int
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(f"account:{self.account_id}", "student")
+
+
+def add_applicants(count: int, first_index: int = 1) -> list[Applicant]:
+    """Accounts, registry records and started applications (in an app context).
+
+    One Argon2 hash is shared by all accounts: creating them is set-up, not measured."""
+    if first_index + count > 1000:
+        raise ValueError("demo_student() numbers are unique only below index 1000")
+    v = vault()
+    password_hash = hash_password("Bench@2026gzsb")
+    made: list[Applicant] = []
+    for index in range(first_index, first_index + count):
+        student = demo_student(index)
+        account = Account(
+            name=student.name,
+            role="student",
+            id_number_enc=v.encrypt(student.id_number),
+            id_number_index=v.index(student.id_number),
+            mobile_enc=v.encrypt(student.mobile),
+            mobile_index=v.index(student.mobile),
+            password_hash=password_hash,
+        )
+        db.session.add(account)
+        db.session.add(
+            RegistryRecord(
+                id_number_index=v.index(student.id_number),
+                name=student.name,
+                school="天津职业大学",
+                major="计算机应用技术",
+                graduation_year=2027,
+            )
+        )
+        db.session.flush()
+        made.append(Applicant(index, account.id, 0))
+    db.session.commit()
+    out = []
+    for who in made:
+        application = start_application(db.session, who.account_id, FLOW_NAME)
+        out.append(Applicant(who.index, who.account_id, application.id))
+    return out
+
+
+def payload_for(who: Applicant, spec: Any) -> dict[str, Any]:
+    if spec == "basic_info":
+        info = basic_info(demo_student(who.index), "NK01")
+        info["category"] = CATEGORY
+        return info
+    if spec == "payment":
+        order = db.session.get(Application, who.application_id).data["order"]
+        return {"order": order["number"], "amount_fen": order["amount_fen"], "trade_no": "T1", "channel": "alipay"}
+    return dict(spec)
+
+
+def fire_step(eng: Engine, who: Applicant, step: int) -> Fired:
+    event, by_student, spec = PATH[step]
+    return eng.fire(who.application_id, event, who.actor if by_student else SYSTEM, payload_for(who, spec))
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100)."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
