@@ -64,15 +64,19 @@ def flow_graph(path: str, output: str) -> None:
 
 @audit_cli.command("verify")
 @click.option("--application", "uid", default=None, help="Only this application (uid).")
-@click.option("--file", "export_file", type=click.Path(dir_okay=False), default=None, help="Verify an export offline.")
+@click.option("--file", "export_file", type=click.Path(dir_okay=False, exists=True), default=None, help="Verify an export offline.")
 def audit_verify(uid: str | None, export_file: str | None) -> None:
     """Replay histories under their own flow versions; exit 1 if any fails."""
     if export_file:
         from gzsb.workflow.history import verify_export
         from gzsb.workflow.loader import load_flow
 
-        with open(export_file, encoding="utf-8") as handle:
-            verdict = verify_export(handle, load_flow)
+        try:
+            with open(export_file, encoding="utf-8") as handle:
+                verdict = verify_export(handle, load_flow)
+        except UnicodeDecodeError as exc:
+            click.echo(f"{export_file}: FAILED: not a history export (invalid UTF-8 at byte {exc.start})", err=True)
+            sys.exit(1)
         click.echo(verdict.describe(), err=not verdict.ok)
         sys.exit(0 if verdict.ok else 1)
 

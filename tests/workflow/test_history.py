@@ -398,7 +398,6 @@ def test_export_with_a_byte_that_breaks_utf8_fails(app: Flask, cast: Cast, expor
     assert cli(app, "audit", "verify", "--file", str(exported)).exit_code == 1
 
 
-@pytest.mark.xfail(strict=True, reason="gzsb/cli.py: UnicodeDecodeError escapes `audit verify --file` as a traceback")
 def test_export_with_a_byte_that_breaks_utf8_is_reported(app: Flask, cast: Cast, exported: Path) -> None:
     _invalid_utf8(exported)
     result = cli(app, "audit", "verify", "--file", str(exported))
