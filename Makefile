@@ -23,6 +23,8 @@ LINT_PATHS := gzsb tests bench migrations
 FLOW := flows/enrollment.yaml
 
 export FLASK_APP := gzsb.app:create_app
+# `make run` is a development server: the SMS outbox page (/dev/sms) shows the codes.
+run: export SMS_DEV_PAGE := 1
 
 .PHONY: help setup system-packages deps run test lint fmt bench clean distclean
 

@@ -64,7 +64,13 @@ def flow_graph(path: str, output: str) -> None:
 
 @audit_cli.command("verify")
 @click.option("--application", "uid", default=None, help="Only this application (uid).")
-@click.option("--file", "export_file", type=click.Path(dir_okay=False, exists=True), default=None, help="Verify an export offline.")
+@click.option(
+    "--file",
+    "export_file",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="Verify an export offline.",
+)
 def audit_verify(uid: str | None, export_file: str | None) -> None:
     """Replay histories under their own flow versions; exit 1 if any fails."""
     if export_file:

@@ -159,6 +159,8 @@ def seed(app: Flask, per_state: int = 2) -> list[str]:
         v = vault()
         if session.scalars(select(Account.id).where(Account.role == "admin")).first() is not None:
             return ["demo data already present; nothing done"]
+        # Fail before writing anything when no flow is published (all or nothing).
+        FLOWS.current(session, app.config["FLOW_NAME"])
         points = {}
         for code, name, address in CONFIRMATION_POINTS:
             point = session.scalars(select(ConfirmationPoint).where(ConfirmationPoint.code == code)).first()

@@ -48,7 +48,7 @@ def render_sms(template: str, account: Any) -> str:
 @huey.periodic_task(crontab(minute="*"))
 def tick() -> dict[str, int]:
     """Every minute: due timers (e.g. unpaid orders) and pending SMS."""
-    from gzsb.adapters.sms import OutboxSms
+    from gzsb.adapters.sms import sms_sender
     from gzsb.extensions import db
     from gzsb.runtime import engine, vault
     from gzsb.worker import drain_outbox, fire_due_timers
@@ -56,7 +56,7 @@ def tick() -> dict[str, int]:
     with flask_app().app_context():
         now = datetime.now(UTC)
         fired = fire_due_timers(db.session, engine(), now)
-        sent = drain_outbox(db.session, vault(), OutboxSms(db.session, vault()), render_sms, now)
+        sent = drain_outbox(db.session, vault(), sms_sender(flask_app().config, db.session, vault()), render_sms, now)
     if fired or sent:
         log.info("tick: %d timer(s) fired, %d SMS sent", fired, sent)
     return {"timers": fired, "sms": sent}

@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from datetime import datetime, timezone
-from typing import Any, Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -26,18 +27,20 @@ class FlowCatalog:
     """Published flow versions, parsed once per process (they are immutable)."""
 
     def __init__(self) -> None:
-        self._by_id: dict[int, FlowSpec] = {}
+        self._by_id: dict[tuple[str, int], FlowSpec] = {}
         self._lock = threading.Lock()
 
     def by_version(self, session: Session, version_id: int) -> FlowSpec:
-        flow = self._by_id.get(version_id)
+        # Keyed by database too: one process may talk to several (tests, tools).
+        key = (str(session.get_bind().url), version_id)
+        flow = self._by_id.get(key)
         if flow is None:
             row = session.get(FlowVersion, version_id)
             if row is None:
                 raise NotFound(f"flow version {version_id} does not exist")
             flow = load_flow(row.yaml_text, f"{row.flow}@{row.sha256[:12]}")
             with self._lock:
-                self._by_id[version_id] = flow
+                self._by_id[key] = flow
         return flow
 
     def current(self, session: Session, name: str) -> FlowVersion:
@@ -81,9 +84,18 @@ def start_application(session: Session, account_id: int, flow_name: str, **colum
 def history_rows(session: Session, application_id: int) -> Iterator[EventRow]:
     rows = session.execute(
         select(
-            HistoryEvent.seq, HistoryEvent.event, HistoryEvent.from_state, HistoryEvent.to_state,
-            HistoryEvent.actor, HistoryEvent.role, HistoryEvent.guards, HistoryEvent.payload,
-            HistoryEvent.flow_sha256, HistoryEvent.at, HistoryEvent.prev_hash, HistoryEvent.hash,
+            HistoryEvent.seq,
+            HistoryEvent.event,
+            HistoryEvent.from_state,
+            HistoryEvent.to_state,
+            HistoryEvent.actor,
+            HistoryEvent.role,
+            HistoryEvent.guards,
+            HistoryEvent.payload,
+            HistoryEvent.flow_sha256,
+            HistoryEvent.at,
+            HistoryEvent.prev_hash,
+            HistoryEvent.hash,
         )  # fmt: skip
         .where(HistoryEvent.application_id == application_id)
         .order_by(HistoryEvent.seq)
@@ -137,7 +149,7 @@ class SqlStore:
         record.data = data
         record.seq = seq
         record.head = head
-        record.updated_at = datetime.now(timezone.utc)
+        record.updated_at = datetime.now(UTC)
         # The mapper's version_id_col turns this into UPDATE … WHERE version = :old;
         # a lost race raises StaleDataError (SQLite has no row locks, so this is its guard).
         self.session.flush()
@@ -168,10 +180,10 @@ class SqlStore:
         self.session.execute(
             update(Timer)
             .where(Timer.application_id == record.id, Timer.fired_at.is_(None))
-            .values(fired_at=now.astimezone(timezone.utc), outcome="cancelled")
+            .values(fired_at=now.astimezone(UTC), outcome="cancelled")
         )
 
     def arm_timer(self, record: Application, state: str, event: str, armed_seq: int, due_at: datetime) -> None:
         # SQLite keeps no zone: every stored time is UTC so comparisons agree.
-        due_utc = due_at.astimezone(timezone.utc)
+        due_utc = due_at.astimezone(UTC)
         self.session.add(Timer(application_id=record.id, state=state, event=event, armed_seq=armed_seq, due_at=due_utc))

@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from gzsb.errors import ServiceError
 from gzsb.workflow.machine import MACHINES, FlowMachine
@@ -31,8 +32,8 @@ def canonical(value: Any) -> str:
 
 def utc_text(moment: datetime) -> str:
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def genesis_hash(application_uid: str, flow_sha256: str) -> str:
@@ -232,7 +233,9 @@ def replay(
         if spec is None:
             return verdict.fail(seq, f"{row.event!r} does not lead from {current!r} to {row.to_state!r} in this flow")
         if row.role not in spec.actors:
-            return verdict.fail(seq, f"role {row.role!r} may not fire {row.event!r} (allowed: {', '.join(spec.actors)})")
+            return verdict.fail(
+                seq, f"role {row.role!r} may not fire {row.event!r} (allowed: {', '.join(spec.actors)})"
+            )
         if check_guards:
             problem = _guards_consistent(machine, row.event, current, row.to_state, row.guards)
             if problem:

@@ -135,7 +135,10 @@ def _check_branches(flow: FlowSpec, problem: Any) -> None:
             where = f"transitions[{branch.index}]"
             for earlier in branches[:position]:
                 if earlier.dest == branch.dest and earlier.guards == branch.guards:
-                    problem(where, f"duplicates transitions[{earlier.index}] ({branch.event}: {branch.source} → {branch.dest})")
+                    problem(
+                        where,
+                        f"duplicates transitions[{earlier.index}] ({branch.event}: {branch.source} → {branch.dest})",
+                    )
                     break
                 if not earlier.guards:
                     problem(
