@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from huey import RedisHuey, SqliteHuey, crontab
@@ -19,6 +20,7 @@ log = logging.getLogger(__name__)
 def make_huey(config: Any = Config) -> Any:
     if config.REDIS_URL:
         return RedisHuey("gzsb", url=config.REDIS_URL, immediate=config.HUEY_IMMEDIATE)
+    Path(config.HUEY_SQLITE_PATH).parent.mkdir(parents=True, exist_ok=True)
     return SqliteHuey("gzsb", filename=config.HUEY_SQLITE_PATH, immediate=config.HUEY_IMMEDIATE)
 
 

@@ -35,6 +35,7 @@ def render_svg(flow: FlowSpec, path_states: list[tuple[str, str]] | None = None)
             attrs.update(color="#b00020", penwidth="2.5")
         dot.edge(t.source, t.dest, label=label, **attrs)
     for timer in flow.timers:
-        dot.node(f"timer_{timer.state}", f"⏱ {timer.after}", shape="note", fontsize="9")
+        hours = timer.after.total_seconds() / 3600
+        dot.node(f"timer_{timer.state}", f"定时 {hours:g} 小时 → {timer.event}", shape="note", fontsize="9")
         dot.edge(f"timer_{timer.state}", timer.state, style="dotted", arrowhead="none")
     return dot.pipe(format="svg")
