@@ -59,6 +59,7 @@ def _utcnow() -> datetime:
 def create_app(config: type[Config] | Any = Config, *, clock: Callable[[], datetime] = _utcnow) -> Flask:
     app = Flask(__name__, instance_path=str(INSTANCE))
     app.config.from_object(config)
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]  # Chinese stays readable in the API
     INSTANCE.mkdir(parents=True, exist_ok=True)
     register_names(config)
 
