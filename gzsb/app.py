@@ -69,11 +69,12 @@ def create_app(config: type[Config] | Any = Config, *, clock: Callable[[], datet
     app.extensions["gzsb.vault"] = Vault(app.config["DATA_KEY"], app.config["INDEX_KEY"])
     app.extensions["gzsb.clock"] = clock
 
-    from gzsb.views import api, auth, enrollment
+    from gzsb.views import api, auth, catalog, enrollment
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(enrollment.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(catalog.bp)
 
     from gzsb import cli
     from gzsb.views.auth import current_account

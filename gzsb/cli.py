@@ -9,6 +9,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from gzsb import cli_data
 from gzsb.errors import FlowError
 from gzsb.extensions import db
 
@@ -154,3 +155,4 @@ def register(app: Flask) -> None:
     app.cli.add_command(flow_cli)
     app.cli.add_command(audit_cli)
     app.cli.add_command(demo_cli)
+    cli_data.register(app)

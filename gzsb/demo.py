@@ -6,15 +6,21 @@ Every applicant is driven to its state through the engine, so its history is rea
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
+import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
 from sqlalchemy import select
 
 from gzsb.accounts import create_account
+from gzsb.catalog import import_catalog, import_registry
+from gzsb.config import ROOT
 from gzsb.extensions import db
 from gzsb.idcard import check_digit
 from gzsb.models import Account, Application, ConfirmationPoint, RegistryRecord
@@ -37,6 +43,15 @@ CONFIRMATION_POINTS = (
     ("HX01", "河西区招生考试中心", "天津市河西区"),
     ("BH01", "滨海新区招生考试中心", "天津市滨海新区"),
 )
+# The demo's reference data: a catalogue of real Tianjin institutions that take 高职升本
+# students, and registry records (with drawn placeholder photos) of the demo students.
+DATA = ROOT / "data"
+CATALOG_CSV = DATA / "catalog.csv"
+REGISTRY_CSV = DATA / "registry_demo.csv"
+REGISTRY_PHOTOS = DATA / "registry_photos"
+REGISTRY_DEMO_STUDENTS = 40
+# Registry records that differ from what the demo student types (for the 信息有误 path).
+REGISTRY_DISCREPANCIES = {6: {"graduation_year": "2026"}}
 SURNAMES = "王李张刘陈杨赵黄周吴徐孙马朱胡郭何高林罗"
 GIVEN = ("子涵", "浩然", "欣怡", "宇轩", "梓萱", "俊杰", "雨桐", "嘉怡", "文博", "思远")
 
@@ -84,6 +99,81 @@ def basic_info(student: Student, point: str) -> dict[str, Any]:
     }
 
 
+def portrait_png(seed: int, size: tuple[int, int] = (240, 320)) -> bytes:
+    """A drawn placeholder ID photo (no real face): plain background, shoulders, head, hair."""
+    from PIL import Image, ImageDraw
+
+    rng = random.Random(seed)
+    width, height = size
+    background = rng.choice([(219, 233, 248), (236, 240, 244), (200, 222, 245), (245, 245, 245)])
+    image = Image.new("RGB", size, background)
+    draw = ImageDraw.Draw(image)
+    skin = rng.choice([(241, 205, 178), (232, 190, 160), (224, 180, 150), (247, 214, 190)])
+    hair = rng.choice([(30, 25, 25), (45, 35, 30), (60, 45, 35)])
+    cloth = rng.choice([(30, 50, 90), (40, 40, 45), (90, 30, 40), (240, 240, 240)])
+    cx = width // 2
+    draw.ellipse((cx - 110, height - 110, cx + 110, height + 120), fill=cloth)  # shoulders
+    draw.rectangle((cx - 22, height - 150, cx + 22, height - 95), fill=skin)  # neck
+    head = (cx - 62, 70, cx + 62, 230)
+    draw.ellipse((head[0] - 6, head[1] - 14, head[2] + 6, head[1] + 110), fill=hair)  # hair
+    draw.ellipse(head, fill=skin)
+    fringe = rng.randint(95, 115)
+    draw.chord((head[0] - 4, head[1] - 12, head[2] + 4, fringe + 40), 180, 360, fill=hair)
+    for dx in (-26, 26):  # eyes, brows
+        draw.ellipse((cx + dx - 7, 145, cx + dx + 7, 155), fill=(40, 30, 30))
+        draw.line((cx + dx - 12, 133, cx + dx + 12, 131), fill=hair, width=4)
+    draw.line((cx, 160, cx - 5, 185), fill=(200, 150, 130), width=2)  # nose
+    draw.arc((cx - 20, 188, cx + 20, 208), 20, 160, fill=(170, 80, 80), width=3)  # mouth
+    out = io.BytesIO()
+    image.save(out, "PNG", optimize=True)
+    return out.getvalue()
+
+
+def write_registry_demo(csv_path: Path = REGISTRY_CSV, photos: Path = REGISTRY_PHOTOS) -> int:
+    """(Re)write the demo registry CSV and its photos: the demo students found in the
+    registry (every fifth is not, to show the 学历认证报告 path). Returns the row count."""
+    photos.mkdir(parents=True, exist_ok=True)
+    columns = ["id_number", "name", "school", "major", "level", "study_form", "graduation_year", "photo"]
+    rows = []
+    for index in range(1, REGISTRY_DEMO_STUDENTS + 1):
+        student = demo_student(index)
+        if not student.in_registry:
+            continue
+        photo = f"student{index:03d}.png"
+        (photos / photo).write_bytes(portrait_png(index))
+        row = {
+            "id_number": student.id_number,
+            "name": student.name,
+            "school": "天津职业大学",
+            "major": "计算机应用技术",
+            "level": "专科",
+            "study_form": "普通全日制",
+            "graduation_year": "2027",
+            "photo": photo,
+        }
+        row.update(REGISTRY_DISCREPANCIES.get(index, {}))
+        rows.append(row)
+    with csv_path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return len(rows)
+
+
+def import_reference_data(session: Any, v: Any) -> list[str]:
+    """The catalogue and the demo registry from data/ (upserts: safe to repeat)."""
+    lines = []
+    if CATALOG_CSV.exists():
+        report = import_catalog(session, CATALOG_CSV)
+        lines.append(report.summary())
+    if REGISTRY_CSV.exists():
+        report = import_registry(session, v, REGISTRY_CSV, REGISTRY_PHOTOS)
+        lines.append(report.summary())
+    for line in lines:
+        log.info("demo: %s", line)
+    return lines
+
+
 STUDENT, SYSTEM, STAFF_ROLE = "student", "system", "staff"
 # Routes to each state: (event, who, payload). "{…}" payloads are filled per applicant.
 TO_CONFIRMING = [
@@ -91,7 +181,11 @@ TO_CONFIRMING = [
     ("submit_basic_info", STUDENT, "basic_info"),
     ("check_xueji", STUDENT, {}),
     ("confirm_xueji", STUDENT, {"answer": "correct"}),
-    ("submit_preferences", STUDENT, {"choices": [{"institution": "10060", "major": "080901"}]}),
+    (
+        "submit_preferences",
+        STUDENT,
+        {"choices": [{"institution": "10060", "major": "080901"}, {"institution": "10066", "major": "080902"}]},
+    ),
 ]
 TO_IDENTITY = [*TO_CONFIRMING, ("confirm_info", STUDENT, {})]
 TO_CHECKING = [*TO_IDENTITY, ("upload_identity", STUDENT, {"photo": "demo-photo", "id_card": "demo-id-card"})]
@@ -176,6 +270,7 @@ def seed(app: Flask, per_state: int = 2) -> list[str]:
                 confirmation_point_id=points.get(point_code) if point_code else None,
             )  # fmt: skip
         session.commit()
+        import_reference_data(session, v)
         eng = engine()
         version = FLOWS.current(session, app.config["FLOW_NAME"])
         flow = FLOWS.by_version(session, version.id)
@@ -198,7 +293,10 @@ def seed(app: Flask, per_state: int = 2) -> list[str]:
                     password=DEMO_PASSWORD,
                     mobile=student.mobile,
                 )
-                if student.in_registry:
+                record = session.scalars(
+                    select(RegistryRecord).where(RegistryRecord.id_number_index == v.index(student.id_number))
+                ).first()
+                if student.in_registry and record is None:
                     session.add(
                         RegistryRecord(
                             id_number_index=v.index(student.id_number),
@@ -206,8 +304,12 @@ def seed(app: Flask, per_state: int = 2) -> list[str]:
                             school="天津职业大学",
                             major="计算机应用技术",
                             graduation_year=2027,
+                            photo=portrait_png(student.index),
                         )  # fmt: skip
                     )
+                    record = True
+                # The registry decides: a record imported from data/ means "found".
+                student = Student(**{**student.__dict__, "in_registry": record is not None})
                 session.commit()
                 application = start_application(session, account.id, app.config["FLOW_NAME"])
                 route_here = route if student.in_registry else [r for r in route if r[0] != "confirm_xueji"]

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gzsb.models import Account, ConfirmationPoint, RegistryRecord
+from gzsb.models import Account, ConfirmationPoint, Institution, Major, RegistryRecord
 from gzsb.security import Vault
+
+log = logging.getLogger(__name__)
+
+UNKNOWN_INSTITUTION = "所选院校不在招生院校目录中，请重新选择"
+UNKNOWN_MAJOR = "所选专业不属于该院校，请重新选择"
 
 
 @dataclass
@@ -42,3 +49,59 @@ class Services:
             "graduation_year": row.graduation_year,
             "has_photo": row.photo is not None,
         }
+
+    # -- the catalogue -----------------------------------------------------------------
+
+    def _catalogue(self, choices: Sequence[dict[str, Any]]) -> tuple[dict[str, str], dict[tuple[str, str], str]]:
+        """Names of the institutions and (institution, major) pairs the choices name."""
+        codes = {str(c.get("institution", "")) for c in choices}
+        rows = self.session.execute(
+            select(Institution.code, Institution.name, Major.code, Major.name)
+            .join(Major, Major.institution_id == Institution.id, isouter=True)
+            .where(Institution.code.in_(codes))
+        )
+        institutions: dict[str, str] = {}
+        majors: dict[tuple[str, str], str] = {}
+        for code, name, major_code, major_name in rows:
+            institutions[code] = name
+            if major_code is not None:
+                majors[(code, major_code)] = major_name
+        return institutions, majors
+
+    def catalogue_loaded(self) -> bool:
+        return self.session.scalars(select(Institution.id).limit(1)).first() is not None
+
+    def check_choices(self, choices: Sequence[dict[str, Any]]) -> dict[int, dict[str, list[str]]]:
+        """Errors by position: an institution not in the catalogue, a major not of its institution.
+
+        With no catalogue imported at all there is nothing to check against: every choice
+        passes (and a warning is logged), so a fresh installation is usable before
+        `flask catalog import`.
+        """
+        if not choices:
+            return {}
+        if not self.catalogue_loaded():
+            log.warning("no catalogue imported: 志愿 not checked against institutions and majors")
+            return {}
+        institutions, majors = self._catalogue(choices)
+        errors: dict[int, dict[str, list[str]]] = {}
+        for position, choice in enumerate(choices):
+            institution, major = choice.get("institution"), choice.get("major")
+            if institution not in institutions:
+                errors[position] = {"institution": [UNKNOWN_INSTITUTION]}
+            elif (institution, major) not in majors:
+                errors[position] = {"major": [UNKNOWN_MAJOR]}
+        return errors
+
+    def describe_choices(self, choices: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The choices with the catalogue's names (empty when a code is unknown)."""
+        institutions, majors = self._catalogue(choices) if choices else ({}, {})
+        return [
+            {
+                "institution": c["institution"],
+                "institution_name": institutions.get(c["institution"], ""),
+                "major": c["major"],
+                "major_name": majors.get((c["institution"], c["major"]), ""),
+            }
+            for c in choices
+        ]
