@@ -24,16 +24,15 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from gzsb.beijing import BEIJING
 from gzsb.errors import RateLimited, ServiceError
 from gzsb.models import OtpCode
 
 log = logging.getLogger(__name__)
-BEIJING = ZoneInfo("Asia/Shanghai")
 PURPOSES = ("register", "reset")
 DIGITS = 6
 

@@ -4,29 +4,23 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from gzsb.beijing import beijing_text
 from gzsb.workflow.engine import GuardContext
 from gzsb.workflow.registry import GUARDS
 
-BEIJING_FORMAT = "%Y年%m月%d日 %H:%M"
-
 # Categories that need their papers checked by a confirmation point (上传审核).
 REVIEWED_CATEGORIES = frozenset({"退役士兵", "建档立卡贫困家庭", "残疾人", "其他"})
-
-
-def _beijing(moment) -> str:  # type: ignore[no-untyped-def]
-    from zoneinfo import ZoneInfo
-
-    return moment.astimezone(ZoneInfo("Asia/Shanghai")).strftime(BEIJING_FORMAT)
 
 
 @GUARDS.register("window_open", args=fields.String(required=True), refers_to="windows")
 def window_open(ctx: GuardContext, window: str) -> str | None:
     """The named time window is open now."""
     spec = ctx.flow.windows[window]
-    if ctx.now < spec.opens:
-        return f"报名尚未开始，开始时间：{_beijing(spec.opens)}"
-    if ctx.now >= spec.closes:
-        return f"报名时间已截止（{_beijing(spec.closes)}）"
+    phase = spec.phase(ctx.now)
+    if phase == "upcoming":
+        return f"报名尚未开始，开始时间：{beijing_text(spec.opens)}"
+    if phase == "closed":
+        return f"报名时间已截止（{beijing_text(spec.closes)}）"
     return None
 
 

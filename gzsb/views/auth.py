@@ -23,10 +23,9 @@ import re
 import threading
 from collections import deque
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import wraps
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from flask import Blueprint, abort, current_app, g, redirect, render_template, request, session, url_for
 from sqlalchemy import select
@@ -43,6 +42,7 @@ from gzsb.accounts import (
     set_password,
 )
 from gzsb.adapters.sms import SmsFailed, sms_sender
+from gzsb.beijing import BEIJING, as_utc, beijing_text
 from gzsb.errors import AuthRequired, ConflictError, Forbidden, NotFound, RateLimited
 from gzsb.extensions import db
 from gzsb.idcard import IdNumber, parse_id_number
@@ -57,8 +57,6 @@ bp.record_once(lambda _state: install_log_masking())
 
 LOCK_AFTER = 5
 LOCK_FOR = timedelta(minutes=15)
-BEIJING = ZoneInfo("Asia/Shanghai")
-BEIJING_FORMAT = "%Y年%m月%d日 %H:%M"
 MOBILE = re.compile(r"^1[3-9]\d{9}$")
 NAME = re.compile(r"^[\u4e00-\u9fff·•A-Za-z ]{2,30}$")
 
@@ -110,11 +108,7 @@ def start_session(account: Account) -> None:
 
 
 def _now() -> datetime:
-    return _aware(current_app.extensions["gzsb.clock"]())
-
-
-def _aware(moment: Any) -> Any:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return as_utc(current_app.extensions["gzsb.clock"]())
 
 
 # ------------------------------------------------------------------- per-client limits
@@ -319,13 +313,13 @@ def exam_overview() -> dict[str, Any] | None:
     window = flow.windows.get("registration")
     result: dict[str, Any] = {"title": flow.title, "window": None}
     if window is not None:
-        now = _now()
-        status = "未开始" if now < window.opens else ("已截止" if now >= window.closes else "进行中")
+        phase = window.phase(_now())
+        status = {"upcoming": "未开始", "open": "进行中", "closed": "已截止"}[phase]
         result["window"] = {
-            "opens": window.opens.astimezone(BEIJING).strftime(BEIJING_FORMAT),
-            "closes": window.closes.astimezone(BEIJING).strftime(BEIJING_FORMAT),
+            "opens": beijing_text(window.opens),
+            "closes": beijing_text(window.closes),
             "status": status,
-            "open": status == "进行中",
+            "open": phase == "open",
         }
     result["fee_yuan"] = flow.settings.get("fee_yuan")
     return result
@@ -346,7 +340,7 @@ def login() -> Any:
                 "login.html", error=f"操作过于频繁，请{minutes}分钟后再试", login_name=login_name
             ), 429
         account = find_account(db.session, vault(), login_name)
-        locked = account is not None and account.locked_until is not None and _aware(account.locked_until) > now
+        locked = account is not None and account.locked_until is not None and as_utc(account.locked_until) > now
         if account is not None and not locked and check_password(account, request.form.get("password", "")):
             account.failed_logins = 0
             db.session.commit()
@@ -605,7 +599,7 @@ def dev_sms() -> Any:
             "id": m.id,
             "to": m.to_masked,
             "body": m.body,
-            "at": _aware(m.created_at).astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S"),
+            "at": beijing_text(m.created_at, "%Y-%m-%d %H:%M:%S"),
         }
         for m in messages
     ]

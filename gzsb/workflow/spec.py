@@ -18,6 +18,12 @@ class WindowSpec:
     opens: datetime
     closes: datetime
 
+    def phase(self, now: datetime) -> str:
+        """``upcoming``, ``open`` or ``closed`` at ``now`` (opens inclusive, closes exclusive)."""
+        if now < self.opens:
+            return "upcoming"
+        return "open" if now < self.closes else "closed"
+
 
 @dataclass(frozen=True)
 class StageSpec:
