@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from gzsb.beijing import beijing_text
 from gzsb.workflow.spec import WindowSpec
 
-OPENS = datetime(2026, 11, 16, 1, 0, tzinfo=timezone.utc)
+OPENS = datetime(2026, 11, 16, 1, 0, tzinfo=UTC)
 WINDOW = WindowSpec("registration", OPENS, OPENS + timedelta(days=57))
 
 
