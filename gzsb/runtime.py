@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import current_app
 
+from gzsb.adapters.storage import Storage
 from gzsb.extensions import db
 from gzsb.security import Vault
 from gzsb.services import Services
@@ -17,6 +18,10 @@ SENSITIVE_FIELDS = ("name", "id_number", "mobile", "address", "password", "code"
 
 def vault() -> Vault:
     return current_app.extensions["gzsb.vault"]
+
+
+def storage() -> Storage:
+    return current_app.extensions["gzsb.storage"]
 
 
 def redactor() -> Redactor:

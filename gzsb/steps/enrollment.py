@@ -250,7 +250,7 @@ def xueji_report(ctx: StepContext, payload: dict[str, Any]) -> None:
             registry_record_id=(section.get("record") or {}).get("id"),
             confirmation_point_id=getattr(ctx.record, "confirmation_point_id", None),
             problem=payload["problem"],
-            # Storage keys under the uploads folder (see gzsb.views.catalog.evidence_path).
+            # Storage keys under the uploads folder (see gzsb.views.catalog.evidence_key).
             evidence=[f"evidence/{ctx.record.uid}/{name}" for name in payload["evidence"]],
             status="open",
             created_at=ctx.now,

@@ -15,21 +15,22 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, jsonify, redirect, request, url_for
+from flask import Blueprint, current_app, g, jsonify, redirect, request, url_for
 from sqlalchemy import select
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from gzsb.catalog import EXTENSIONS, MIMETYPES, ImageProblem, catalogue, clean_image, image_kind, read_capped
+from gzsb.adapters.storage import StorageError
+from gzsb.catalog import EXTENSIONS, ImageProblem, catalogue, clean_image, read_capped
 from gzsb.errors import GuardRefused, InvalidInput, NotFound
 from gzsb.extensions import csrf, db
 from gzsb.idcard import parse_id_number
 from gzsb.models import Application, ConfirmationPoint, RegistryRecord
-from gzsb.runtime import engine, vault
+from gzsb.runtime import engine, storage, vault
 from gzsb.security import mask_id_number, mask_mobile
 from gzsb.steps import enrollment as steps
+from gzsb.uploads import image_response
 from gzsb.views.auth import current_account, login_required
 from gzsb.views.enrollment import current_actor, form_payload, own_application, render_state
 
@@ -47,28 +48,11 @@ _UID = re.compile(r"^[0-9a-f]{32}$")
 # ------------------------------------------------------------------------------ storage
 
 
-def uploads_root() -> Path:
-    """Outside static/: nothing here is reachable except through a checked route."""
-    return Path(current_app.instance_path) / "uploads"
-
-
-def evidence_path(application_uid: str, name: str) -> Path:
-    """Where an evidence image of an application lives (the CorrectionRequest holds
-    ``evidence/<uid>/<name>`` keys relative to ``uploads_root()``)."""
+def evidence_key(application_uid: str, name: str) -> str:
+    """The storage key of an evidence image (the CorrectionRequest holds these keys)."""
     if not _UID.match(application_uid) or not _EVIDENCE_NAME.match(name):
         raise NotFound("no such evidence")
-    return uploads_root() / "evidence" / application_uid / name
-
-
-def _image_response(data: bytes, filename: str) -> Response:
-    kind = image_kind(data[:8])
-    if kind is None:  # stored data is checked on the way in; refuse to serve anything else
-        raise NotFound("stored image has an unknown type")
-    response = Response(data, mimetype=MIMETYPES[kind])
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Content-Disposition"] = f'attachment; filename="{filename}.{EXTENSIONS[kind]}"'
-    response.headers["Cache-Control"] = "private, no-store"
-    return response
+    return f"evidence/{application_uid}/{name}"
 
 
 # ------------------------------------------------------------------- template helpers
@@ -157,7 +141,7 @@ def registry_photo(record_id: int) -> Any:
     record = db.session.get(RegistryRecord, record_id)
     if record is None or record.id_number_index != account.id_number_index or not record.photo:
         raise NotFound(f"registry photo {record_id} is not the account's own")
-    return _image_response(record.photo, "xueji-photo")
+    return image_response(record.photo, "xueji-photo")
 
 
 @bp.get("/application/xueji/evidence/<name>")
@@ -169,10 +153,10 @@ def evidence(name: str) -> Any:
     if name not in (report.get("evidence") or []):
         raise NotFound(f"evidence {name!r} is not in application {app.uid}'s report")
     try:
-        data = evidence_path(app.uid, name).read_bytes()
-    except FileNotFoundError:
-        raise NotFound(f"evidence {name!r} of application {app.uid} is missing on disk") from None
-    return _image_response(data, "evidence")
+        data = storage().get(evidence_key(app.uid, name))
+    except StorageError:
+        raise NotFound(f"evidence {name!r} of application {app.uid} is missing from storage") from None
+    return image_response(data, "evidence")
 
 
 def _too_large(app: Application) -> Any:
@@ -223,34 +207,31 @@ def report_xueji() -> Any:
     if errors:
         return render_state(app, errors=errors, values=payload, status=422)
 
-    folder = uploads_root() / "evidence" / app.uid
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    stored: list[Path] = []
+    stored: list[str] = []
     try:
         for data, kind in images:
-            path = folder / f"{secrets.token_hex(16)}.{EXTENSIONS[kind]}"
-            with path.open("xb") as handle:
-                handle.write(data)
-            stored.append(path)
-        event_payload: dict[str, Any] = {"problem": payload.get("problem", ""), "evidence": [p.name for p in stored]}
+            name = f"{secrets.token_hex(16)}.{EXTENSIONS[kind]}"
+            storage().put(evidence_key(app.uid, name), data)
+            stored.append(name)
+        event_payload: dict[str, Any] = {"problem": payload.get("problem", ""), "evidence": stored}
         if "choices" in payload:
             event_payload["choices"] = payload["choices"]
         engine().fire(app.id, "report_xueji_error", current_actor(), event_payload, expected_version=version)
     except (InvalidInput, GuardRefused) as exc:
-        _remove(stored)
+        _remove(app.uid, stored)
         fresh = db.session.get(Application, app.id)
         found = exc.fields if isinstance(exc, InvalidInput) else {"_event": exc.reasons}
         return render_state(fresh, errors=found, values=payload, status=422)
     except BaseException:
-        _remove(stored)
+        _remove(app.uid, stored)
         raise
     log.info("application %s: 学籍/学历 correction reported with %d image(s)", app.uid, len(stored))
     return redirect(url_for("enrollment.application") + "#xueji")
 
 
-def _remove(paths: list[Path]) -> None:
-    for path in paths:
-        path.unlink(missing_ok=True)
+def _remove(application_uid: str, names: list[str]) -> None:
+    for name in names:
+        storage().delete(evidence_key(application_uid, name))
 
 
 csrf.exempt("gzsb.views.catalog.report_xueji")

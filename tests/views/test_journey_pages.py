@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import re
-from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -15,7 +14,7 @@ from gzsb.catalog import import_catalog
 from gzsb.demo import CATALOG_CSV, demo_student, portrait_png
 from gzsb.extensions import db
 from gzsb.models import Application, CorrectionRequest, RegistryRecord
-from gzsb.runtime import engine, vault
+from gzsb.runtime import engine, storage, vault
 from gzsb.security import mask_id_number, mask_mobile
 from tests.support import student_payload
 
@@ -23,9 +22,8 @@ TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 @pytest.fixture
-def journey(app, tmp_path):
-    """The catalogue imported, uploads in a temporary instance folder."""
-    app.instance_path = str(tmp_path / "instance")
+def journey(app):
+    """The catalogue imported (uploads go to the test app's in-memory storage)."""
     assert import_catalog(db.session, CATALOG_CSV).ok
     return app
 
@@ -237,8 +235,8 @@ def test_report_stores_evidence_and_opens_a_correction_request(journey, make_app
     assert request.application_id == at.id and request.status == "open"
     names = at.data["xueji"]["report"]["evidence"]
     assert [n.rsplit(".", 1)[1] for n in names] == ["png", "jpg"]
-    folder = Path(journey.instance_path) / "uploads" / "evidence" / at.uid
-    assert sorted(p.name for p in folder.iterdir()) == sorted(names)
+    stored = [key for key in storage().files if key.startswith(f"evidence/{at.uid}/")]
+    assert sorted(key.rsplit("/", 1)[1] for key in stored) == sorted(names)
     assert request.evidence == [f"evidence/{at.uid}/{n}" for n in names]
     assert at.data["preferences_draft"][1] == {"institution": "10066", "major": "080902"}
 
@@ -272,7 +270,7 @@ def test_bad_evidence_is_refused_in_chinese_and_nothing_is_kept(journey, make_ap
     nothing = report(client, who, [])
     assert nothing.status_code == 422 and "请上传证明材料图片" in nothing.get_data(as_text=True)
     assert db.session.scalars(select(CorrectionRequest)).all() == []
-    assert not (Path(journey.instance_path) / "uploads" / "evidence").exists()
+    assert not [key for key in storage().files if key.startswith("evidence/")]
 
 
 def test_report_needs_csrf_and_caps_the_size_before_reading(journey, make_applicant, monkeypatch) -> None:

@@ -1,0 +1,108 @@
+"""Where uploaded files live: a small key → bytes interface.
+
+The default keeps files in a local folder outside ``static/`` (nothing there is reachable
+except through a checked route); production can put an object store behind the same
+interface. Keys are chosen by us (random names), never by a user, and are still checked so
+that a bad key can never name a file outside the root.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+# "identity/<32 hex>/<32 hex>.jpg" and the like: lower-case words, digits, '-', '_', '.', '/'.
+_KEY = re.compile(r"^[a-z0-9_-]+(/[a-z0-9_-]+)*(\.[a-z0-9]+)?$")
+
+
+class StorageError(LookupError):
+    """A key is malformed or names nothing."""
+
+
+class Storage(Protocol):
+    def put(self, key: str, data: bytes) -> None: ...
+
+    def get(self, key: str) -> bytes: ...
+
+    def delete(self, key: str) -> bool: ...
+
+    def exists(self, key: str) -> bool: ...
+
+
+def check_key(key: str) -> str:
+    if not _KEY.match(key) or ".." in key or len(key) > 200:
+        raise StorageError(f"invalid storage key {key!r}")
+    return key
+
+
+class LocalStorage:
+    """Files under one root folder, written atomically, readable only by this user."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def put(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Write then rename: a reader never sees half a file, a crash leaves no partial one.
+        partial = path.with_name(f".{path.name}.{os.getpid()}.part")
+        with partial.open("wb") as handle:
+            handle.write(data)
+        os.chmod(partial, 0o600)
+        partial.replace(path)
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise StorageError(f"no stored file {key!r}") from None
+
+    def delete(self, key: str) -> bool:
+        path = self._path(key)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        log.info("storage: deleted %s", key)
+        return True
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+
+class MemoryStorage:
+    """For tests and benchmarks: the same interface, in a dict."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+
+    def put(self, key: str, data: bytes) -> None:
+        self.files[check_key(key)] = bytes(data)
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self.files[check_key(key)]
+        except KeyError:
+            raise StorageError(f"no stored file {key!r}") from None
+
+    def delete(self, key: str) -> bool:
+        return self.files.pop(check_key(key), None) is not None
+
+    def exists(self, key: str) -> bool:
+        return check_key(key) in self.files
+
+
+def make_storage(backend: str, root: Path | str) -> Storage:
+    if backend == "local":
+        return LocalStorage(root)
+    if backend == "memory":
+        return MemoryStorage()
+    raise ValueError(f"unknown storage backend {backend!r}; known: local, memory")
