@@ -14,12 +14,14 @@ from flask import Flask
 
 from gzsb.accounts import hash_password
 from gzsb.app import create_app
+from gzsb.catalog import import_catalog
 from gzsb.config import ROOT, TestConfig
-from gzsb.demo import basic_info, demo_student
+from gzsb.demo import CATALOG_CSV, add_demo_student, basic_info, demo_student
 from gzsb.extensions import db
-from gzsb.models import Account, Application, ConfirmationPoint, RegistryRecord
-from gzsb.runtime import vault
+from gzsb.models import Application, ConfirmationPoint
+from gzsb.runtime import storage, vault
 from gzsb.store import publish, start_application
+from gzsb.uploads import CleanImage, store_image
 from gzsb.workflow.engine import Actor, Engine, Fired
 from gzsb.workflow.loader import load_flow_file
 
@@ -52,7 +54,7 @@ PATH: tuple[tuple[str, bool, Any], ...] = (
     ("payment_expired", False, {}),
     ("create_order", True, {}),
     ("payment_succeeded", False, "payment"),
-    ("submit_materials", True, {"files": ["bench-dd214"]}),
+    ("submit_materials", True, "materials"),
 )
 EXPECTED_END = "materials_review"
 
@@ -80,6 +82,7 @@ def make_app(path: Path, clock: Callable[[], datetime], *, fresh: bool = True) -
             publish(db.session, load_flow_file(FLOW_FILE))
             db.session.add(ConfirmationPoint(code="NK01", name="南开区招生考试中心"))
             db.session.commit()
+            import_catalog(db.session, CATALOG_CSV)  # 志愿 are checked against it
     return app
 
 
@@ -109,27 +112,7 @@ def add_applicants(count: int, first_index: int = 1) -> list[Applicant]:
     password_hash = hash_password("Bench@2026gzsb")
     made: list[Applicant] = []
     for index in range(first_index, first_index + count):
-        student = demo_student(index)
-        account = Account(
-            name=student.name,
-            role="student",
-            id_number_enc=v.encrypt(student.id_number),
-            id_number_index=v.index(student.id_number),
-            mobile_enc=v.encrypt(student.mobile),
-            mobile_index=v.index(student.mobile),
-            password_hash=password_hash,
-        )
-        db.session.add(account)
-        db.session.add(
-            RegistryRecord(
-                id_number_index=v.index(student.id_number),
-                name=student.name,
-                school="天津职业大学",
-                major="计算机应用技术",
-                graduation_year=2027,
-            )
-        )
-        db.session.flush()
+        account = add_demo_student(db.session, v, demo_student(index), password_hash=password_hash, in_registry=True)
         made.append(Applicant(index, account.id, 0))
     db.session.commit()
     out = []
@@ -147,7 +130,28 @@ def payload_for(who: Applicant, spec: Any) -> dict[str, Any]:
     if spec == "payment":
         order = db.session.get(Application, who.application_id).data["order"]
         return {"order": order["number"], "amount_fen": order["amount_fen"], "trade_no": "T1", "channel": "alipay"}
+    if spec == "materials":
+        return {"files": [bench_material(who)]}
     return dict(spec)
+
+
+# A 1×1 PNG: the materials step checks the uid is the application's live upload, so one is
+# stored (as the upload page would) without spending the benchmark's time on image work.
+_PIXEL = CleanImage(
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x00\x00\x00\x00:~\x9bU"
+    b"\x00\x00\x00\nIDATx\x9cc`\x00\x00\x00\x02\x00\x01H\xaf\xa4q\x00\x00\x00\x00IEND\xaeB`\x82",
+    "png",
+    1,
+    1,
+)
+
+
+def bench_material(who: Applicant) -> str:
+    uid = db.session.get(Application, who.application_id).uid
+    app_id = who.application_id
+    return store_image(
+        db.session, storage(), application_id=app_id, application_uid=uid, kind="material", image=_PIXEL
+    ).uid
 
 
 def fire_step(eng: Engine, who: Applicant, step: int) -> Fired:

@@ -12,6 +12,7 @@ from flask import Flask, g, jsonify, render_template, request
 from sqlalchemy import event
 from sqlalchemy.engine import Engine as SqlEngine
 
+from gzsb.adapters.storage import make_storage
 from gzsb.config import INSTANCE, ROOT, Config
 from gzsb.errors import ServiceError
 from gzsb.extensions import csrf, db, migrate
@@ -68,6 +69,7 @@ def create_app(config: type[Config] | Any = Config, *, clock: Callable[[], datet
     csrf.init_app(app)
     app.extensions["gzsb.vault"] = Vault(app.config["DATA_KEY"], app.config["INDEX_KEY"])
     app.extensions["gzsb.clock"] = clock
+    app.extensions["gzsb.storage"] = make_storage(app.config["STORAGE_BACKEND"], app.config["UPLOADS_DIR"])
 
     from gzsb.views import api, auth, catalog, enrollment
 
@@ -75,6 +77,20 @@ def create_app(config: type[Config] | Any = Config, *, clock: Callable[[], datet
     app.register_blueprint(enrollment.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(catalog.bp)
+    from gzsb.views import identity as identity_views  # 身份认证
+
+    app.register_blueprint(identity_views.bp)
+    from gzsb.views import forms as form_views  # 下载报名表 and the public verify page
+
+    app.register_blueprint(form_views.bp)
+    from gzsb.views import payments as payment_views  # 网上支付 and the sandbox gateway
+
+    app.register_blueprint(payment_views.bp)
+    from gzsb.views import materials as materials_views  # 上传审核
+    from gzsb.views import staff as staff_views  # the 确认点 staff console
+
+    app.register_blueprint(materials_views.bp)
+    app.register_blueprint(staff_views.bp)
 
     from gzsb import cli
     from gzsb.views.auth import current_account

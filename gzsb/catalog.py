@@ -75,7 +75,7 @@ def read_capped(stream: BinaryIO, max_bytes: int) -> bytes:
 
 def clean_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> tuple[bytes, str]:
     """Check and re-encode a JPEG or PNG; returns (bytes, kind)."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     kind = image_kind(data[:8])
     if kind is None:
@@ -89,7 +89,9 @@ def clean_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> tuple[bytes, st
             if probe.format not in ("JPEG", "PNG") or probe.format.lower() != kind:
                 raise ImageProblem("content does not match its JPEG/PNG signature", "图片文件已损坏或格式不符")
             probe.load()
-            image = probe.copy()
+            # Phones store portrait shots sideways plus an EXIF rotation; apply it before the
+            # re-encoding drops EXIF, or the picture would be stored lying on its side.
+            image = ImageOps.exif_transpose(probe) or probe.copy()
     except ImageProblem:
         raise
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:

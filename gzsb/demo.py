@@ -18,13 +18,14 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import select
 
-from gzsb.accounts import create_account
+from gzsb.accounts import create_account, hash_password
 from gzsb.catalog import import_catalog, import_registry
 from gzsb.config import ROOT
 from gzsb.extensions import db
 from gzsb.idcard import check_digit
 from gzsb.models import Account, Application, ConfirmationPoint, RegistryRecord
 from gzsb.runtime import engine, vault
+from gzsb.security import Vault, mask_id_number
 from gzsb.store import FLOWS, start_application
 from gzsb.workflow.engine import Actor, Engine
 from gzsb.workflow.spec import FlowSpec
@@ -99,6 +100,82 @@ def basic_info(student: Student, point: str) -> dict[str, Any]:
     }
 
 
+def registry_fields(student: Student) -> dict[str, Any]:
+    """What the demo registry holds for a demo student (besides the ID number and photo)."""
+    return {
+        "name": student.name,
+        "school": "天津职业大学",
+        "major": "计算机应用技术",
+        "level": "专科",
+        "study_form": "普通全日制",
+        "graduation_year": 2027,
+    }
+
+
+def registry_csv_row(student: Student, photo: str = "") -> dict[str, str]:
+    """The student's line of a registry CSV (``flask registry import``), column → text."""
+    fields = {k: str(v) for k, v in registry_fields(student).items()}
+    return {"id_number": student.id_number, **fields, "photo": photo}
+
+
+def registry_record(session: Any, vault: Vault, student: Student) -> RegistryRecord | None:
+    index = vault.index(student.id_number)
+    return session.scalars(select(RegistryRecord).where(RegistryRecord.id_number_index == index)).first()
+
+
+def add_demo_student(
+    session: Any,
+    vault: Vault,
+    student: Student,
+    *,
+    password_hash: str,
+    in_registry: bool | None = None,
+    photo: bytes | None = None,
+) -> Account:
+    """The student's account and, when they are in the registry and not yet there, their
+    registry record (flushed, not committed)."""
+    account = create_account(
+        session, vault, name=student.name, id_number=student.id_number, password_hash=password_hash,
+        mobile=student.mobile,
+    )  # fmt: skip
+    wanted = student.in_registry if in_registry is None else in_registry
+    if wanted and registry_record(session, vault, student) is None:
+        record = RegistryRecord(id_number_index=vault.index(student.id_number), photo=photo, **registry_fields(student))
+        session.add(record)
+        session.flush()
+    return account
+
+
+def document_png(seed: int, size: tuple[int, int] = (480, 320)) -> bytes:
+    """A drawn placeholder certificate photo (上传审核 demo material): a card on a desk."""
+    from PIL import Image, ImageDraw
+
+    rng = random.Random(seed)
+    width, height = size
+    image = Image.new("RGB", size, (rng.randint(150, 190),) * 3)
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((30, 30, width - 30, height - 30), fill=(178, 34, 34))
+    draw.rectangle((60, 70, 170, 220), fill=(240, 230, 200))
+    for row in range(6):
+        y = 80 + row * 26
+        draw.rectangle((200, y, width - 70 - rng.randint(0, 80), y + 10), fill=(250, 215, 120))
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+def demo_material(app: Application, seed: int) -> str:
+    """Store a drawn material photo as the application's upload; its uid (上传审核 demo)."""
+    from gzsb.runtime import storage
+    from gzsb.uploads import accept_image, store_image
+
+    image = accept_image(document_png(app.id * 100 + seed), max_bytes=2 * 1024 * 1024, max_pixels=4_000_000)
+    upload = store_image(
+        db.session, storage(), application_id=app.id, application_uid=app.uid, kind="material", image=image
+    )
+    return upload.uid
+
+
 def portrait_png(seed: int, size: tuple[int, int] = (240, 320)) -> bytes:
     """A drawn placeholder ID photo (no real face): plain background, shoulders, head, hair."""
     from PIL import Image, ImageDraw
@@ -133,7 +210,7 @@ def write_registry_demo(csv_path: Path = REGISTRY_CSV, photos: Path = REGISTRY_P
     """(Re)write the demo registry CSV and its photos: the demo students found in the
     registry (every fifth is not, to show the 学历认证报告 path). Returns the row count."""
     photos.mkdir(parents=True, exist_ok=True)
-    columns = ["id_number", "name", "school", "major", "level", "study_form", "graduation_year", "photo"]
+    columns = list(registry_csv_row(demo_student(1)))
     rows = []
     for index in range(1, REGISTRY_DEMO_STUDENTS + 1):
         student = demo_student(index)
@@ -141,16 +218,7 @@ def write_registry_demo(csv_path: Path = REGISTRY_CSV, photos: Path = REGISTRY_P
             continue
         photo = f"student{index:03d}.png"
         (photos / photo).write_bytes(portrait_png(index))
-        row = {
-            "id_number": student.id_number,
-            "name": student.name,
-            "school": "天津职业大学",
-            "major": "计算机应用技术",
-            "level": "专科",
-            "study_form": "普通全日制",
-            "graduation_year": "2027",
-            "photo": photo,
-        }
+        row = registry_csv_row(student, photo=photo)
         row.update(REGISTRY_DISCREPANCIES.get(index, {}))
         rows.append(row)
     with csv_path.open("w", encoding="utf-8", newline="") as handle:
@@ -204,10 +272,16 @@ ROUTES: dict[str, list[tuple[str, str, Any]]] = {
     "identity_verified": TO_VERIFIED,
     "payment_pending": TO_ORDER,
     "materials_pending": [*TO_ORDER, PAID],
-    "materials_review": [*TO_ORDER, PAID, ("submit_materials", STUDENT, {"files": ["demo-dd214"]})],
+    "materials_review": [*TO_ORDER, PAID, ("submit_materials", STUDENT, "materials")],
+    "materials_rejected": [
+        *TO_ORDER,
+        PAID,
+        ("submit_materials", STUDENT, "materials"),
+        ("reject_materials", STAFF_ROLE, {"reason": "材料不清晰：退役证照片反光，请重新拍摄"}),
+    ],
     "approved": [*TO_ORDER, PAID],
 }
-NEEDS_MATERIALS = {"materials_pending", "materials_review"}
+NEEDS_MATERIALS = {"materials_pending", "materials_review", "materials_rejected"}
 
 
 def demo_clock(flow: FlowSpec, now: datetime) -> datetime:
@@ -239,6 +313,8 @@ def drive(
                 "trade_no": f"SBX{app.id:08d}",
                 "channel": "alipay",
             }
+        elif payload == "materials":
+            payload = {"files": [demo_material(app, step)]}
         actor = {
             STUDENT: Actor(f"account:{account_id}", "student"),
             SYSTEM: Actor.system("demo"),
@@ -263,10 +339,11 @@ def seed(app: Flask, per_state: int = 2) -> list[str]:
                 session.add(point)
                 session.flush()
             points[code] = point.id
+        password_hash = hash_password(DEMO_PASSWORD)
         for role, name, seed17, mobile, point_code in STAFF:
             create_account(
                 session, v, name=name, id_number=id_number(seed17),
-                password=DEMO_PASSWORD, mobile=mobile, role=role,
+                password_hash=password_hash, mobile=mobile, role=role,
                 confirmation_point_id=points.get(point_code) if point_code else None,
             )  # fmt: skip
         session.commit()
@@ -285,35 +362,15 @@ def seed(app: Flask, per_state: int = 2) -> list[str]:
                     student = Student(**{**student.__dict__, "category": "退役士兵"})
                 elif state == "approved":
                     student = Student(**{**student.__dict__, "category": "普通", "in_registry": True})
-                account = create_account(
-                    session,
-                    v,
-                    name=student.name,
-                    id_number=student.id_number,
-                    password=DEMO_PASSWORD,
-                    mobile=student.mobile,
-                )
-                record = session.scalars(
-                    select(RegistryRecord).where(RegistryRecord.id_number_index == v.index(student.id_number))
-                ).first()
-                if student.in_registry and record is None:
-                    session.add(
-                        RegistryRecord(
-                            id_number_index=v.index(student.id_number),
-                            name=student.name,
-                            school="天津职业大学",
-                            major="计算机应用技术",
-                            graduation_year=2027,
-                            photo=portrait_png(student.index),
-                        )  # fmt: skip
-                    )
-                    record = True
+                photo = portrait_png(student.index) if student.in_registry else None
+                account = add_demo_student(session, v, student, password_hash=password_hash, photo=photo)
                 # The registry decides: a record imported from data/ means "found".
-                student = Student(**{**student.__dict__, "in_registry": record is not None})
+                found = registry_record(session, v, student) is not None
+                student = Student(**{**student.__dict__, "in_registry": found})
                 session.commit()
                 application = start_application(session, account.id, app.config["FLOW_NAME"])
                 route_here = route if student.in_registry else [r for r in route if r[0] != "confirm_xueji"]
                 drive(eng, application.id, student, account.id, route_here, staff_id, at + timedelta(hours=index))
-                lines.append(f"{state:18} {student.name} {student.id_number[:6]}********{student.id_number[-4:]}")
+                lines.append(f"{state:18} {student.name} {mask_id_number(student.id_number)}")
         lines.append(f"demo password for every account: {DEMO_PASSWORD}")
         return lines

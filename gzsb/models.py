@@ -215,3 +215,148 @@ class CorrectionRequest(db.Model):
     decided_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True), nullable=True)
     decided_by: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), nullable=True)
     note: Mapped[str] = mapped_column(Text, default="")
+
+
+# --- uploads ---
+
+
+class Upload(db.Model):
+    """A stored file of an application (identity images, materials): checked, re-encoded,
+    kept under a random key; ``delete_after`` is when the retention job may delete it."""
+
+    __tablename__ = "uploads"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uid: Mapped[str] = mapped_column(String(32), unique=True, default=new_uid)
+    application_id: Mapped[int] = mapped_column(ForeignKey("applications.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))  # photo / id_card / material / …
+    storage_key: Mapped[str] = mapped_column(String(200), unique=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    mimetype: Mapped[str] = mapped_column(String(32))
+    size: Mapped[int]
+    width: Mapped[int]
+    height: Mapped[int]
+    created_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow)
+    delete_after: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True), nullable=True)
+    deleted_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True), nullable=True)
+
+
+# --- registration forms ---
+
+
+class RegistrationForm(db.Model):
+    """The 报名表 of an approved application: its serial (assigned once) and the cached PDF.
+
+    ``digest`` is the content digest the stored PDF was made from; when the application's
+    form content no longer has that digest the PDF is stale and rendered again. ``issued``
+    lists every digest a PDF was handed out for, so the verify page can tell a genuine but
+    outdated paper (内容已变更) from a forged one (无效).
+    """
+
+    __tablename__ = "registration_forms"
+    __table_args__ = (UniqueConstraint("year", "point_code", "number", name="uq_registration_forms_number"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    application_id: Mapped[int] = mapped_column(ForeignKey("applications.id"), unique=True)
+    serial: Mapped[str] = mapped_column(String(32), unique=True)
+    year: Mapped[int]
+    point_code: Mapped[str] = mapped_column(String(16))
+    number: Mapped[int]
+    digest: Mapped[str] = mapped_column(String(64), default="")
+    layout: Mapped[int] = mapped_column(default=0)
+    # Loaded only when served: status checks on every page view need the digest alone.
+    pdf: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True, deferred=True)
+    rendered_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True), nullable=True)
+    render_ms: Mapped[int] = mapped_column(default=0)
+    issued: Mapped[list[str]] = mapped_column(JSON, default=list)
+    requested_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True), nullable=True)
+    requested_digest: Mapped[str] = mapped_column(String(64), default="")
+    failed_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True), nullable=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow)
+
+
+# --- payments ---
+
+
+class PaymentOrder(db.Model):
+    """An order created by 【去支付】 (the create_order step), kept after the application moves
+    on so that a late payment for it can still be matched and recorded for refund."""
+
+    __tablename__ = "payment_orders"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(64), unique=True)
+    application_id: Mapped[int] = mapped_column(ForeignKey("applications.id"), index=True)
+    amount_fen: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3), default="CNY")
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open / paid / expired
+    deadline: Mapped[datetime] = mapped_column(db.DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True), nullable=True)
+    # The gateway trade that paid it (set in the same transaction as payment_succeeded).
+    gateway: Mapped[str] = mapped_column(String(32), default="")
+    trade_no: Mapped[str] = mapped_column(String(64), default="")
+    channel: Mapped[str] = mapped_column(String(20), default="")
+
+
+class Payment(db.Model):
+    """Money a gateway says it received: one row per gateway trade, whatever happens to the
+    order. ``paid`` paid the order; ``refund_pending`` arrived for an order that was expired
+    or already paid and must go back to the payer; ``received`` is being applied."""
+
+    __tablename__ = "payments"
+    __table_args__ = (UniqueConstraint("gateway", "trade_no", name="uq_payments_gateway_trade_no"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    gateway: Mapped[str] = mapped_column(String(32))
+    trade_no: Mapped[str] = mapped_column(String(64))
+    order_number: Mapped[str] = mapped_column(String(64), index=True)
+    application_id: Mapped[int] = mapped_column(ForeignKey("applications.id"), index=True)
+    amount_fen: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3))
+    channel: Mapped[str] = mapped_column(String(20), default="")
+    status: Mapped[str] = mapped_column(String(16), default="received")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    paid_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True), nullable=True)
+    received_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow)
+    settled_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True), nullable=True)
+
+
+class PaymentNotification(db.Model):
+    """Every notify whose signature verified, with what we did about it (rejected ones with a
+    bad signature only go to the security log: their content cannot be trusted)."""
+
+    __tablename__ = "payment_notifications"
+    __table_args__ = (Index("ix_payment_notifications_trade", "gateway", "trade_no"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    gateway: Mapped[str] = mapped_column(String(32))
+    trade_no: Mapped[str] = mapped_column(String(64))
+    order_number: Mapped[str] = mapped_column(String(64))
+    notify_id: Mapped[str] = mapped_column(String(64), default="")
+    status: Mapped[str] = mapped_column(String(16))
+    outcome: Mapped[str] = mapped_column(String(32))
+    received_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow)
+
+
+class SandboxTrade(db.Model):
+    """The sandbox gateway's own ledger (it would live on the gateway's servers): one trade
+    per merchant order and channel, its status and its notify delivery."""
+
+    __tablename__ = "sandbox_trades"
+    __table_args__ = (
+        UniqueConstraint("merchant_id", "out_trade_no", "channel", name="uq_sandbox_trades_merchant_order_channel"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trade_no: Mapped[str] = mapped_column(String(64), unique=True)
+    merchant_id: Mapped[str] = mapped_column(String(32))
+    out_trade_no: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(20))
+    subject: Mapped[str] = mapped_column(String(200))
+    amount_fen: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3))
+    notify_url: Mapped[str] = mapped_column(String(500))
+    return_url: Mapped[str] = mapped_column(String(500))
+    expires_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(20), default="WAIT_BUYER_PAY")
+    created_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow)
+    paid_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True), nullable=True)
+    notify_attempts: Mapped[int] = mapped_column(default=0)
+    notify_acked_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True), nullable=True)
+    last_notify_result: Mapped[str] = mapped_column(String(200), default="")

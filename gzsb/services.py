@@ -10,7 +10,15 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gzsb.models import Account, ConfirmationPoint, Institution, Major, RegistryRecord
+from gzsb.models import (
+    Account,
+    ConfirmationPoint,
+    CorrectionRequest,
+    Institution,
+    Major,
+    RegistryRecord,
+    Upload,
+)
 from gzsb.security import Vault
 
 log = logging.getLogger(__name__)
@@ -74,16 +82,14 @@ class Services:
     def check_choices(self, choices: Sequence[dict[str, Any]]) -> dict[int, dict[str, list[str]]]:
         """Errors by position: an institution not in the catalogue, a major not of its institution.
 
-        With no catalogue imported at all there is nothing to check against: every choice
-        passes (and a warning is logged), so a fresh installation is usable before
-        `flask catalog import`.
+        Strict even before `flask catalog import`: with no catalogue nothing is in it, so
+        every choice is refused (a 志愿 nobody can check would reach the institutions unchecked).
         """
         if not choices:
             return {}
-        if not self.catalogue_loaded():
-            log.warning("no catalogue imported: 志愿 not checked against institutions and majors")
-            return {}
         institutions, majors = self._catalogue(choices)
+        if not institutions and not self.catalogue_loaded():
+            log.warning("no catalogue imported (flask catalog import): every 志愿 is refused")
         errors: dict[int, dict[str, list[str]]] = {}
         for position, choice in enumerate(choices):
             institution, major = choice.get("institution"), choice.get("major")
@@ -105,3 +111,39 @@ class Services:
             }
             for c in choices
         ]
+
+    # -- 上传审核 and 学籍 corrections (steps of gzsb.steps.review) ----------------------
+
+    def live_uploads(self, application_id: int, uids: Sequence[str], kind: str) -> set[str]:
+        """Those of ``uids`` that are this application's not-deleted uploads of ``kind``."""
+        if not uids:
+            return set()
+        rows = self.session.scalars(
+            select(Upload.uid).where(
+                Upload.application_id == application_id,
+                Upload.kind == kind,
+                Upload.deleted_at.is_(None),
+                Upload.uid.in_(list(uids)),
+            )
+        )
+        return set(rows)
+
+    def decide_correction(
+        self, application_id: int, request_id: int, *, status: str, note: str, decided_by: int | None, now: Any
+    ) -> bool:
+        """Close this application's open correction request; False when it is not open."""
+        request = self.session.scalars(
+            select(CorrectionRequest)
+            .where(
+                CorrectionRequest.id == request_id,
+                CorrectionRequest.application_id == application_id,
+                CorrectionRequest.status == "open",
+            )
+            .with_for_update()
+        ).first()
+        if request is None:
+            return False
+        if decided_by is not None and self.session.get(Account, decided_by) is None:
+            decided_by = None  # an actor without an account row (scripts): the history names it
+        request.status, request.note, request.decided_at, request.decided_by = status, note, now, decided_by
+        return True

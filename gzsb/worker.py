@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -76,3 +76,88 @@ def drain_outbox(
             log.warning("outbox %d: SMS failed (attempt %d): %s", item.id, item.attempts, exc)
         session.commit()
     return sent
+
+
+# --- jobs (issue 4): background work named by outbox items of kind "job" ---
+
+Enqueue = Callable[[str, int], None]  # (job name, outbox id)
+
+
+def _job_items(session: Session, *, application_id: int | None = None) -> list[Outbox]:
+    query = select(Outbox).where(Outbox.kind == "job").order_by(Outbox.id)
+    if application_id is not None:
+        query = query.where(Outbox.application_id == application_id)
+    return list(session.scalars(query))
+
+
+def dispatch_jobs(session: Session, enqueue: Enqueue, now: datetime, *, application_id: int | None = None) -> int:
+    """Hand every job item that was never queued to the task queue; ``sent_at`` is when.
+
+    The web request calls this right after its transition commits (so the answer comes in
+    seconds); the tick calls it too, for an item whose request died before queueing it.
+    """
+    dispatched = 0
+    for item in _job_items(session, application_id=application_id):
+        if item.sent_at is not None:
+            continue
+        name = str(item.payload.get("name", ""))
+        try:
+            enqueue(name, item.id)
+        except Exception as exc:  # noqa: BLE001 - the queue is down: the tick tries again
+            item.last_error = f"enqueue failed: {type(exc).__name__}: {exc}"
+            log.warning("job %d (%s) could not be queued: %s", item.id, name, exc)
+        else:
+            item.sent_at, item.attempts = now, item.attempts + 1
+            dispatched += 1
+        session.commit()
+    return dispatched
+
+
+def requeue_stale_jobs(
+    session: Session,
+    engine: Engine,
+    enqueue: Enqueue,
+    now: datetime,
+    *,
+    lease: timedelta,
+    max_dispatches: int,
+    waiting_state: str = "face_checking",
+) -> tuple[int, int]:
+    """Queue again the job of an application still waiting for it a lease after it was
+    queued (its worker died or the queue lost it); after ``max_dispatches`` end the wait
+    with a failure instead. Returns (queued again, failed)."""
+    from gzsb.identity import fail_stuck_check
+
+    now = now.astimezone(UTC)
+    latest: dict[int, Outbox] = {}
+    waiting = select(Application.id).where(Application.state == waiting_state)
+    for item in session.scalars(
+        select(Outbox)
+        .where(Outbox.kind == "job", Outbox.sent_at.is_not(None), Outbox.application_id.in_(waiting))
+        .order_by(Outbox.id)
+    ):
+        latest[item.application_id or 0] = item
+    requeued = failed = 0
+    for app_id, item in latest.items():
+        sent_at = item.sent_at if item.sent_at.tzinfo else item.sent_at.replace(tzinfo=UTC)  # SQLite drops tz
+        if sent_at > now - lease:
+            continue
+        app = session.get(Application, app_id)
+        if app is None or app.seq != item.payload.get("seq"):
+            continue  # the application moved on and came back: that wait has its own item
+        if item.attempts >= max_dispatches:
+            outcome = fail_stuck_check(engine, app, f"no answer after {item.attempts} dispatches")
+            failed += outcome == "failed"
+            continue
+        name = str(item.payload.get("name", ""))
+        try:
+            enqueue(name, item.id)
+        except Exception as exc:  # noqa: BLE001
+            item.last_error = f"requeue failed: {type(exc).__name__}: {exc}"
+        else:
+            item.sent_at, item.attempts = now, item.attempts + 1
+            item.last_error = f"requeued at {now.isoformat()} (no answer within {lease})"
+            requeued += 1
+            log.warning("job %d (%s) of application %s queued again after %s", item.id, name, app.uid, lease)
+        session.commit()
+    return requeued, failed

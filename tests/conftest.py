@@ -10,17 +10,17 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
-from gzsb.accounts import create_account
 from gzsb.app import create_app
+from gzsb.catalog import import_catalog
 from gzsb.config import ROOT, TestConfig, test_database_url
-from gzsb.demo import demo_student
+from gzsb.demo import CATALOG_CSV
 from gzsb.extensions import db
-from gzsb.models import ConfirmationPoint, RegistryRecord
-from gzsb.runtime import engine, vault
-from gzsb.store import publish, start_application
+from gzsb.models import ConfirmationPoint
+from gzsb.runtime import engine
+from gzsb.store import publish
 from gzsb.workflow.engine import Engine
 from gzsb.workflow.loader import load_flow_file
-from tests.support import Applicant
+from tests.support import Applicant, new_applicant
 
 FLOW_FILE = ROOT / "flows" / "enrollment.yaml"
 # Inside the shipped flow's registration window (2026-11-16 → 2027-01-12, Beijing time).
@@ -39,7 +39,13 @@ class Clock:
         return self.now
 
 
-def _make_app(uri: str, clock: Clock) -> Flask:
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "empty_catalogue: the `app` fixture imports no 招生院校/专业 catalogue")
+
+
+def _make_app(uri: str, clock: Clock, *, catalogue: bool = True) -> Flask:
+    """A fresh database with the flow published, two confirmation points and (unless told
+    otherwise) the shipped catalogue, so 志愿 can be checked strictly."""
     config = type("Cfg", (TestConfig,), {"SQLALCHEMY_DATABASE_URI": uri})
     app = create_app(config, clock=clock)
     with app.app_context():
@@ -49,6 +55,8 @@ def _make_app(uri: str, clock: Clock) -> Flask:
         db.session.add(ConfirmationPoint(code="NK01", name="南开区招生考试中心"))
         db.session.add(ConfirmationPoint(code="HX01", name="河西区招生考试中心"))
         db.session.commit()
+        if catalogue:
+            import_catalog(db.session, CATALOG_CSV)
     return app
 
 
@@ -58,8 +66,9 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def app(tmp_path: Path, clock: Clock) -> Iterator[Flask]:
-    app = _make_app(f"sqlite:///{tmp_path / 'test.sqlite3'}", clock)
+def app(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> Iterator[Flask]:
+    catalogue = request.node.get_closest_marker("empty_catalogue") is None
+    app = _make_app(f"sqlite:///{tmp_path / 'test.sqlite3'}", clock, catalogue=catalogue)
     with app.app_context():
         yield app
         db.session.remove()
@@ -86,30 +95,7 @@ def make_applicant(app: Flask) -> Callable[..., Applicant]:
 
 
 def _applicant_factory() -> Callable[..., Applicant]:
-    def make(*, in_registry: bool = True, category: str = "普通") -> Applicant:
-        index = next(_counter)
-        student = demo_student(index)
-        account = create_account(
-            db.session, vault(), name=student.name, id_number=student.id_number, password="Demo@2026gzsb",
-            mobile=student.mobile,
-        )  # fmt: skip
-        if in_registry:
-            db.session.add(
-                RegistryRecord(
-                    id_number_index=vault().index(student.id_number),
-                    name=student.name,
-                    school="天津职业大学",
-                    major="计算机应用技术",
-                    graduation_year=2027,
-                )  # fmt: skip
-            )
-        db.session.commit()
-        application = start_application(db.session, account.id, "tianjin-gzsb")
-        applicant = Applicant(account.id, application.id, index)
-        applicant.category = category  # type: ignore[attr-defined]
-        return applicant
-
-    return make
+    return lambda **options: new_applicant(next(_counter), **options)
 
 
 @pytest.fixture

@@ -10,12 +10,9 @@ from typing import Any
 
 from sqlalchemy import func, select, text
 
-from gzsb.accounts import hash_password
-from gzsb.demo import demo_student
 from gzsb.extensions import db
-from gzsb.models import Account, Application, HistoryEvent, Outbox, RegistryRecord, Timer
-from gzsb.runtime import vault
-from gzsb.store import FLOWS, start_application
+from gzsb.models import Application, HistoryEvent, Outbox, Timer
+from gzsb.store import FLOWS
 from gzsb.workflow.engine import Actor, Engine
 from gzsb.workflow.history import EventRow, canonical, event_hash, genesis_hash
 from gzsb.workflow.registry import STEPS
@@ -25,40 +22,6 @@ from tests.support import SYSTEM, Applicant, pay, student_payload, to_payment
 ROLES = ("student", "staff", "system", "admin")
 STAFF = Actor("account:900", "staff")
 ADMIN = Actor("account:901", "admin")
-
-
-_PASSWORD_HASH = hash_password("Demo@2026gzsb")
-
-
-def new_applicant(index: int, *, in_registry: bool = True, category: str = "普通") -> Applicant:
-    """Like conftest's make_applicant, without hashing a password each time (Argon2 is slow
-    on purpose): an account, maybe a 学籍 record, and an application on the current flow."""
-    student = demo_student(index)
-    v = vault()
-    account = Account(
-        name=student.name,
-        id_number_enc=v.encrypt(student.id_number),
-        id_number_index=v.index(student.id_number),
-        mobile_enc=v.encrypt(student.mobile),
-        mobile_index=v.index(student.mobile),
-        password_hash=_PASSWORD_HASH,
-    )
-    db.session.add(account)
-    if in_registry:
-        db.session.add(
-            RegistryRecord(
-                id_number_index=v.index(student.id_number),
-                name=student.name,
-                school="天津职业大学",
-                major="计算机应用技术",
-                graduation_year=2027,
-            )
-        )
-    db.session.commit()
-    record = start_application(db.session, account.id, "tianjin-gzsb")
-    applicant = Applicant(account.id, record.id, index)
-    applicant.category = category  # type: ignore[attr-defined]
-    return applicant
 
 
 def actor_for(applicant: Applicant, role: str) -> Actor:
@@ -101,6 +64,10 @@ def valid_payload(flow: FlowSpec, record: Application, event: str, applicant: Ap
             "trade_no": "T-STATEFUL",
             "channel": "alipay",
         }
+    if step == "materials":  # the step takes only live material uploads of the application
+        from tests.review_support import add_upload
+
+        return {"files": [add_upload(record.id).uid]}
     entry = STEPS.get(step)
     return dict(entry.example()) if entry.example else {}
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gzsb.demo import basic_info, demo_student
+from gzsb.accounts import hash_password
+from gzsb.demo import DEMO_PASSWORD, add_demo_student, basic_info, demo_student
 from gzsb.extensions import db
 from gzsb.models import Application
+from gzsb.runtime import vault
+from gzsb.store import start_application
 from gzsb.workflow.engine import Actor
 
 __all__ = ["basic_info", "demo_student", "student_payload"]
@@ -18,22 +21,39 @@ class Applicant:
     account_id: int
     application_id: int
     index: int
-    password: str = "Demo@2026gzsb"
+    category: str = "普通"
+    password: str = DEMO_PASSWORD
 
     @property
     def actor(self) -> Actor:
         return Actor(f"account:{self.account_id}", "student")
 
 
+# Argon2 is slow on purpose; every test account shares one hash of the demo password.
+PASSWORD_HASH = hash_password(DEMO_PASSWORD)
+
+
+def new_applicant(index: int, *, in_registry: bool = True, category: str = "普通") -> Applicant:
+    """Demo student ``index``: account, registry record unless told otherwise, and an
+    application on the current flow (in an app context)."""
+    account = add_demo_student(
+        db.session, vault(), demo_student(index), password_hash=PASSWORD_HASH, in_registry=in_registry
+    )
+    db.session.commit()
+    application = start_application(db.session, account.id, "tianjin-gzsb")
+    return Applicant(account.id, application.id, index, category)
+
+
 SYSTEM = Actor.system("test")
 MATCHED = {"matched": True, "distance": 0.3, "threshold": 0.6, "model": "Dlib"}
 MISMATCHED = {"matched": False, "distance": 0.8, "threshold": 0.6, "model": "Dlib", "reason": "人脸不一致"}
 UPLOAD = {"photo": "p1", "id_card": "c1"}
+CONSENT = {"agree": True}  # give_face_consent, needed before upload_identity
 
 
 def student_payload(applicant: Applicant, **overrides: Any) -> dict[str, Any]:
     info = basic_info(demo_student(applicant.index), "NK01")
-    info["category"] = getattr(applicant, "category", "普通")
+    info["category"] = applicant.category
     info.update(overrides)
     return info
 
@@ -51,6 +71,7 @@ def to_confirming(eng, who) -> None:
 def to_payment(eng, who) -> None:
     to_confirming(eng, who)
     eng.fire(who.application_id, "confirm_info", who.actor, {})
+    eng.fire(who.application_id, "give_face_consent", who.actor, CONSENT)
     eng.fire(who.application_id, "upload_identity", who.actor, UPLOAD)
     eng.fire(who.application_id, "face_matched", SYSTEM, MATCHED)
     eng.fire(who.application_id, "create_order", who.actor, {})

@@ -17,7 +17,7 @@ from gzsb.catalog import (
     import_registry,
     search_catalog,
 )
-from gzsb.demo import CATALOG_CSV, REGISTRY_CSV, REGISTRY_PHOTOS, demo_student, portrait_png
+from gzsb.demo import CATALOG_CSV, REGISTRY_CSV, REGISTRY_PHOTOS, demo_student, portrait_png, registry_csv_row
 from gzsb.extensions import db
 from gzsb.models import Institution, Major, RegistryRecord
 from gzsb.runtime import vault
@@ -43,6 +43,7 @@ def png(color: str = "red", size: tuple[int, int] = (30, 40)) -> bytes:
 # ------------------------------------------------------------------------ catalogue
 
 
+@pytest.mark.empty_catalogue
 def test_catalog_import_keeps_good_rows_and_reports_bad_ones_by_line(app, tmp_path) -> None:
     path = write(
         tmp_path / "catalog.csv",
@@ -70,6 +71,7 @@ def test_catalog_import_keeps_good_rows_and_reports_bad_ones_by_line(app, tmp_pa
     assert soft.places == 0 and soft.institution.name == "天津理工大学"
 
 
+@pytest.mark.empty_catalogue
 def test_catalog_reimport_updates_and_never_duplicates(app, tmp_path) -> None:
     first = write(tmp_path / "a.csv", HEADER + "10060,天津理工大学,080901,计算机科学与技术,80\n")
     assert import_catalog(db.session, first).ok
@@ -87,6 +89,7 @@ def test_catalog_reimport_updates_and_never_duplicates(app, tmp_path) -> None:
     assert count(Major) == 2
 
 
+@pytest.mark.empty_catalogue
 def test_catalog_accepts_chinese_headers_and_gb18030(app, tmp_path) -> None:
     path = write(
         tmp_path / "excel.csv",
@@ -97,6 +100,7 @@ def test_catalog_accepts_chinese_headers_and_gb18030(app, tmp_path) -> None:
     assert db.session.scalars(select(Institution.name)).one() == "天津财经大学"
 
 
+@pytest.mark.empty_catalogue
 def test_catalog_file_without_required_columns_imports_nothing(app, tmp_path) -> None:
     path = write(tmp_path / "bad.csv", "code,name\n10060,天津理工大学\n")
     with pytest.raises(FileProblem, match="missing column"):
@@ -129,17 +133,7 @@ REGISTRY_HEADER = "id_number,name,school,major,level,study_form,graduation_year,
 
 
 def registry_line(index: int, **changes: str) -> str:
-    student = demo_student(index)
-    row = {
-        "id_number": student.id_number,
-        "name": student.name,
-        "school": "天津职业大学",
-        "major": "计算机应用技术",
-        "level": "专科",
-        "study_form": "普通全日制",
-        "graduation_year": "2027",
-        "photo": "",
-    }
+    row = registry_csv_row(demo_student(index))
     row.update(changes)
     return ",".join(row.values()) + "\n"
 
@@ -207,6 +201,7 @@ def test_demo_registry_data_imports_cleanly(app) -> None:
 # ------------------------------------------------------------------------- commands
 
 
+@pytest.mark.empty_catalogue
 def test_catalog_command_exit_codes_and_line_numbers(app, tmp_path) -> None:
     runner = app.test_cli_runner()
     good = write(tmp_path / "good.csv", HEADER + "10060,天津理工大学,080901,计算机科学与技术,80\n")

@@ -3,3 +3,4 @@
 from __future__ import annotations
 
 from gzsb.guards import checks as checks
+from gzsb.guards import identity as identity

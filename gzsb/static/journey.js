@@ -36,13 +36,29 @@
     if (chosen && chosen.value && chosen.getAttribute("data-institution") !== code) { s.major.value = ""; }
   }
 
+  /* The chosen institution and major on two lines of the picker button (or its prompt). */
   function display(row) {
     var s = selects(row);
-    var input = row.querySelector(".picker-display");
-    if (!s.inst || !s.major || !input) { return; }
+    var button = row.querySelector(".picker-display");
+    var box = row.querySelector(".picker-text");
+    if (!s.inst || !s.major || !box) { return; }
     var inst = s.inst.selectedOptions[0];
     var major = s.major.selectedOptions[0];
-    input.value = inst && inst.value ? inst.textContent + (major && major.value ? " — " + major.textContent : "") : "";
+    box.textContent = "";
+    if (inst && inst.value) {
+      var name = document.createElement("span");
+      name.className = "picker-inst";
+      name.textContent = inst.textContent;
+      var course = document.createElement("span");
+      course.className = "picker-major";
+      course.textContent = major && major.value ? major.textContent : "请选择专业";
+      box.appendChild(name);
+      box.appendChild(course);
+      button.classList.remove("empty");
+    } else {
+      box.textContent = "点击选择院校和专业";
+      button.classList.add("empty");
+    }
   }
 
   function taken(inst, major, except) {
@@ -58,6 +74,8 @@
     var other = taken(item.institution, item.major, row);
     if (other) {
       status.textContent = "该院校专业已在" + other + "中填报，志愿不能重复";
+      status.className = "error";
+      status.setAttribute("role", "alert");
       return false;
     }
     var s = selects(row);
@@ -92,6 +110,8 @@
 
   function render(results, truncated) {
     list.textContent = "";
+    status.className = "hint";
+    status.removeAttribute("role");
     results.forEach(function (item) {
       var li = document.createElement("li");
       var button = document.createElement("button");
@@ -119,6 +139,7 @@
   function run(query) {
     var mine = ++serial;
     if (!window.fetch) { render(localResults(query), false); return; }
+    status.className = "hint";
     status.textContent = "正在搜索…";
     fetch(searchUrl + "?q=" + encodeURIComponent(query), { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (r) { if (!r.ok) { throw new Error(String(r.status)); } return r.json(); })
@@ -153,14 +174,10 @@
   if (canDialog) {
     rows.forEach(function (row) {
       var picker = row.querySelector(".picker");
-      var input = row.querySelector(".picker-display");
       picker.hidden = false;
       row.classList.add("enhanced");
       display(row);
-      input.addEventListener("click", function () { open(row); });
-      input.addEventListener("keydown", function (e) {
-        if (e.key === "Enter" || e.key === " ") { e.preventDefault(); open(row); }
-      });
+      row.querySelector(".picker-display").addEventListener("click", function () { open(row); });
       row.querySelector(".picker-clear").addEventListener("click", function () {
         var s = selects(row);
         s.inst.value = "";

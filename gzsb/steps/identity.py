@@ -1,4 +1,12 @@
-"""Steps of §2.9 身份认证: upload, face match results, the manual path."""
+"""Steps of §2.9 身份认证: consent, upload, face match results, the manual path, retention.
+
+``data["identity"]`` holds: ``consent`` {given_at, version, text_sha256}; ``photo`` and
+``id_card`` (Upload uids of the last upload; ``id_card`` absent on the no-ID-card manual
+path); ``attempt``; ``result`` of the last match {matched, distance, threshold, model,
+reason, at} or of a failed check {matched: False, error, reason, at}; ``manual`` (the
+request); ``review`` (the staff decision, written by the review steps); ``id_card_purged``
+once the retention job deleted the ID-card images.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +14,25 @@ from typing import Any
 
 from marshmallow import fields, validate
 
-from gzsb.steps.fields import StepSchema, text
+from gzsb.steps.fields import StepSchema, agreed, text
 from gzsb.workflow.engine import StepContext
 from gzsb.workflow.registry import STEPS
+
+# Versioned so a later change of the consent text can be told apart in the records.
+CONSENT_VERSION = "2026-11-face-v1"
+MISMATCH_REASON = "人脸不一致"
+FAILURE_REASON = "人脸比对未能完成，请稍后重新上传"
+
+
+class ConsentSchema(StepSchema):
+    agree = agreed("人脸信息处理同意书")
+
+
+@STEPS.register("face_consent", schema=ConsentSchema(), example=lambda: {"agree": True})
+def face_consent(ctx: StepContext, payload: dict[str, Any]) -> None:
+    identity = ctx.section("identity")
+    identity["consent"] = {"given_at": ctx.now.isoformat(), "version": CONSENT_VERSION, "by": ctx.actor.id}
+    ctx.record_in_history(consent_version=CONSENT_VERSION)
 
 
 class IdentityUploadSchema(StepSchema):
@@ -26,11 +50,13 @@ def identity_upload(ctx: StepContext, payload: dict[str, Any]) -> None:
     counters["face"] = int(counters.get("face", 0)) + 1
     identity = ctx.section("identity")
     identity.update(photo=payload["photo"], id_card=payload["id_card"], result=None, attempt=counters["face"])
+    identity.pop("review", None)  # an earlier staff decision is about earlier images
     ctx.emit("job", name="face_match", attempt=counters["face"])
 
 
 class ManualRequestSchema(StepSchema):
     photo = text("证件照", required=False, max_length=80)
+    id_card = text("身份证人像面", required=False, max_length=80)
     no_id_card = fields.Boolean(load_default=False, metadata={"label": "无身份证"})
     note = text("说明", required=False, max_length=200)
 
@@ -38,7 +64,18 @@ class ManualRequestSchema(StepSchema):
 @STEPS.register("manual_identity_request", schema=ManualRequestSchema(), example=lambda: {"note": "身份证遗失"})
 def manual_identity_request(ctx: StepContext, payload: dict[str, Any]) -> None:
     identity = ctx.section("identity")
-    identity["manual"] = {"requested_at": ctx.now.isoformat(), **{k: v for k, v in payload.items() if v}}
+    if payload.get("photo"):
+        identity["photo"] = payload["photo"]
+    if payload.get("no_id_card"):
+        identity.pop("id_card", None)  # staff compare the 证件照 with the applicant in person
+    elif payload.get("id_card"):
+        identity["id_card"] = payload["id_card"]
+    identity.pop("review", None)
+    identity["manual"] = {
+        "requested_at": ctx.now.isoformat(),
+        "no_id_card": bool(payload.get("no_id_card")),
+        **({"note": payload["note"]} if payload.get("note") else {}),
+    }
 
 
 class FaceResultSchema(StepSchema):
@@ -55,16 +92,43 @@ class FaceResultSchema(StepSchema):
     example=lambda: {"matched": True, "distance": 0.41, "threshold": 0.6, "model": "Dlib"},
 )
 def face_result(ctx: StepContext, payload: dict[str, Any]) -> None:
-    ctx.section("identity")["result"] = {**payload, "at": ctx.now.isoformat()}
+    result = {**payload, "at": ctx.now.isoformat()}
+    if not payload["matched"] and not payload.get("reason"):
+        result["reason"] = MISMATCH_REASON
+    ctx.section("identity")["result"] = result
 
 
 class FaceFailureSchema(StepSchema):
     error = fields.String(required=True, validate=validate.Length(min=1))
+    reason = fields.String(load_default=FAILURE_REASON)
 
 
 @STEPS.register("face_failure", schema=FaceFailureSchema(), example=lambda: {"error": "worker timed out"})
 def face_failure(ctx: StepContext, payload: dict[str, Any]) -> None:
-    ctx.section("identity")["result"] = {"matched": False, "error": payload["error"], "at": ctx.now.isoformat()}
-    # A crash is not the student's fault: give the attempt back.
+    ctx.section("identity")["result"] = {
+        "matched": False,
+        "error": payload["error"],
+        "reason": payload["reason"] or FAILURE_REASON,
+        "at": ctx.now.isoformat(),
+    }
+    # Not a comparison that said "different people" (a crash, a timeout, an image with no
+    # usable face): give the attempt back.
     counters = ctx.section("counters")
     counters["face"] = max(int(counters.get("face", 1)) - 1, 0)
+
+
+class PurgeSchema(StepSchema):
+    uploads = fields.List(fields.String(validate=validate.Length(min=1, max=32)), required=True)
+    settled_at = fields.String(required=True)
+    retention_hours = fields.Float(required=True)
+
+
+@STEPS.register(
+    "purge_id_card",
+    schema=PurgeSchema(),
+    example=lambda: {"uploads": ["0" * 32], "settled_at": "2026-12-01T02:00:00+00:00", "retention_hours": 72},
+)
+def purge_id_card(ctx: StepContext, payload: dict[str, Any]) -> None:
+    """The retention job deletes the ID-card images after this event is recorded."""
+    identity = ctx.section("identity")
+    identity["id_card_purged"] = {"at": ctx.now.isoformat(), "uploads": list(payload["uploads"])}

@@ -346,9 +346,8 @@ def login() -> Any:
             db.session.commit()
             start_session(account)
             target = request.args.get("next", "")
-            return redirect(
-                target if target.startswith("/") and not target.startswith("//") else url_for("enrollment.process")
-            )
+            landing = url_for("staff.dashboard") if account.role == "staff" else url_for("enrollment.process")
+            return redirect(target if target.startswith("/") and not target.startswith("//") else landing)
         if account is None:
             check_password_of_nobody(request.form.get("password", ""))
         if account is not None and not locked:

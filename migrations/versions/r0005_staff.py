@@ -1,4 +1,8 @@
-"""staff console: reviews and materials
+"""staff console: reviews and materials (no schema change)
+
+Decisions are history events and live in ``applications.data``; material photos are rows of
+``uploads`` (r0002); 学籍 corrections use ``correction_requests`` (initial schema). This
+revision keeps the chain's place for the staff console.
 
 Revision ID: r0005
 Revises: r0004

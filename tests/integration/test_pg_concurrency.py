@@ -20,8 +20,8 @@ from gzsb.extensions import db
 from gzsb.models import HistoryEvent, Timer
 from gzsb.runtime import engine
 from gzsb.workflow.engine import Fired
-from tests.drive import application, history, new_applicant
-from tests.support import MATCHED, SYSTEM, UPLOAD, Applicant, student_payload, to_confirming
+from tests.drive import application, history
+from tests.support import CONSENT, MATCHED, SYSTEM, UPLOAD, Applicant, new_applicant, student_payload, to_confirming
 
 THREADS = 20
 
@@ -34,6 +34,7 @@ def _at_payment(eng: Any, who: Applicant) -> None:
     """create_order from identity_verified (arms a timer and writes an order)."""
     to_confirming(eng, who)
     eng.fire(who.application_id, "confirm_info", who.actor, {})
+    eng.fire(who.application_id, "give_face_consent", who.actor, CONSENT)
     eng.fire(who.application_id, "upload_identity", who.actor, UPLOAD)
     eng.fire(who.application_id, "face_matched", SYSTEM, MATCHED)
 

@@ -109,12 +109,19 @@ def test_preferences_are_checked_against_the_catalogue(app, catalogue, make_appl
     ]
 
 
-def test_without_any_catalogue_choices_are_not_checked(app, make_applicant, eng) -> None:
-    # A fresh installation before `flask catalog import`: documented leniency.
+@pytest.mark.empty_catalogue
+def test_without_any_catalogue_every_choice_is_refused(app, make_applicant, eng) -> None:
+    # Before `flask catalog import` nothing can be checked, so nothing is accepted.
     who = make_applicant()
     to_preferences(eng, who)
-    assert submit(eng, who, ("a", "b")).to_state == "confirming"
-    assert data(who)["preferences"][0]["institution_name"] == ""
+    assert refused(eng, who, ("10060", "080901"), ("10066", "080902")) == {
+        "choices": {
+            0: {"institution": ["所选院校不在招生院校目录中，请重新选择"]},
+            1: {"institution": ["所选院校不在招生院校目录中，请重新选择"]},
+        }
+    }
+    assert import_catalog(db.session, CATALOG_CSV).ok
+    assert submit(eng, who, ("10060", "080901")).to_state == "confirming"
 
 
 def test_xueji_buttons_keep_the_typed_preferences_as_a_draft(app, catalogue, make_applicant, eng) -> None:

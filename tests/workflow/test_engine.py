@@ -12,7 +12,7 @@ from gzsb.models import Application, HistoryEvent, Outbox, Timer
 from gzsb.runtime import engine
 from gzsb.worker import fire_due_timers
 from gzsb.workflow.engine import Actor
-from tests.support import MISMATCHED, SYSTEM, UPLOAD, pay, student_payload, to_confirming, to_payment
+from tests.support import CONSENT, MISMATCHED, SYSTEM, UPLOAD, pay, student_payload, to_confirming, to_payment
 
 
 def snapshot(app_id: int) -> tuple[Any, ...]:
@@ -29,7 +29,7 @@ def test_student_reaches_approved_and_history_verifies(app, make_applicant, eng)
     fired = pay(eng, who)
     assert (fired.from_state, fired.to_state) == ("payment_pending", "approved")
     application = db.session.get(Application, who.application_id)
-    assert application.state == "approved" and application.seq == 10 and application.head == fired.hash
+    assert application.state == "approved" and application.seq == 11 and application.head == fired.hash
     verdicts = list(verify_all(db.session))
     assert all(v.ok for v in verdicts), [v.describe() for v in verdicts]
     templates = [o.payload.get("template") for o in db.session.scalars(select(Outbox).where(Outbox.kind == "sms"))]
@@ -40,11 +40,13 @@ def test_special_category_goes_to_materials_review(app, make_applicant, eng) -> 
     who = make_applicant(category="退役士兵")
     to_payment(eng, who)
     assert pay(eng, who).to_state == "materials_pending"
-    eng.fire(who.application_id, "submit_materials", who.actor, {"files": ["m1"]})
+    from tests.review_support import add_upload  # materials are real uploads of the application
+
+    eng.fire(who.application_id, "submit_materials", who.actor, {"files": [add_upload(who.application_id).uid]})
     staff = Actor("account:999", "staff")
     eng.fire(who.application_id, "reject_materials", staff, {"reason": "退役证不清晰"})
     assert db.session.get(Application, who.application_id).data["materials"]["review"]["reason"] == "退役证不清晰"
-    eng.fire(who.application_id, "submit_materials", who.actor, {"files": ["m2"]})
+    eng.fire(who.application_id, "submit_materials", who.actor, {"files": [add_upload(who.application_id).uid]})
     assert eng.fire(who.application_id, "approve_materials", staff, {}).to_state == "approved"
 
 
@@ -114,7 +116,7 @@ def test_student_without_registry_record_may_go_on(app, make_applicant, eng) -> 
     with pytest.raises(GuardRefused):
         eng.fire(who.application_id, "report_xueji_error", who.actor, {"problem": "x"})
     fired = eng.fire(
-        who.application_id, "submit_preferences", who.actor, {"choices": [{"institution": "a", "major": "b"}]}
+        who.application_id, "submit_preferences", who.actor, {"choices": [{"institution": "10060", "major": "080901"}]}
     )
     assert fired.to_state == "confirming"
 
@@ -123,6 +125,7 @@ def test_three_face_mismatches_lead_to_the_manual_queue(app, make_applicant, eng
     who = make_applicant()
     to_confirming(eng, who)
     eng.fire(who.application_id, "confirm_info", who.actor, {})
+    eng.fire(who.application_id, "give_face_consent", who.actor, CONSENT)
     destinations = []
     for _ in range(3):
         eng.fire(who.application_id, "upload_identity", who.actor, UPLOAD)

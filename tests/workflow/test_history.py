@@ -32,8 +32,8 @@ from gzsb.workflow.history import (
 )
 from gzsb.workflow.loader import load_flow, load_flow_file
 from gzsb.workflow.spec import FlowSpec
-from tests.drive import application, chain, history, new_applicant, sql, to_approved, uid_of
-from tests.support import MATCHED, MISMATCHED, SYSTEM, UPLOAD, Applicant, to_confirming, to_payment
+from tests.drive import application, chain, history, sql, to_approved, uid_of
+from tests.support import MATCHED, MISMATCHED, SYSTEM, UPLOAD, Applicant, new_applicant, to_confirming, to_payment
 
 FLOW_FILE = ROOT / "flows" / "enrollment.yaml"
 FLOW = load_flow_file(FLOW_FILE)
@@ -41,7 +41,7 @@ FLOW = load_flow_file(FLOW_FILE)
 
 @dataclass
 class Cast:
-    """Three applicants: ``done`` (10 events, approved), ``paying`` (9 events,
+    """Three applicants: ``done`` (11 events, approved), ``paying`` (10 events,
     payment_pending) and ``bystander`` (5 events, confirming), who is never tampered with."""
 
     done: Applicant
@@ -104,13 +104,13 @@ def assert_first_bad(app: Flask, cast: Cast, who: str, seq: int, problem: str) -
 def test_untouched_histories_verify(app: Flask, cast: Cast) -> None:
     found = verdicts()
     assert [(v.ok, v.events, v.state) for v in found.values()] == [
-        (True, 10, "approved"),
-        (True, 9, "payment_pending"),
+        (True, 11, "approved"),
+        (True, 10, "payment_pending"),
         (True, 5, "confirming"),
     ]
     result = cli(app, "audit", "verify")
     assert result.exit_code == 0, result.output
-    assert "verified 3 application(s), 24 event(s): 0 failed" in result.output
+    assert "verified 3 application(s), 26 event(s): 0 failed" in result.output
 
 
 # -- tampering with the database -------------------------------------------------------
@@ -140,24 +140,24 @@ def test_deleted_event_is_named_as_missing(app: Flask, cast: Cast, seq: int) -> 
 
 
 def test_deleted_last_event_is_named_as_missing(app: Flask, cast: Cast) -> None:
-    sql("DELETE FROM history_events WHERE application_id = :a AND seq = 10", a=cast.id("done"))
-    assert_first_bad(app, cast, "done", 10, "history ends before the recorded head: event seq 10 is missing")
+    sql("DELETE FROM history_events WHERE application_id = :a AND seq = 11", a=cast.id("done"))
+    assert_first_bad(app, cast, "done", 11, "history ends before the recorded head: event seq 11 is missing")
 
 
-@pytest.mark.parametrize(("first", "second"), [(3, 7), (1, 2), (9, 10), (5, 6)])
+@pytest.mark.parametrize(("first", "second"), [(3, 7), (1, 2), (10, 11), (5, 6)])
 def test_swapped_events_are_caught_at_the_earlier_seq(app: Flask, cast: Cast, first: int, second: int) -> None:
     # UNIQUE(application_id, seq): move one out of the way first.
     a = cast.id("done")
     sql("UPDATE history_events SET seq = -1 WHERE application_id = :a AND seq = :s", a=a, s=first)
     sql("UPDATE history_events SET seq = :t WHERE application_id = :a AND seq = :s", a=a, s=second, t=first)
     sql("UPDATE history_events SET seq = :t WHERE application_id = :a AND seq = -1", a=a, t=second)
-    assert [e.seq for e in history(a)] == list(range(1, 11))
+    assert [e.seq for e in history(a)] == list(range(1, 12))
     assert_first_bad(app, cast, "done", first, "prev hash does not match the previous event")
 
 
 def test_changed_state_column_is_caught_at_the_last_event(app: Flask, cast: Cast) -> None:
     sql("UPDATE applications SET state = 'approved' WHERE id = :a", a=cast.id("paying"))
-    assert_first_bad(app, cast, "paying", 9, "application row says state 'approved'")
+    assert_first_bad(app, cast, "paying", 10, "application row says state 'approved'")
 
 
 def test_changed_head_column_is_caught_after_the_last_event(app: Flask, cast: Cast) -> None:
@@ -195,21 +195,21 @@ def _forge_payment(record: Application, seq: int) -> HistoryEvent:
 
 def test_forged_event_at_the_end_without_head_is_named(app: Flask, cast: Cast) -> None:
     record = application(cast.id("paying"))
-    db.session.add(_forge_payment(record, 10))
+    db.session.add(_forge_payment(record, 11))
     db.session.commit()
     # The forged event is legal and hashes right: only the head gives it away.
     rows = list(history_rows(db.session, record.id))
     assert replay(record.uid, FLOW, rows).ok
-    assert_first_bad(app, cast, "paying", 10, "event seq 10 comes after the recorded head")
+    assert_first_bad(app, cast, "paying", 11, "event seq 11 comes after the recorded head")
 
 
 def test_forged_event_with_head_but_old_state_is_named(app: Flask, cast: Cast) -> None:
     record = application(cast.id("paying"))
-    forged = _forge_payment(record, 10)
+    forged = _forge_payment(record, 11)
     db.session.add(forged)
     db.session.commit()
-    sql("UPDATE applications SET head = :h, seq = 10 WHERE id = :a", h=forged.hash, a=record.id)
-    assert_first_bad(app, cast, "paying", 10, "application row says state 'payment_pending'")
+    sql("UPDATE applications SET head = :h, seq = 11 WHERE id = :a", h=forged.hash, a=record.id)
+    assert_first_bad(app, cast, "paying", 11, "application row says state 'payment_pending'")
 
 
 def test_event_moved_to_another_application_is_caught(app: Flask, cast: Cast) -> None:
@@ -238,14 +238,14 @@ def exported(app: Flask, cast: Cast, tmp_path: Path) -> Path:
 
 def test_export_verifies_offline(app: Flask, cast: Cast, exported: Path) -> None:
     lines = exported.read_text(encoding="utf-8").splitlines()
-    assert len(lines) == 11
+    assert len(lines) == 12
     header = json.loads(lines[0])
     assert header["application"] == cast.uid("done") and header["state"] == "approved"
     assert header["flow_yaml"] == FLOW_FILE.read_text(encoding="utf-8")
-    assert [json.loads(line)["seq"] for line in lines[1:]] == list(range(1, 11))
+    assert [json.loads(line)["seq"] for line in lines[1:]] == list(range(1, 12))
     result = cli(app, "audit", "verify", "--file", str(exported))
     assert result.exit_code == 0, result.output
-    assert f"application {cast.uid('done')}: ok (10 events, state approved)" in result.output
+    assert f"application {cast.uid('done')}: ok (11 events, state approved)" in result.output
 
 
 def _replace_in_line(lines: list[str], index: int, old: str, new: str) -> None:
@@ -268,7 +268,7 @@ def _flip_char(line: str, position: int) -> str:
 
 
 def _mutate_order_line(lines: list[str]) -> None:
-    _replace_in_line(lines, 9, '"order":"GZSB', '"order":"GZSC')
+    _replace_in_line(lines, 10, '"order":"GZSB', '"order":"GZSC')
 
 
 def _mutate_payload_hmac(lines: list[str]) -> None:
@@ -330,7 +330,7 @@ def _delete_middle_line(lines: list[str]) -> None:
 
 
 def _delete_last_line(lines: list[str]) -> None:
-    del lines[10]
+    del lines[11]
 
 
 def _delete_header(lines: list[str]) -> None:
@@ -352,7 +352,7 @@ def _duplicate_line(lines: list[str]) -> None:
 @pytest.mark.parametrize(
     ("mutate", "seq", "problem"),
     [
-        (_mutate_order_line, 9, "hash does not match"),
+        (_mutate_order_line, 10, "hash does not match"),
         (_mutate_payload_hmac, 2, "hash does not match"),
         (_mutate_answer, 4, "hash does not match"),
         (_mutate_role, 7, "hash does not match"),
@@ -361,12 +361,12 @@ def _duplicate_line(lines: list[str]) -> None:
         (_mutate_seq, 8, "event seq 8 is missing (found seq 9)"),
         (_mutate_flow_setting, 0, "does not match its SHA-256"),
         (_mutate_flow_syntax, 0, "does not match its SHA-256"),
-        (_mutate_header_state, 10, "application row says state 'approvee'"),
-        (_mutate_header_head, 11, "event seq 11 is missing"),
+        (_mutate_header_state, 11, "application row says state 'approvee'"),
+        (_mutate_header_head, 12, "event seq 12 is missing"),
         (_broken_json, 5, "line 6 is not a history event"),
         (_not_canonical, 7, "line 8 is not in canonical form"),
         (_delete_middle_line, 5, "event seq 5 is missing"),
-        (_delete_last_line, 10, "event seq 10 is missing"),
+        (_delete_last_line, 11, "event seq 11 is missing"),
         (_delete_header, 0, "not a canonical gzsb-history/1 header"),
         (_swap_lines, 3, "event seq 3 is missing (found seq 4)"),
         (_swap_header, 0, "not a canonical gzsb-history/1 header"),
@@ -460,8 +460,8 @@ CREATE_ORDER_ROLES = """  - event: create_order
     ("old", "new", "seq", "problem"),
     [
         (CONFIRM_XUEJI, "", 4, "'confirm_xueji' does not lead from 'preferences' to 'preferences'"),
-        (CREATE_ORDER_ROLES, CREATE_ORDER_ROLES.replace("[student]", "[staff]"), 9, "role 'student' may not fire"),
-        ("    to: approved\n    actors: [system]\n", "    to: approved\n    actors: [admin]\n", 10, "role 'system'"),
+        (CREATE_ORDER_ROLES, CREATE_ORDER_ROLES.replace("[student]", "[staff]"), 10, "role 'student' may not fire"),
+        ("    to: approved\n    actors: [system]\n", "    to: approved\n    actors: [admin]\n", 11, "role 'system'"),
     ],
     ids=["without_confirm_xueji", "create_order_by_staff", "payment_by_admin"],
 )
@@ -479,7 +479,7 @@ def test_replay_under_another_flow_names_where_it_stops_being_legal(
 
 
 def test_replay_under_its_own_flow_is_all_legal(app: Flask, cast: Cast, tmp_path: Path) -> None:
-    for who, count in (("done", 10), ("paying", 9), ("bystander", 5)):
+    for who, count in (("done", 11), ("paying", 10), ("bystander", 5)):
         result = cli(app, "audit", "replay", "--application", cast.uid(who), "--flow", str(FLOW_FILE))
         assert result.exit_code == 0, result.output
         assert f"all {count} events are legal under enrollment.yaml" in result.output
@@ -497,15 +497,16 @@ CHECK = ("check_xueji", "preferences", "preferences", "student", None, {"result"
 CONFIRM = ("confirm_xueji", "preferences", "preferences", "student", None, {"answer": "correct"})
 PREFS = ("submit_preferences", "preferences", "confirming", "student", None, {"choices": []})
 INFO = ("confirm_info", "confirming", "identity_pending", "student", None, {})
+CONSENTED = ("give_face_consent", "identity_pending", "identity_pending", "student", None, {"agree": True})
 UPLOADED = ("upload_identity", "identity_pending", "face_checking", "student", None, UPLOAD)
-TO_CHECKING = [PLEDGE, BASIC, CHECK, CONFIRM, PREFS, INFO, UPLOADED]
+TO_CHECKING = [PLEDGE, BASIC, CHECK, CONFIRM, PREFS, INFO, CONSENTED, UPLOADED]
 ATTEMPTS = 'attempts_left({"counter": "face", "max": 3})'
 
 
 def test_synthetic_history_replays() -> None:
     rows = chain(UID, FLOW, TO_CHECKING)
     verdict = replay(UID, FLOW, rows, head=rows[-1].hash, state="face_checking")
-    assert verdict.ok and verdict.events == 7 and verdict.state == "face_checking", verdict.describe()
+    assert verdict.ok and verdict.events == 8 and verdict.state == "face_checking", verdict.describe()
     empty = replay(UID, FLOW, [], head=genesis_hash(UID, FLOW.sha256), state="started")
     assert empty.ok and empty.events == 0
 
@@ -526,7 +527,7 @@ def test_replay_refuses_a_role_the_flow_does_not_allow() -> None:
     assert verdict.bad_seq == 1 and "role 'staff' may not fire 'accept_pledge' (allowed: student)" in verdict.problem
     student_match = ("face_matched", "face_checking", "identity_verified", "student", None, MATCHED)
     verdict = replay(UID, FLOW, chain(UID, FLOW, [*TO_CHECKING, student_match]))
-    assert verdict.bad_seq == 8 and "role 'student' may not fire 'face_matched'" in verdict.problem
+    assert verdict.bad_seq == 9 and "role 'student' may not fire 'face_matched'" in verdict.problem
 
 
 def test_replay_refuses_a_move_the_flow_does_not_have() -> None:
@@ -554,7 +555,7 @@ def test_replay_refuses_guard_results_inconsistent_with_the_branch(guards: Any, 
     mismatch = ("face_mismatch", "face_checking", "manual_identity", "system", guards, MISMATCHED)
     rows = chain(UID, FLOW, [*TO_CHECKING, mismatch])
     verdict = replay(UID, FLOW, rows, head=rows[-1].hash, state="manual_identity")
-    assert verdict.bad_seq == 8 and problem in verdict.problem, verdict.describe()
+    assert verdict.bad_seq == 9 and problem in verdict.problem, verdict.describe()
     # The consistent record of the same move: first branch refused, second taken.
     fine = [["identity_pending", [[ATTEMPTS, False]]], ["manual_identity", []]]
     rows = chain(UID, FLOW, [*TO_CHECKING, mismatch[:4] + (fine, MISMATCHED)])
@@ -602,11 +603,11 @@ def test_applications_verify_under_their_own_flow_version(app: Flask, eng: Engin
 
     found = verdicts()
     assert all(v.ok for v in found.values()), [v.describe() for v in found.values()]
-    assert {found[old_record.uid].events, found[new_record.uid].events} == {9, 11}
+    assert {found[old_record.uid].events, found[new_record.uid].events} == {10, 12}
     assert {e.flow_sha256 for e in history(old.application_id)} == {FLOW.sha256}
     assert {e.flow_sha256 for e in history(new.application_id)} == {version2.sha256}
     result = cli(app, "audit", "verify")
-    assert result.exit_code == 0 and "2 application(s), 20 event(s): 0 failed" in result.output, result.output
+    assert result.exit_code == 0 and "2 application(s), 22 event(s): 0 failed" in result.output, result.output
 
     # Under the other version the chain does not fit (the genesis binds the version).
     flow2 = FLOWS.by_version(db.session, version2.id)

@@ -26,8 +26,8 @@ from gzsb.runtime import engine
 from gzsb.worker import fire_due_timers
 from gzsb.workflow.loader import load_flow_file
 from tests.conftest import FLOW_FILE, Clock, _make_app
-from tests.drive import ROLES, actor_for, application, flow_of, new_applicant, snapshot, valid_payload
-from tests.support import Applicant
+from tests.drive import ROLES, actor_for, application, flow_of, snapshot, valid_payload
+from tests.support import Applicant, new_applicant
 
 FLOW = load_flow_file(FLOW_FILE)
 EVENTS = sorted(FLOW.event_names) + ["no_such_event"]

@@ -30,7 +30,7 @@ EXPECTED = {
     "unknown_initial": "initial: unknown state 'begin'; known: approved, pledged, started",
     "undefined_from": "transitions[1].from: unknown state 'pleged'; known: approved, pledged, started",
     "undefined_to": "transitions[1].to: unknown state 'aproved'; known: approved, pledged, started",
-    "unknown_guard": "transitions[0].guards[0]: unknown guard 'paied'; known: attempts_left, materials_required,",
+    "unknown_guard": "transitions[0].guards[0]: unknown guard 'paied'; known: attempts_left, face_consent_given,",
     "unknown_step": "transitions[0].step: unknown step 'pledgee'; known: basic_info,",
     "unknown_page": "states.pledged.page: unknown page 'basic_infos'; known: basic_info,",
     "unknown_stage": "states.started.stage: unknown stage 'basc'; known: basic",

@@ -1,0 +1,47 @@
+// 身份认证: previews of the chosen images; on 比对中, poll the status until it changes.
+(function () {
+  "use strict";
+
+  document.querySelectorAll("input[type=file][data-preview]").forEach(function (input) {
+    var img = document.getElementById(input.dataset.preview);
+    var url = null;
+    input.addEventListener("change", function () {
+      if (url) { URL.revokeObjectURL(url); url = null; }
+      var file = input.files && input.files[0];
+      if (!img || !file || !/^image\/(jpeg|png)$/.test(file.type)) { if (img) img.hidden = true; return; }
+      url = URL.createObjectURL(file);
+      img.src = url;
+      img.hidden = false;
+    });
+  });
+
+  var noId = document.getElementById("no-id-card");
+  var idCardField = document.querySelector(".manual-form [data-id-card]");
+  if (noId && idCardField) {
+    var sync = function () { idCardField.hidden = noId.checked; };
+    noId.addEventListener("change", sync);
+    sync();
+  }
+
+  var panel = document.getElementById("face-checking");
+  if (!panel) return;
+  var statusUrl = panel.dataset.statusUrl;
+  var resultUrl = panel.dataset.resultUrl;
+  var hint = document.getElementById("checking-hint");
+  var failures = 0;
+  function poll() {
+    fetch(statusUrl, { credentials: "same-origin", headers: { Accept: "application/json" }, cache: "no-store" })
+      .then(function (response) { if (!response.ok) throw new Error(response.status); return response.json(); })
+      .then(function (body) {
+        failures = 0;
+        if (body.state !== "face_checking") { window.location.assign(resultUrl); return; }
+        setTimeout(poll, 1500);
+      })
+      .catch(function () {
+        failures += 1;
+        if (hint && failures >= 3) hint.textContent = "网络不稳定，正在重试……";
+        setTimeout(poll, Math.min(1500 * (failures + 1), 10000));
+      });
+  }
+  setTimeout(poll, 1500);
+})();
