@@ -1,5 +1,5 @@
 """Shared set-up: an app on a SQLite file, a clock inside the registration window,
-applicants created without the per-account Argon2 cost, and the 15-event path."""
+applicants created without the per-account Argon2 cost, and the 16-event path."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ MISMATCHED = {"matched": False, "distance": 0.8, "threshold": 0.6, "model": "Dli
 UPLOAD = {"photo": "bench-photo", "id_card": "bench-id-card"}
 
 # (event, fired by the student?, payload or the name of a payload built per applicant).
-# Fifteen legal events: the face check fails once, the first order expires.
+# Sixteen legal events: the face check fails once, the first order expires.
 PATH: tuple[tuple[str, bool, Any], ...] = (
     ("accept_pledge", True, {"agree": True}),
     ("submit_basic_info", True, "basic_info"),
@@ -46,6 +46,7 @@ PATH: tuple[tuple[str, bool, Any], ...] = (
     ("confirm_xueji", True, {"answer": "correct"}),
     ("submit_preferences", True, {"choices": [{"institution": "10060", "major": "080901"}]}),
     ("confirm_info", True, {}),
+    ("give_face_consent", True, {"agree": True}),
     ("upload_identity", True, UPLOAD),
     ("face_mismatch", False, MISMATCHED),
     ("upload_identity", True, UPLOAD),

@@ -1,4 +1,4 @@
-"""The audit data set: N applications × 15 events in a SQLite file, cached under bench/out/.
+"""The audit data set: N applications × 16 events in a SQLite file, cached under bench/out/.
 
 A few applications are driven through the real engine (``TEMPLATES``); every other
 application is a copy of one of them under a new uid, with its hash chain recomputed

@@ -9,6 +9,8 @@ on a free loopback port, and ``--senders`` threads post signed sandbox notifies 
 ``/payment/notify/sandbox`` as fast as gunicorn answers, in three phases with a fixed
 number of requests each:
 
+0. ``pay, 1 sender``: ``--solo`` more orders paid one request at a time: the service time
+   of a paying notify with nobody queueing in front of it;
 1. ``pay``: the first notify of every order (verify, match, ledger row, the
    ``payment_succeeded`` transition with history + outbox, notification row);
 2. ``repeat``: ``--repeats − 1`` more copies of every notify, shuffled, several copies of
@@ -197,7 +199,7 @@ def blast(url: str, bodies: list[dict[str, str]], senders: int) -> tuple[list[fl
     return latencies, replies, time.perf_counter() - started
 
 
-def check(url: str, orders: int, repeats: int, warmup: int) -> dict[str, int]:
+def check(url: str, orders: int, repeats: int, once: int) -> dict[str, int]:
     """Exactly one paid transition per order, one payment row each, every notify recorded."""
     engine_ = create_engine(url)
     with engine_.connect() as conn:
@@ -220,7 +222,7 @@ def check(url: str, orders: int, repeats: int, warmup: int) -> dict[str, int]:
         "payments": orders,
         "paid orders": orders,
         "applications still unpaid": 0,
-        "notifications": (orders - warmup) * repeats + warmup,
+        "notifications": (orders - once) * repeats + once,  # warm-up and solo orders: one notify each
     }
     if found != expected:
         raise SystemExit(f"database check failed: found {found}, expected {expected}")
@@ -249,14 +251,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--warmup", type=int, default=24, help="extra orders paid before measuring")
+    parser.add_argument("--solo", type=int, default=50, help="extra orders paid by one sender (no queueing)")
     args = parser.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
 
     ensure_database(args.database_url)
     log(f"seeding {args.orders} orders through the engine on {make_url(args.database_url).database}")
     t0 = time.perf_counter()
-    notifies = seed(args.database_url, args.orders + args.warmup)
-    warmup, notifies = notifies[: args.warmup], notifies[args.warmup :]
+    notifies = seed(args.database_url, args.orders + args.warmup + args.solo)
+    warmup, solo, notifies = (
+        notifies[: args.warmup],
+        notifies[args.warmup : args.warmup + args.solo],
+        notifies[args.warmup + args.solo :],
+    )
     log(f"seeded in {time.perf_counter() - t0:.1f} s")
 
     # A gateway's retry is the same signed message again.
@@ -272,22 +279,31 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # Each worker parses the flow and opens its connections on its first requests.
         blast(url, warmup, args.senders)
+        log(f"phase pay, 1 sender: {len(solo)} requests")
+        latencies, replies, wall = blast(url, solo, 1)
+        rows.append(row("pay, 1 sender", latencies, wall, replies))
         for name, bodies in (("pay", notifies), ("repeat", shuffled), ("bad", bad)):
             log(f"phase {name}: {len(bodies)} requests, {args.senders} senders")
             latencies, replies, wall = blast(url, bodies, args.senders)
-            rows.append(row(name, latencies, wall, replies))
+            rows.append(row(f"{name}, {args.senders} senders", latencies, wall, replies))
     finally:
         stop_gunicorn(process)
     load_after = os.getloadavg()
-    expected_replies = [{"200 success": args.orders}, {"200 success": len(shuffled)}, {"400 fail": len(bad)}]
+    expected_replies = [
+        {"200 success": len(solo)},
+        {"200 success": args.orders},
+        {"200 success": len(shuffled)},
+        {"400 fail": len(bad)},
+    ]
     if [r["replies"] for r in rows] != expected_replies:
         raise SystemExit(f"unexpected replies: {[r['replies'] for r in rows]}")
-    found = check(args.database_url, args.orders + args.warmup, args.repeats, args.warmup)
+    found = check(args.database_url, args.orders + args.warmup + args.solo, args.repeats, args.warmup + args.solo)
 
     lines = [
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: {args.orders} orders × {args.repeats} notifies, "
         f"{args.senders} concurrent senders, gunicorn {args.workers} workers × {args.threads} threads (gthread), "
-        f"PostgreSQL; {args.warmup} more orders paid first as a warm-up (not measured). "
+        f"PostgreSQL; {args.warmup} more orders paid first as a warm-up (not measured), {args.solo} more paid "
+        f"by a single sender (service time without queueing). "
         f"Load average (1/5/15 min) before: {'/'.join(f'{x:.2f}' for x in load_before)}, "
         f"after: {'/'.join(f'{x:.2f}' for x in load_after)} (2 CPUs, shared).",
         "",

@@ -101,6 +101,7 @@ class Config:
     PAYMENT_SANDBOX_RETRY_DELAYS = (15, 60, 180, 600, 1800, 3600, 7200)
     PAYMENT_SANDBOX_REPEAT_AFTER = 300
     PAYMENT_HTTP_TIMEOUT = float(_env("PAYMENT_HTTP_TIMEOUT", "10"))
+    PAYMENT_QUERY_TIMEOUT = float(_env("PAYMENT_QUERY_TIMEOUT", "3"))
 
     # --- 上传审核 and the 确认点 staff console (issue 5) ---
     # SMS for staff rejections and 学籍 correction decisions, emitted by the steps (approvals

@@ -256,7 +256,11 @@ TO_CONFIRMING = [
     ),
 ]
 TO_IDENTITY = [*TO_CONFIRMING, ("confirm_info", STUDENT, {})]
-TO_CHECKING = [*TO_IDENTITY, ("upload_identity", STUDENT, {"photo": "demo-photo", "id_card": "demo-id-card"})]
+TO_CHECKING = [
+    *TO_IDENTITY,
+    ("give_face_consent", STUDENT, {"agree": True}),
+    ("upload_identity", STUDENT, {"photo": "demo-photo", "id_card": "demo-id-card"}),
+]
 MATCHED = {"matched": True, "distance": 0.38, "threshold": 0.6, "model": "Dlib"}
 TO_VERIFIED = [*TO_CHECKING, ("face_matched", SYSTEM, MATCHED)]
 TO_ORDER = [*TO_VERIFIED, ("create_order", STUDENT, {})]

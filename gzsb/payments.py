@@ -199,8 +199,7 @@ def handle_notify(
         session.commit()
         return NotifyOutcome(True, "ignored", gw.success_reply)
 
-    payment = _received(session, notification, order, now)
-    if payment.status != "received":
+    if _received(session, notification, order, now) != "received":
         _note(session, notification, "duplicate")
         session.commit()
         return NotifyOutcome(True, "duplicate", gw.success_reply)
@@ -241,11 +240,11 @@ def _payment(session: Session, gateway_name: str, trade_no: str) -> Payment | No
     return session.scalars(select(Payment).where(Payment.gateway == gateway_name, Payment.trade_no == trade_no)).first()
 
 
-def _received(session: Session, n: Notification, order: PaymentOrder, now: datetime) -> Payment:
-    """The row of this trade's money, written once whatever the number of notifies."""
+def _received(session: Session, n: Notification, order: PaymentOrder, now: datetime) -> str:
+    """Write the row of this trade's money once, whatever the number of notifies; its status."""
     found = _payment(session, n.gateway, n.trade_no)
     if found is not None:
-        return found
+        return found.status
     session.add(
         Payment(
             gateway=n.gateway,
@@ -262,12 +261,13 @@ def _received(session: Session, n: Notification, order: PaymentOrder, now: datet
     )
     try:
         session.commit()
+        return "received"
     except IntegrityError:
         # A concurrent copy of this notify wrote it first (UNIQUE gateway, trade_no).
         session.rollback()
     found = _payment(session, n.gateway, n.trade_no)
     assert found is not None, "the payment row vanished after a unique violation"
-    return found
+    return found.status
 
 
 def _apply(session: Session, eng: Engine, n: Notification, now: datetime) -> str:

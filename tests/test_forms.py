@@ -317,28 +317,27 @@ def _assign_together(flask_app, application_ids: list[int], now) -> list[str]:
     return [serials[i] for i in application_ids]
 
 
-def _approved_applications(flask_app, count: int) -> list[int]:
+def _approved_applications(make, count: int) -> list[int]:
     eng = runtime_engine()
-    ids = []
-    for _ in range(count):
-        who = new_applicant(next(_indexes))
-        ids.append(approve(eng, who).id)
-    return ids
+    return [approve(eng, make()).id for _ in range(count)]
 
 
-_indexes = itertools.count(500)
-
-
-def test_concurrent_first_visits_get_distinct_serials_on_sqlite(app, clock) -> None:
-    ids = _approved_applications(app, 6)
+def test_concurrent_first_visits_get_distinct_serials_on_sqlite(app, make_applicant, clock) -> None:
+    ids = _approved_applications(make_applicant, 6)
     serials = _assign_together(app, ids, clock())
     assert sorted(int(s[-6:]) for s in serials) == [1, 2, 3, 4, 5, 6]
     assert _assign_together(app, [ids[0]] * 4, clock()) == [serials[0]] * 4  # one application: one serial
 
 
 @pytest.mark.postgres
-def test_concurrent_first_visits_get_distinct_serials_on_postgresql(pg_app, clock) -> None:
-    ids = _approved_applications(pg_app, 6)
+def test_concurrent_first_visits_get_distinct_serials_on_postgresql(pg_app, clock, renderer) -> None:
+    indexes = itertools.count(1)  # a fresh PostgreSQL schema per test: demo students 1… are free
+    ids = _approved_applications(lambda: new_applicant(next(indexes)), 6)
     serials = _assign_together(pg_app, ids, clock())
     assert sorted(int(s[-6:]) for s in serials) == [1, 2, 3, 4, 5, 6]
     assert _assign_together(pg_app, [ids[0]] * 4, clock()) == [serials[0]] * 4
+    # The cache and the verification work on PostgreSQL too (bytea, JSON, deferred column).
+    form = forms.render_form(db.session, ids[0], renderer, storage(), clock())
+    assert form is not None and forms.fresh_pdf(db.session, db.session.get(Application, ids[0])) is not None
+    code = forms.verification_code(pg_app.config["FORM_KEY"], form.serial, form.digest)
+    assert forms.verify(db.session, form.serial, code, pg_app.config["FORM_KEY"]).status == forms.VALID

@@ -170,14 +170,17 @@ def decode_rgb(image: bytes, max_side: int) -> tuple[Any, float, tuple[int, int]
     from PIL import Image
 
     with Image.open(io.BytesIO(image)) as img:
-        img = img.convert("RGB")
         size = img.size
         scale = min(1.0, max_side / max(size)) if max_side > 0 else 1.0
+        target = (max(1, round(size[0] * scale)), max(1, round(size[1] * scale)))
         if scale < 1.0:
-            # draft() lets the JPEG decoder skip most of a 12-megapixel photo's work.
-            img.draft("RGB", (max(1, int(size[0] * scale)), max(1, int(size[1] * scale))))
-            img = img.resize((max(1, round(size[0] * scale)), max(1, round(size[1] * scale))), Image.BILINEAR)
-        return np.asarray(img), scale, size
+            # Before anything is decoded: the JPEG decoder then works at 1/2, 1/4 or 1/8 of
+            # the size (whatever still covers the target), a fraction of a 12-megapixel photo.
+            img.draft("RGB", target)
+        rgb = img.convert("RGB")
+        if rgb.size != target:
+            rgb = rgb.resize(target, Image.BILINEAR)
+        return np.asarray(rgb), scale, size
 
 
 # ------------------------------------------------------------------ dlib HOG detection

@@ -259,10 +259,19 @@ class SandboxGateway:
         self.app = app
         self.merchant_id = config["PAYMENT_MERCHANT_ID"]
         self.key = config["PAYMENT_SIGN_KEY"]
-        self.timeout = config["PAYMENT_HTTP_TIMEOUT"]
+        # The result page waits for the query: short, unlike the gateway's notify posts.
+        self.timeout = config["PAYMENT_QUERY_TIMEOUT"]
         # The browser goes to the cashier (relative: this app); servers need an absolute URL.
         self.browser_base = config["PAYMENT_SANDBOX_URL"].rstrip("/")
         self.server_base = (config["PAYMENT_SANDBOX_URL"] or config["PAYMENT_NOTIFY_BASE_URL"]).rstrip("/")
+
+    def _query_transport(self) -> Transport:
+        # A sandbox inside this very app is asked in process (still the signed request and the
+        # signed answer, through the WSGI stack): a web worker asking its own server over HTTP
+        # could be waiting for itself.
+        if not self.browser_base:
+            return WsgiTransport(self.app)
+        return transport(self.app)
 
     def start(self, request: PaymentRequest) -> str:
         params = signed(
@@ -314,7 +323,7 @@ class SandboxGateway:
             self.key,
         )
         try:
-            status, body = transport(self.app).post(f"{self.server_base}/sandbox/api/query", params, self.timeout)
+            status, body = self._query_transport().post(f"{self.server_base}/sandbox/api/query", params, self.timeout)
             answer = json.loads(body)
         except (requests.RequestException, ValueError) as exc:
             raise GatewayError(f"sandbox query failed: {exc}") from None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, Response, current_app, jsonify, make_response, redirect, render_template, request, url_for
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from gzsb.adapters.faces import face_matcher
@@ -39,12 +39,12 @@ def _limit() -> int:
     return 2 * int(current_app.config["UPLOAD_MAX_BYTES"]) + FORM_SLACK
 
 
-def _too_large(app: Application) -> Any:
+def _too_large(app: Application) -> Response:
     mb = int(current_app.config["UPLOAD_MAX_BYTES"]) // (1024 * 1024)
-    return render_state(app, errors={"_upload": [f"每张图片不能超过{mb}MB，请压缩后重试"]}, status=413)
+    return make_response(render_state(app, errors={"_upload": [f"每张图片不能超过{mb}MB，请压缩后重试"]}, status=413))
 
 
-def _read_form(app: Application) -> tuple[Any, dict[str, Any]] | Any:
+def _read_form(app: Application) -> tuple[Any, dict[str, Any]] | Response:
     """(form, files) once the size cap and CSRF passed; else the page to answer with."""
     if request.content_length is not None and request.content_length > _limit():
         return _too_large(app)
@@ -78,7 +78,7 @@ def _dispatch(app: Application) -> None:
 def upload() -> Any:
     app = own_application()
     read = _read_form(app)
-    if not isinstance(read, tuple):
+    if isinstance(read, Response):
         return read
     form, files = read
     try:
@@ -99,7 +99,7 @@ def upload() -> Any:
 def manual() -> Any:
     app = own_application()
     read = _read_form(app)
-    if not isinstance(read, tuple):
+    if isinstance(read, Response):
         return read
     form, files = read
     try:

@@ -220,11 +220,12 @@ def test_merchant_query_goes_over_the_transport_and_checks_the_answer(app, clock
     # An answer someone else signed is not believed.
     pay.TRANSPORTS["forged"] = lambda _app: Recorder((200, '{"code": "SUCCESS", "sign": "00"}'))
     try:
-        app.config["PAYMENT_SANDBOX_TRANSPORT"] = "forged"
+        # A sandbox elsewhere is asked through the configured transport.
+        app.config.update(PAYMENT_SANDBOX_TRANSPORT="forged", PAYMENT_SANDBOX_URL="http://sandbox.invalid")
         with pytest.raises(pay.GatewayError):
-            gw.query("GZSB20261201ABC001", "alipay")
+            gateway("sandbox", app).query("GZSB20261201ABC001", "alipay")
     finally:
-        app.config["PAYMENT_SANDBOX_TRANSPORT"] = "wsgi"
+        app.config.update(PAYMENT_SANDBOX_TRANSPORT="wsgi", PAYMENT_SANDBOX_URL="")
         del pay.TRANSPORTS["forged"]
 
 

@@ -9,7 +9,8 @@ a developer reads it (the /dev/sms page).
 - ``browser``: one Chromium for the session (never downloaded: /usr/bin/chromium).
 - ``screen``: a fresh browser context and page for each viewport (``desktop``, ``phone``)
   and ``screen.shot(name)`` saving ``test-artifacts/e2e/<viewport>/NN-name.png``.
-- ``sms_code(page, mobile)``: the newest verification code sent to a mobile.
+- tests/e2e/support.py: ``sms_code(page, mobile)``, the newest verification code sent to
+  a mobile; ``log_in(screen, login, password)``, through the 登录 page to the 流程页面.
 """
 
 from __future__ import annotations
@@ -18,60 +19,17 @@ import re
 import shutil
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from gzsb.config import ROOT
 from gzsb.demo import CONFIRMATION_POINTS, import_reference_data
 from gzsb.extensions import db
 from gzsb.models import ConfirmationPoint
 from gzsb.runtime import vault
-from gzsb.security import mask_mobile
 from tests.conftest import Clock, _make_app
-
-CHROMIUM = Path("/usr/bin/chromium")
-# Root in a container: no sandbox; nothing may reach the internet (rule 10).
-CHROMIUM_ARGS = [
-    "--lang=zh-CN",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-default-apps",
-    "--no-first-run",
-    "--no-default-browser-check",
-]
-ARTIFACTS = ROOT / "test-artifacts" / "e2e"
-TIMEOUT_MS = 10_000
-PHONE_AGENT = (
-    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/126.0.0.0 Mobile Safari/537.36"
-)
-VIEWPORTS: dict[str, dict[str, Any]] = {
-    "desktop": {"viewport": {"width": 1280, "height": 800}},
-    "phone": {
-        "viewport": {"width": 390, "height": 844},
-        "device_scale_factor": 2,
-        "is_mobile": True,
-        "has_touch": True,
-        "user_agent": PHONE_AGENT,
-    },
-}
-_CODE = re.compile(r"验证码是(\d{6})")
-
-
-@dataclass
-class LiveServer:
-    url: str
-    app: Flask
-    clock: Clock
+from tests.e2e.support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, VIEWPORTS, LiveServer, Screen
 
 
 @pytest.fixture(scope="module")
@@ -115,34 +73,19 @@ def browser() -> Iterator[Any]:
             chromium.close()
 
 
-@dataclass
-class Screen:
-    """One viewport's page; ``shot`` numbers the screenshots in the order they are taken
-    (continuing after any taken earlier in the session, so journeys read in order)."""
-
-    viewport: str
-    page: Any
-    folder: Path
-    taken: list[Path] = field(default_factory=list)
-
-    @property
-    def is_phone(self) -> bool:
-        return self.viewport == "phone"
-
-    def shot(self, name: str, *, full_page: bool = True) -> Path:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        number = len(list(self.folder.glob("*.png"))) + 1
-        path = self.folder / f"{number:02d}-{name}.png"
-        self.page.screenshot(path=str(path), full_page=full_page, animations="disabled")
-        self.taken.append(path)
-        return path
-
-
 @pytest.fixture(params=sorted(VIEWPORTS))
 def screen(request: pytest.FixtureRequest, browser: Any, live_server: LiveServer) -> Iterator[Screen]:
     viewport = request.param
     context = browser.new_context(base_url=live_server.url, locale="zh-CN", **VIEWPORTS[viewport])
     context.set_default_timeout(TIMEOUT_MS)
+    # Pages must work offline (rule 10): anything not served by the app is refused and named.
+    outside: list[str] = []
+
+    def refuse(route: Any) -> None:
+        outside.append(route.request.url)
+        route.abort()
+
+    context.route(re.compile(rf"^(?!{re.escape(live_server.url)}/)(https?|wss?)://"), refuse)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -151,24 +94,4 @@ def screen(request: pytest.FixtureRequest, browser: Any, live_server: LiveServer
     finally:
         context.close()
     assert not errors, f"JavaScript errors on {viewport}: {errors}"
-
-
-def sms_code(page: Any, mobile: str, *, shot: Screen | None = None) -> str:
-    """The newest code sent to ``mobile``, read from the /dev/sms page in a second tab of the
-    same browser (the outbox shows masked numbers; tests give each student its own)."""
-    tab = page.context.new_page()
-    try:
-        tab.goto("/dev/sms")
-        rows = tab.locator("table.messages tbody tr", has_text=mask_mobile(mobile))
-        body = rows.first.locator("td.sms-body").inner_text()
-        if shot is not None:
-            shot.page, original = tab, shot.page
-            try:
-                shot.shot("dev-sms")
-            finally:
-                shot.page = original
-    finally:
-        tab.close()
-    found = _CODE.search(body)
-    assert found, f"no verification code in the newest SMS to {mask_mobile(mobile)}: {body!r}"
-    return found.group(1)
+    assert not outside, f"pages asked for something outside the app: {outside}"

@@ -15,7 +15,7 @@ from playwright.sync_api import Page, expect
 
 from gzsb.demo import Student, demo_student
 from gzsb.security import mask_id_number, mask_mobile
-from tests.e2e.conftest import Screen, sms_code
+from tests.e2e.support import Screen, log_in, sms_code
 
 pytestmark = pytest.mark.browser
 
@@ -69,16 +69,17 @@ def assert_fits(screen: Screen) -> None:
     assert overflow <= 0, f"{screen.page.url} is {overflow}px wider than the {screen.viewport} screen"
 
 
-def pick(page: Page, row: int, query: str, institution: str, major: str) -> None:
+def pick(screen: Screen, row: int, query: str, institution: str, major: str) -> None:
     """Open a 志愿's pop-up, type a search, tap the result naming the institution and major."""
-    page.locator(f'fieldset.choice[data-index="{row}"] .picker-display').click()
+    page = screen.page
+    screen.press(page.locator(f'fieldset.choice[data-index="{row}"] .picker-display'))
     dialog = page.locator("#catalog-dialog")
     expect(dialog).to_be_visible()
     page.locator("#catalog-q").fill(query)
     # Every result shown must match the words typed (the list is refreshed as one types).
     for word in query.split():
         expect(dialog.locator(".catalog-item").filter(has_not_text=word)).to_have_count(0)
-    dialog.locator(".catalog-item", has_text=institution).filter(has_text=major).first.click()
+    screen.press(dialog.locator(".catalog-item", has_text=institution).filter(has_text=major).first)
 
 
 def test_new_student_registers_and_reaches_confirmation(screen: Screen) -> None:
@@ -95,7 +96,7 @@ def test_new_student_registers_and_reaches_confirmation(screen: Screen) -> None:
     expect(page.locator("section.panel").first).to_contain_text("2026年11月16日 09:00 至 2027年01月12日 17:00")
     assert_fits(screen)
     screen.shot("home")
-    page.get_by_role("link", name="考生注册").click()
+    screen.press(page.get_by_role("link", name="考生注册"))
 
     # ---------------------------------------------------------------- 注册: wrong ID number
     expect(page.locator("h1")).to_have_text("考生注册")
@@ -107,7 +108,7 @@ def test_new_student_registers_and_reaches_confirmation(screen: Screen) -> None:
     page.fill("#f-password", PASSWORD)
     page.fill("#f-password2", PASSWORD)
     page.locator('input[name="agree"]').check()
-    page.get_by_role("button", name="确定").click()
+    screen.press(page.get_by_role("button", name="确定"))
     expect(error_of(page, "id_number")).to_have_text("身份证号校验位不正确，请核对")
     expect(error_of(page, "code")).to_have_text("请输入短信验证码")
     expect(page.locator("#f-id_number")).to_have_attribute("aria-invalid", "true")
@@ -123,7 +124,7 @@ def test_new_student_registers_and_reaches_confirmation(screen: Screen) -> None:
     typed = number.lower() if number.endswith("X") else number  # a lower-case x is accepted
     page.fill("#f-id_number", typed)
     page.fill("#f-id_number2", typed)
-    page.get_by_role("button", name="获取验证码").click()
+    screen.press(page.get_by_role("button", name="获取验证码"))
     expect(page.locator("p.notice")).to_have_text(re.compile(f"验证码已发送至{re.escape(mask_mobile(student.mobile))}"))
     sex = "男" if int(number[16]) % 2 else "女"
     expect(page.locator("#derived")).to_contain_text(f"性别：{sex}")
@@ -137,7 +138,7 @@ def test_new_student_registers_and_reaches_confirmation(screen: Screen) -> None:
     page.fill("#f-code", wrong_code)
     page.fill("#f-password", PASSWORD)
     page.fill("#f-password2", PASSWORD)
-    page.get_by_role("button", name="确定").click()
+    screen.press(page.get_by_role("button", name="确定"))
     expect(error_of(page, "code")).to_have_text("验证码错误，还可尝试4次")
     expect(page.locator("#f-code")).to_have_value(wrong_code)
     expect(page.locator("#f-id_number")).to_have_value(number)
@@ -148,7 +149,7 @@ def test_new_student_registers_and_reaches_confirmation(screen: Screen) -> None:
     page.fill("#f-code", code)
     page.fill("#f-password", PASSWORD)
     page.fill("#f-password2", PASSWORD)
-    page.get_by_role("button", name="确定").click()
+    screen.press(page.get_by_role("button", name="确定"))
 
     # ---------------------------------------------------------------- 流程页面
     expect(page).to_have_url(re.compile(r"/process$"))
@@ -159,16 +160,22 @@ def test_new_student_registers_and_reaches_confirmation(screen: Screen) -> None:
     expect(page.locator('li.stage[aria-current="step"]')).to_contain_text("填写基本信息")
     assert_fits(screen)
     screen.shot("process-start")
-    page.get_by_role("link", name="去填写").click()
+    screen.press(page.get_by_role("link", name="去填写"))
 
     # ---------------------------------------------------------------- 承诺书
     expect(page.locator("h1")).to_have_text("阅读考试承诺书")
-    page.get_by_role("button", name="我遵守").click()  # not ticked yet
+    expect(page.locator(".pledge-text")).to_contain_text("国家教育考试违规处理办法")
+    screen.shot("pledge")
+    screen.press(page.get_by_role("button", name="我遵守"))  # not ticked yet
     expect(error_of(page, "agree")).to_have_text("请先阅读并勾选考试承诺书")
+    box, text = page.locator('input[name="agree"]').bounding_box(), page.locator("label.check span").bounding_box()
+    assert box and text
+    beside = box["x"] + box["width"] <= text["x"] and box["y"] < text["y"] + text["height"]
+    assert beside, f"the tick box is not beside its text: {box} {text}"
     assert_fits(screen)
     screen.shot("pledge-not-ticked")
     page.locator('input[name="agree"]').check()
-    page.get_by_role("button", name="我遵守").click()
+    screen.press(page.get_by_role("button", name="我遵守"))
 
     # ---------------------------------------------------------------- 基本信息
     expect(page.locator("h1")).to_have_text("填写基本信息")
@@ -188,7 +195,7 @@ def test_new_student_registers_and_reaches_confirmation(screen: Screen) -> None:
     page.fill("#f-graduation_year", "2027")
     page.select_option("#f-category", student.category)
     page.select_option("#f-confirmation_point", label="南开区招生考试中心")
-    page.get_by_role("button", name="提交并继续").click()
+    screen.press(page.get_by_role("button", name="提交并继续"))
     expect(error_of(page, "postcode")).to_have_text("邮编应为6位数字")
     expect(page.locator("#f-address")).to_have_value("天津市南开区卫津路92号")
     expect(page.locator("#f-ethnicity")).to_have_value("汉族")
@@ -196,29 +203,29 @@ def test_new_student_registers_and_reaches_confirmation(screen: Screen) -> None:
     assert_fits(screen)
     screen.shot("basic-info-error")
     page.fill("#f-postcode", "300072")
-    page.get_by_role("button", name="提交并继续").click()
+    screen.press(page.get_by_role("button", name="提交并继续"))
 
     # ---------------------------------------------------------------- 填写志愿: pop-up, duplicate
     expect(page.locator("h1")).to_have_text("填写志愿信息")
     screen.shot("preferences")
-    pick(page, 0, "理工 计算机", "天津理工大学", "计算机科学与技术")
+    pick(screen, 0, "理工 计算机", "天津理工大学", "计算机科学与技术")
     expect(page.locator("#catalog-dialog")).to_be_hidden()
     first = page.locator('fieldset.choice[data-index="0"] .picker-display')
     expect(first).to_have_text(re.compile("天津理工大学.*计算机科学与技术"))
-    pick(page, 1, "理工 计算机", "天津理工大学", "计算机科学与技术")
+    pick(screen, 1, "理工 计算机", "天津理工大学", "计算机科学与技术")
     expect(page.locator("#catalog-status")).to_have_text("该院校专业已在志愿一中填报，志愿不能重复")
     expect(page.locator("#catalog-dialog")).to_be_visible()
     screen.shot("preferences-duplicate", full_page=False)
     page.locator("#catalog-q").fill("城建 工程造价")
     for word in ("城建", "工程造价"):
         expect(page.locator("#catalog-dialog .catalog-item").filter(has_not_text=word)).to_have_count(0)
-    page.locator("#catalog-dialog .catalog-item", has_text="工程造价").first.click()
+    screen.press(page.locator("#catalog-dialog .catalog-item", has_text="工程造价").first)
     expect(page.locator("#catalog-dialog")).to_be_hidden()
     second = page.locator('fieldset.choice[data-index="1"] .picker-display')
     expect(second).to_have_text(re.compile("天津城建大学.*工程造价"))
 
     # ---------------------------------------------------------------- 验证学籍/学历 (图像校对)
-    page.get_by_role("button", name="点击验证学籍/学历").click()
+    screen.press(page.get_by_role("button", name="点击验证学籍/学历"))
     record = page.locator(".xueji-record")
     expect(record).to_contain_text(student.name)
     expect(record).to_contain_text(mask_id_number(number))
@@ -233,9 +240,9 @@ def test_new_student_registers_and_reaches_confirmation(screen: Screen) -> None:
     screen.shot("xueji-record")
 
     # ---------------------------------------------------------------- 信息有误 + evidence
-    page.locator("details.report summary").click()
+    screen.press(page.locator("details.report summary"))
     page.fill("#f-problem", journey.problem)
-    page.get_by_role("button", name="提交更正申请").click()  # no image yet
+    screen.press(page.get_by_role("button", name="提交更正申请"))  # no image yet
     expect(error_of(page, "evidence")).to_have_text("请上传证明材料图片（JPG或PNG）")
     expect(page.locator("#f-problem")).to_have_value(journey.problem)
     expect(first).to_have_text(re.compile("天津理工大学"))
@@ -243,7 +250,7 @@ def test_new_student_registers_and_reaches_confirmation(screen: Screen) -> None:
     page.set_input_files(
         "#f-evidence", files=[{"name": "毕业证明.png", "mimeType": "image/png", "buffer": evidence_png()}]
     )
-    page.get_by_role("button", name="提交更正申请").click()
+    screen.press(page.get_by_role("button", name="提交更正申请"))
     notice = page.locator("#xueji .notice.warn")
     expect(notice).to_contain_text("已提交学籍/学历信息更正申请")
     expect(notice).to_contain_text(journey.problem)
@@ -253,7 +260,7 @@ def test_new_student_registers_and_reaches_confirmation(screen: Screen) -> None:
     expect(first).to_have_text(re.compile("天津理工大学"))
     assert_fits(screen)
     screen.shot("xueji-reported")
-    page.get_by_role("button", name="完成报名").click()
+    screen.press(page.get_by_role("button", name="完成报名"))
 
     # ---------------------------------------------------------------- 信息确认
     expect(page.locator("h1")).to_have_text("信息确认")
@@ -288,7 +295,7 @@ def test_new_student_registers_and_reaches_confirmation(screen: Screen) -> None:
     screen.shot("confirm")
 
     # ---------------------------------------------------------------- back on the 流程页面
-    page.get_by_role("link", name="返回首页").click()
+    screen.press(page.get_by_role("link", name="返回首页"))
     expect(page).to_have_url(re.compile(r"/process$"))
     statuses = stage_statuses(page)
     assert (statuses["填写基本信息"], statuses["填写志愿信息"], statuses["信息确认"]) == ("已完成", "已完成", "进行中")
@@ -296,3 +303,11 @@ def test_new_student_registers_and_reaches_confirmation(screen: Screen) -> None:
     expect(page.get_by_role("link", name="去确认")).to_be_visible()
     assert_fits(screen)
     screen.shot("process-confirming")
+
+    # ---------------------------------------------------------------- 退出, then back by mobile
+    screen.press(page.get_by_role("button", name="退出"))
+    expect(page.get_by_role("link", name="注册登录")).to_be_visible()
+    page.goto("/application")
+    expect(page).to_have_url(re.compile(r"/login\?next="))
+    log_in(screen, student.mobile, PASSWORD)
+    assert stage_statuses(page)["信息确认"] == "进行中"

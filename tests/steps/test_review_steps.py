@@ -135,3 +135,19 @@ def test_correction_of_another_application_is_refused(app, make_applicant, eng) 
         )
     db.session.expire_all()
     assert db.session.get(CorrectionRequest, request.id).status == "open"
+
+
+def test_the_worker_sends_the_rejection_sms_without_the_reason(app, make_applicant, eng) -> None:
+    from gzsb import jobs
+    from gzsb.models import SmsMessage
+    from tests.support import demo_student
+
+    who = make_applicant(category="退役士兵")
+    to_materials_review(eng, who)
+    jobs.use_app(app)
+    jobs.tick.call_local()  # the earlier notifications
+    eng.fire(who.application_id, "reject_materials", staff_actor(make_staff()), {"reason": "退役证照片模糊"})
+    assert jobs.tick.call_local()["sms"] == 1
+    body = db.session.scalars(select(SmsMessage).order_by(SmsMessage.id.desc())).first().body
+    assert demo_student(who.index).name in body and "未通过确认点审核" in body
+    assert "退役证照片模糊" not in body  # the reason is read after login

@@ -332,3 +332,17 @@ def test_catalogue_search_is_json_for_logged_in_users(journey, make_applicant) -
         "truncated": False,
     }
     assert client.get("/catalog/search").get_json()["truncated"] is True
+
+
+@pytest.mark.empty_catalogue
+def test_without_a_catalogue_the_page_says_so_and_every_choice_is_refused(app, make_applicant) -> None:
+    who = make_applicant()
+    at_preferences(who, check=True)
+    engine().fire(who.application_id, "confirm_xueji", who.actor, {"answer": "correct"})
+    client = app.test_client()
+    login(client, who)
+    assert "招生院校目录尚未发布，暂时无法填报志愿" in client.get("/application").get_data(as_text=True)
+    response = post(client, who, "submit_preferences", {"choices.0.institution": "10060", "choices.0.major": "080901"})
+    assert response.status_code == 422
+    assert "所选院校不在招生院校目录中，请重新选择" in response.get_data(as_text=True)
+    assert application(who).state == "preferences"

@@ -267,3 +267,24 @@ def test_the_sandbox_does_not_exist_when_real_gateways_serve_every_channel(app, 
         assert refused.status_code == 400 and state_of(who) == "payment_pending"
     finally:
         app.config["PAYMENT_CHANNELS"] = configured
+
+
+def test_the_sandbox_posts_its_notify_over_real_http(app, make_applicant, queue) -> None:
+    """HttpTransport against the app served on a loopback port (what `make run` does)."""
+    from tests.integration.test_pg_payments import live_server
+
+    who = make_applicant()
+    to_order(who)
+    client = app.test_client()
+    login(client, who)
+    with live_server(app) as base:
+        app.config.update(PAYMENT_SANDBOX_TRANSPORT="http", PAYMENT_NOTIFY_BASE_URL=base)
+        try:
+            cashier_path = to_cashier(client, order_number(who))
+            client.post(f"{cashier_path}/confirm", data={"csrf_token": token(client.get(cashier_path).text)})
+        finally:
+            app.config.update(PAYMENT_SANDBOX_TRANSPORT="wsgi", PAYMENT_NOTIFY_BASE_URL="http://localhost")
+    trade = db.session.scalars(select(SandboxTrade)).one()
+    assert trade.notify_url == f"{base}/payment/notify/sandbox"
+    assert trade.last_notify_result == "HTTP 200: success"
+    assert state_of(who) == "approved"
