@@ -137,7 +137,7 @@ def _vm(field: str) -> float:
 
 
 def child(spec_path: str) -> None:
-    from gzsb.adapters.faces import DeepFaceMatcher, FaceSettings
+    from gzsb.adapters.faces import DeepFaceMatcher, FaceProblem, FaceSettings
 
     spec = json.loads(Path(spec_path).read_text())
     pairs = [(Path(p["photo"]).read_bytes(), Path(p["card"]).read_bytes(), p["same"]) for p in spec["pairs"]]
@@ -179,10 +179,13 @@ def child(spec_path: str) -> None:
         rows = []
         for photo, card, same in pairs:
             t = time.perf_counter()
-            r = m.verify(photo, card)
-            rows.append(
-                {"same": same, "matched": r.matched, "distance": r.distance, "ms": (time.perf_counter() - t) * 1000}
-            )
+            try:
+                r = m.verify(photo, card)
+            except FaceProblem as exc:  # too small to find once downscaled that far
+                rows.append({"same": same, "matched": None, "problem": exc.code, "ms": 0})
+                continue
+            ms = (time.perf_counter() - t) * 1000
+            rows.append({"same": same, "matched": r.matched, "distance": r.distance, "ms": ms})
         answers[str(side)] = rows
     print(
         json.dumps(
@@ -256,6 +259,9 @@ def render(data: dict[str, Any], args: argparse.Namespace, pairs: list[dict[str,
         cells = []
         for side in args.sides:
             row = data["answers"][str(side)][i]
+            if row["matched"] is None:
+                cells.append(f"✗ {row['problem']}")
+                continue
             mark = "✓" if row["matched"] == row["same"] else "✗"
             cells.append(f"{mark} {row['distance']:.3f} ({row['ms']:.0f} ms)")
         lines.append(

@@ -391,3 +391,51 @@ def test_every_earlier_id_card_goes_too_but_not_while_a_payment_timer_runs(app: 
     assert purge_id_cards(db.session, engine(), storage(), later, grace) == 2
     cards = db.session.scalars(select(Upload).where(Upload.kind == "id_card")).all()
     assert len(cards) == 2 and all(c.deleted_at is not None for c in cards)
+
+
+# ------------------------------------------------------------------ the Huey tasks
+
+
+def test_the_identity_tick_queues_a_forgotten_job_and_the_task_answers(app: Flask, make_applicant) -> None:
+    """With the queue in immediate mode the tick's dispatch runs gzsb.jobs.face_match inline."""
+    from gzsb import jobs
+
+    who = make_applicant()
+    at_identity(who)
+    submit(app, who, png(RED), png(RED2))  # FACE_DISPATCH is "none" in tests: nobody queued it
+    jobs.use_app(app)
+    jobs.huey.immediate = True
+    try:
+        counts = jobs.identity_tick.call_local()
+    finally:
+        jobs.huey.immediate = False
+        jobs.use_app(None)
+    assert counts == {"queued": 1, "requeued": 0, "failed": 0, "purged": 0}
+    assert record(who).state == "identity_verified"
+    assert events(who)[-1][0] == "face_matched"
+
+
+def test_the_task_with_retries_left_lets_the_queue_retry(app: Flask, make_applicant) -> None:
+    from gzsb import jobs
+
+    class Task:  # what Huey passes with context=True
+        def __init__(self, retries: int) -> None:
+            self.retries = retries
+
+    who = make_applicant()
+    at_identity(who)
+    submit(app, who, png(RED), png(RED2))
+    # A stored image that no longer decodes makes the matcher crash, as a broken model would.
+    photo = db.session.scalars(select(Upload).where(Upload.kind == "photo")).one()
+    storage().put(photo.storage_key, b"\x89PNG\r\n\x1a\n broken")
+    jobs.use_app(app)
+    try:
+        with pytest.raises(Exception):  # noqa: B017 - whatever PIL raises: Huey retries it
+            jobs.face_match.call_local(job_ids(who)[-1], task=Task(retries=2))
+        assert record(who).state == "face_checking"
+        assert jobs.face_match.call_local(job_ids(who)[-1], task=Task(retries=0)) == "failed"
+    finally:
+        jobs.use_app(None)
+    result = record(who).data["identity"]["result"]
+    assert record(who).state == "identity_pending" and result["reason"] == UNAVAILABLE
+    assert "Error" in result["error"]  # the exception, for the logs and staff

@@ -276,6 +276,7 @@ class DeepFaceMatcher:
         self.settings = settings
         self._deepface: Any = None
         self._lock = threading.Lock()
+        self._verify_lock = threading.Lock()
 
     def detect(self, image: bytes) -> Detection:
         return hog_detect(image, self.settings.max_side)
@@ -338,6 +339,12 @@ class DeepFaceMatcher:
         return (faces[0]["face"] * 255).round().astype("uint8")
 
     def verify(self, photo: bytes, id_card: bytes) -> MatchResult:
+        # One at a time per process: dlib holds the GIL anyway, and thread workers then
+        # share the loaded model without sharing its scratch buffers.
+        with self._verify_lock:
+            return self._verify(photo, id_card)
+
+    def _verify(self, photo: bytes, id_card: bytes) -> MatchResult:
         import numpy as np
 
         deepface = self._load()
