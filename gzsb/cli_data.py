@@ -1,4 +1,4 @@
-"""Admin commands for reference data: `flask catalog import …`, `flask registry import …`.
+"""Admin commands for data: `flask catalog import …`, `flask registry import …`, `flask payments refunds`.
 
 Exit codes: 0 when every row was imported; 1 when any row was bad (the good rows are
 still committed) or the file could not be used at all (nothing imported). Bad rows go to
@@ -73,6 +73,34 @@ def registry_import(path: str, photos: str | None) -> None:
     _finish(path, report)
 
 
+payments_cli = AppGroup("payments", help="Payments received from the gateways.")
+
+
+@payments_cli.command("refunds")
+@click.option("--all", "show_all", is_flag=True, help="Also the ones already refunded.")
+def payments_refunds(show_all: bool) -> None:
+    """Money that arrived for an expired or already-paid order and must go back to the payer."""
+    from sqlalchemy import select
+
+    from gzsb.models import Application, Payment
+
+    statuses = ("refund_pending", "refunded") if show_all else ("refund_pending",)
+    rows = db.session.execute(
+        select(Payment, Application.uid)
+        .join(Application, Application.id == Payment.application_id)
+        .where(Payment.status.in_(statuses))
+        .order_by(Payment.received_at)
+    ).all()
+    for payment, uid in rows:
+        yuan = f"{payment.amount_fen // 100}.{payment.amount_fen % 100:02d}"
+        click.echo(
+            f"{payment.received_at:%Y-%m-%d %H:%M} {payment.status} application {uid} order {payment.order_number} "
+            f"{payment.gateway}/{payment.trade_no} {yuan} {payment.currency}: {payment.reason}"
+        )
+    click.echo(f"{len(rows)} payment(s) to refund" if not show_all else f"{len(rows)} payment(s)")
+
+
 def register(app: Flask) -> None:
     app.cli.add_command(catalog_cli)
     app.cli.add_command(registry_cli)
+    app.cli.add_command(payments_cli)

@@ -235,6 +235,10 @@ def test_a_payment_arriving_after_expiry_is_recorded_for_refund(app, clock, orde
     assert (payment.status, payment.order_number, payment.amount_fen) == ("refund_pending", order.number, 16000)
     assert "过期" in payment.reason or "期限" in payment.reason
     assert handle(app, clock, params).outcome == "duplicate"
+    # Finance finds it with `flask payments refunds`.
+    listed = app.test_cli_runner().invoke(args=["payments", "refunds"])
+    assert listed.exit_code == 0 and f"order {order.number}" in listed.output
+    assert "160.00 CNY" in listed.output and listed.output.rstrip().endswith("1 payment(s) to refund")
 
 
 def test_a_payment_made_after_the_deadline_is_refunded_even_before_the_timer_runs(app, clock, ordered) -> None:
