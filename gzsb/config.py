@@ -140,10 +140,12 @@ class Config:
     FACE_JOB_RETRIES = int(_env("FACE_JOB_RETRIES", "2"))
     FACE_JOB_RETRY_DELAY = int(_env("FACE_JOB_RETRY_DELAY", "5"))
     FACE_JOB_TIMEOUT = int(_env("FACE_JOB_TIMEOUT", "60"))
-    # A job whose application is still 比对中 this long after it was queued is queued again
-    # (its worker died); after FACE_JOB_MAX_DISPATCHES the check ends as failed.
+    # A job a worker started this long ago without an answer is queued again (the worker
+    # died); after FACE_JOB_MAX_DISPATCHES the check ends as failed.
     FACE_JOB_LEASE_SECONDS = int(_env("FACE_JOB_LEASE_SECONDS", "120"))
     FACE_JOB_MAX_DISPATCHES = int(_env("FACE_JOB_MAX_DISPATCHES", "3"))
+    # A job no worker has started this long after it was queued is taken as lost by the queue.
+    FACE_JOB_QUEUE_WAIT_SECONDS = int(_env("FACE_JOB_QUEUE_WAIT_SECONDS", "900"))
     IDCARD_RETENTION_HOURS = float(_env("IDCARD_RETENTION_HOURS", "72"))
     HUEY_NAME = _env("HUEY_NAME", "gzsb")
 

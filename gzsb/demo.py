@@ -50,6 +50,7 @@ DATA = ROOT / "data"
 CATALOG_CSV = DATA / "catalog.csv"
 REGISTRY_CSV = DATA / "registry_demo.csv"
 REGISTRY_PHOTOS = DATA / "registry_photos"
+DEMO_FACES = DATA / "demo_faces"
 REGISTRY_DEMO_STUDENTS = 40
 # Registry records that differ from what the demo student types (for the 信息有误 path).
 REGISTRY_DISCREPANCIES = {6: {"graduation_year": "2026"}}
@@ -176,6 +177,22 @@ def demo_material(app: Application, seed: int) -> str:
     return upload.uid
 
 
+def demo_identity_images(app: Application) -> dict[str, str]:
+    """Store the demo 证件照 and ID-card photo (one real person, data/demo_faces/) as the
+    application's uploads, so a running worker really matches them and staff see them."""
+    from gzsb.runtime import storage
+    from gzsb.uploads import accept_image, store_image
+
+    uids = {}
+    for kind in ("photo", "id_card"):
+        image = accept_image((DEMO_FACES / f"{kind}.jpg").read_bytes(), max_bytes=2 * 1024 * 1024, max_pixels=4_000_000)
+        upload = store_image(
+            db.session, storage(), application_id=app.id, application_uid=app.uid, kind=kind, image=image
+        )
+        uids[kind] = upload.uid
+    return uids
+
+
 def portrait_png(seed: int, size: tuple[int, int] = (240, 320)) -> bytes:
     """A drawn placeholder ID photo (no real face): plain background, shoulders, head, hair."""
     from PIL import Image, ImageDraw
@@ -259,7 +276,7 @@ TO_IDENTITY = [*TO_CONFIRMING, ("confirm_info", STUDENT, {})]
 TO_CHECKING = [
     *TO_IDENTITY,
     ("give_face_consent", STUDENT, {"agree": True}),
-    ("upload_identity", STUDENT, {"photo": "demo-photo", "id_card": "demo-id-card"}),
+    ("upload_identity", STUDENT, "identity"),
 ]
 MATCHED = {"matched": True, "distance": 0.38, "threshold": 0.6, "model": "Dlib"}
 TO_VERIFIED = [*TO_CHECKING, ("face_matched", SYSTEM, MATCHED)]
@@ -272,7 +289,7 @@ ROUTES: dict[str, list[tuple[str, str, Any]]] = {
     "confirming": TO_CONFIRMING,
     "identity_pending": TO_IDENTITY,
     "face_checking": TO_CHECKING,
-    "manual_identity": [*TO_IDENTITY, ("request_manual_identity", STUDENT, {"note": "身份证遗失，补办中"})],
+    "manual_identity": [*TO_IDENTITY, ("request_manual_identity", STUDENT, "manual_identity")],
     "identity_verified": TO_VERIFIED,
     "payment_pending": TO_ORDER,
     "materials_pending": [*TO_ORDER, PAID],
@@ -319,6 +336,10 @@ def drive(
             }
         elif payload == "materials":
             payload = {"files": [demo_material(app, step)]}
+        elif payload == "identity":
+            payload = demo_identity_images(app)
+        elif payload == "manual_identity":
+            payload = {**demo_identity_images(app), "note": "人脸比对多次未通过，申请人工认证"}
         actor = {
             STUDENT: Actor(f"account:{account_id}", "student"),
             SYSTEM: Actor.system("demo"),

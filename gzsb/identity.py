@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from gzsb.adapters.faces import FaceMatcher, FaceProblem
@@ -237,17 +237,21 @@ def run_face_job(
 ) -> str:
     """One face-match job. Returns what happened: matched / mismatch / failed / obsolete.
 
-    Idempotent: a job whose application is no longer 比对中 for this attempt does nothing.
-    A crash raises (the queue retries) unless ``final``, when the check ends as failed.
+    Idempotent: a job whose application is no longer 比对中 for the upload that queued it
+    (the seq that entered face_checking) does nothing. A crash raises (the queue retries)
+    unless ``final``, when the check ends as failed. The item records when a worker started
+    it: the tick tells a dead worker (started, no answer) from a long queue (not started).
     """
     item = session.get(Outbox, outbox_id)
     if item is None or item.application_id is None:
         return "obsolete"
     app = session.get(Application, item.application_id)
-    identity = ((app.data or {}).get("identity") or {}) if app is not None else {}
-    if app is None or app.state != CHECKING or identity.get("attempt") != item.payload.get("attempt"):
+    if app is None or app.state != CHECKING or app.seq != item.payload.get("seq"):
         return "obsolete"
+    identity = (app.data or {}).get("identity") or {}
     app_id, version, uid = app.id, app.version, app.uid
+    item.payload = {**item.payload, "started_at": eng.clock().astimezone(UTC).isoformat()}
+    session.commit()
     try:
         _, photo = read_upload(session, storage, identity.get(PHOTO, ""), application_id=app_id)
         _, id_card = read_upload(session, storage, identity.get(ID_CARD, ""), application_id=app_id)
@@ -322,6 +326,8 @@ def purge_id_cards(
         .where(
             Upload.kind == ID_CARD,
             Upload.deleted_at.is_(None),
+            # Set on first sight below: images inside their grace period cost no more lookups.
+            or_(Upload.delete_after.is_(None), Upload.delete_after <= now),
             Application.state.not_in(("identity_pending", CHECKING, "manual_identity")),
         )
         .order_by(Upload.application_id, Upload.id)

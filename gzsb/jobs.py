@@ -216,6 +216,7 @@ def identity_tick() -> dict[str, int]:
             db.session, engine(), enqueue_job, now,
             lease=timedelta(seconds=config["FACE_JOB_LEASE_SECONDS"]),
             max_dispatches=config["FACE_JOB_MAX_DISPATCHES"],
+            queue_wait=timedelta(seconds=config["FACE_JOB_QUEUE_WAIT_SECONDS"]),
         )  # fmt: skip
         purged = purge_id_cards(db.session, engine(), storage(), now, timedelta(hours=config["IDCARD_RETENTION_HOURS"]))
     if queued or requeued or failed or purged:

@@ -101,16 +101,27 @@ def dispatch_jobs(session: Session, enqueue: Enqueue, now: datetime, *, applicat
         if item.sent_at is not None:
             continue
         name = str(item.payload.get("name", ""))
-        try:
-            enqueue(name, item.id)
-        except Exception as exc:  # noqa: BLE001 - the queue is down: the tick tries again
-            item.last_error = f"enqueue failed: {type(exc).__name__}: {exc}"
-            log.warning("job %d (%s) could not be queued: %s", item.id, name, exc)
-        else:
-            item.sent_at, item.attempts = now, item.attempts + 1
+        if _enqueue(session, item, enqueue, now):
             dispatched += 1
-        session.commit()
+        else:
+            log.warning("job %d (%s) could not be queued: %s", item.id, name, item.last_error)
     return dispatched
+
+
+def _enqueue(session: Session, item: Outbox, enqueue: Enqueue, now: datetime) -> bool:
+    """Mark the item queued, then queue it: a fast worker that starts it at once finds the
+    mark already there (so its start is later than its queueing)."""
+    previous = item.sent_at
+    item.sent_at, item.attempts = now, item.attempts + 1
+    session.commit()
+    try:
+        enqueue(str(item.payload.get("name", "")), item.id)
+    except Exception as exc:  # noqa: BLE001 - the queue is down: the tick tries again
+        item.sent_at, item.attempts = previous, item.attempts - 1
+        item.last_error = f"enqueue failed: {type(exc).__name__}: {exc}"
+        session.commit()
+        return False
+    return True
 
 
 def requeue_stale_jobs(
@@ -121,13 +132,16 @@ def requeue_stale_jobs(
     *,
     lease: timedelta,
     max_dispatches: int,
+    queue_wait: timedelta | None = None,
     waiting_state: str = "face_checking",
 ) -> tuple[int, int]:
-    """Queue again the job of an application still waiting for it a lease after it was
-    queued (its worker died or the queue lost it); after ``max_dispatches`` end the wait
-    with a failure instead. Returns (queued again, failed)."""
+    """Queue again the job of an application still waiting for it: one a worker started
+    more than ``lease`` ago (the worker died), or one no worker started ``queue_wait``
+    after it was queued (the queue lost it; a long queue is not a reason to queue it twice).
+    After ``max_dispatches`` end the wait with a failure instead. Returns (queued again, failed)."""
     from gzsb.identity import fail_stuck_check
 
+    queue_wait = max(queue_wait or lease, lease)
     now = now.astimezone(UTC)
     latest: dict[int, Outbox] = {}
     waiting = select(Application.id).where(Application.state == waiting_state)
@@ -140,8 +154,13 @@ def requeue_stale_jobs(
     requeued = failed = 0
     for app_id, item in latest.items():
         sent_at = item.sent_at if item.sent_at.tzinfo else item.sent_at.replace(tzinfo=UTC)  # SQLite drops tz
-        if sent_at > now - lease:
-            continue
+        started = item.payload.get("started_at")
+        started_at = datetime.fromisoformat(started) if started else None
+        if started_at is not None and started_at >= sent_at:
+            if started_at > now - lease:
+                continue  # still within its time
+        elif sent_at > now - queue_wait:
+            continue  # not started yet: waiting in the queue
         app = session.get(Application, app_id)
         if app is None or app.seq != item.payload.get("seq"):
             continue  # the application moved on and came back: that wait has its own item
@@ -149,15 +168,10 @@ def requeue_stale_jobs(
             outcome = fail_stuck_check(engine, app, f"no answer after {item.attempts} dispatches")
             failed += outcome == "failed"
             continue
-        name = str(item.payload.get("name", ""))
-        try:
-            enqueue(name, item.id)
-        except Exception as exc:  # noqa: BLE001
-            item.last_error = f"requeue failed: {type(exc).__name__}: {exc}"
-        else:
-            item.sent_at, item.attempts = now, item.attempts + 1
-            item.last_error = f"requeued at {now.isoformat()} (no answer within {lease})"
+        waited = "started, no answer" if started_at is not None and started_at >= sent_at else "never started"
+        if _enqueue(session, item, enqueue, now):
+            item.last_error = f"queued again at {now.isoformat()} ({waited})"
+            session.commit()
             requeued += 1
-            log.warning("job %d (%s) of application %s queued again after %s", item.id, name, app.uid, lease)
-        session.commit()
+            log.warning("job %d of application %s queued again (%s)", item.id, app.uid, waited)
     return requeued, failed

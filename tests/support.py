@@ -68,12 +68,17 @@ def to_confirming(eng, who) -> None:
     )
 
 
-def to_payment(eng, who) -> None:
+def to_verified(eng, who) -> None:
+    """Through 身份认证: consent, upload, a matching face."""
     to_confirming(eng, who)
     eng.fire(who.application_id, "confirm_info", who.actor, {})
     eng.fire(who.application_id, "give_face_consent", who.actor, CONSENT)
     eng.fire(who.application_id, "upload_identity", who.actor, UPLOAD)
     eng.fire(who.application_id, "face_matched", SYSTEM, MATCHED)
+
+
+def to_payment(eng, who) -> None:
+    to_verified(eng, who)
     eng.fire(who.application_id, "create_order", who.actor, {})
 
 

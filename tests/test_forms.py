@@ -18,9 +18,8 @@ from gzsb.extensions import db
 from gzsb.models import Application, ConfirmationPoint, RegistrationForm
 from gzsb.runtime import engine as runtime_engine
 from gzsb.runtime import storage
-from gzsb.store import FLOWS
 from gzsb.uploads import accept_image, store_image
-from tests.support import MATCHED, SYSTEM, UPLOAD, new_applicant, pay, to_confirming
+from tests.support import new_applicant, pay, to_confirming, to_payment
 
 KEY = "test-form-key"
 
@@ -33,14 +32,7 @@ def renderer() -> WkhtmltopdfRenderer:
 def approve(eng, who, *, photo: bool = False, **info: str) -> Application:
     """Drive the applicant to 报名完成 (with a stored 证件照 if asked); ``info`` then overrides
     basic information fields, as a registrar's correction would."""
-    to_confirming(eng, who)
-    eng.fire(who.application_id, "confirm_info", who.actor, {})
-    record = db.session.get(Application, who.application_id)
-    if "give_face_consent" in FLOWS.by_version(db.session, record.flow_version_id).events_from(record.state):
-        eng.fire(who.application_id, "give_face_consent", who.actor, {"agree": True})
-    eng.fire(who.application_id, "upload_identity", who.actor, UPLOAD)
-    eng.fire(who.application_id, "face_matched", SYSTEM, MATCHED)
-    eng.fire(who.application_id, "create_order", who.actor, {})
+    to_payment(eng, who)
     if photo:
         attach_photo(who.application_id)
     pay(eng, who)

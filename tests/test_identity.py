@@ -6,7 +6,7 @@ import io
 import json
 import struct
 import zlib
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -278,13 +278,13 @@ def test_a_face_problem_in_the_worker_is_a_failure_with_the_reason(app: Flask, m
     assert record(who).data["identity"]["result"]["reason"].startswith("未检测到人脸")
 
 
-def test_the_tick_queues_forgotten_jobs_and_requeues_or_fails_stuck_ones(app: Flask, make_applicant) -> None:
+def test_the_tick_queues_forgotten_jobs_and_requeues_or_fails_stuck_ones(app: Flask, make_applicant, clock) -> None:
     who = make_applicant()
     at_identity(who)
     submit(app, who, png(RED), png(RED2))
     queued: list[tuple[str, int]] = []
     enqueue = lambda name, outbox_id: queued.append((name, outbox_id))  # noqa: E731
-    now = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
+    now = clock.now
     assert dispatch_jobs(db.session, enqueue, now) == 1
     assert dispatch_jobs(db.session, enqueue, now) == 0
     assert queued == [("face_match", job_ids(who)[-1])]
@@ -292,12 +292,21 @@ def test_the_tick_queues_forgotten_jobs_and_requeues_or_fails_stuck_ones(app: Fl
 
     def requeue(minutes: int) -> tuple[int, int]:
         at = now + timedelta(minutes=minutes)
-        return requeue_stale_jobs(db.session, eng, enqueue, at, lease=timedelta(minutes=2), max_dispatches=3)
+        return requeue_stale_jobs(
+            db.session, eng, enqueue, at,
+            lease=timedelta(minutes=2), queue_wait=timedelta(minutes=5), max_dispatches=3,
+        )  # fmt: skip
 
-    assert [requeue(1), requeue(3), requeue(6)] == [(0, 0), (1, 0), (1, 0)]
+    # Not started: waiting in a long queue is fine until queue_wait says the queue lost it.
+    assert [requeue(1), requeue(3), requeue(6)] == [(0, 0), (0, 0), (1, 0)]
+    # A worker starts it and dies (a hard crash: the job neither answers nor gives up).
+    clock.now = now + timedelta(minutes=7)
+    with pytest.raises(RuntimeError):
+        run_job(app, who, FaceAnswer(error=RuntimeError("killed")), final=False)
+    assert [requeue(8), requeue(10)] == [(0, 0), (1, 0)]
     assert len(queued) == 3
     # The third dispatch got no answer either: 比对中 ends as a clear failure.
-    assert requeue(9) == (0, 1)
+    assert requeue(16) == (0, 1)
     application = record(who)
     assert application.state == "identity_pending"
     assert application.data["identity"]["result"]["reason"] == "人脸比对超时，请重新上传"

@@ -17,21 +17,12 @@ from gzsb.errors import ConflictError, InvalidInput
 from gzsb.extensions import db
 from gzsb.models import Application, HistoryEvent, Outbox, Payment, PaymentNotification, PaymentOrder
 from gzsb.runtime import engine
-from gzsb.store import FLOWS
 from gzsb.worker import fire_due_timers
-from tests.support import MATCHED, SYSTEM, UPLOAD, to_confirming
+from tests import support
 
 
 def to_verified(who) -> None:
-    """Through 身份认证 (with the face-data consent when the flow asks for it)."""
-    eng = engine()
-    to_confirming(eng, who)
-    eng.fire(who.application_id, "confirm_info", who.actor, {})
-    record = db.session.get(Application, who.application_id)
-    if "give_face_consent" in FLOWS.by_version(db.session, record.flow_version_id).events_from(record.state):
-        eng.fire(who.application_id, "give_face_consent", who.actor, {"agree": True})
-    eng.fire(who.application_id, "upload_identity", who.actor, UPLOAD)
-    eng.fire(who.application_id, "face_matched", SYSTEM, MATCHED)
+    support.to_verified(engine(), who)
 
 
 def to_order(who) -> None:

@@ -29,7 +29,12 @@
   var resultUrl = panel.dataset.resultUrl;
   var hint = document.getElementById("checking-hint");
   var failures = 0;
+  var polls = 0;
   function poll() {
+    polls += 1;
+    if (hint && polls === 40) {  // about a minute: the queue is long, or a worker is being replaced
+      hint.textContent = "比对时间比平时长，请稍候；也可以稍后重新登录查看结果，已上传的照片不会丢失。";
+    }
     fetch(statusUrl, { credentials: "same-origin", headers: { Accept: "application/json" }, cache: "no-store" })
       .then(function (response) { if (!response.ok) throw new Error(response.status); return response.json(); })
       .then(function (body) {

@@ -15,21 +15,43 @@ a developer reads it (the /dev/sms page).
 
 from __future__ import annotations
 
-import re
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import threading
+import time
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from gzsb.demo import CONFIRMATION_POINTS, import_reference_data
+from gzsb import jobs
+from gzsb.accounts import create_account
+from gzsb.app import create_app
+from gzsb.config import ROOT, TestConfig
+from gzsb.demo import CONFIRMATION_POINTS, DEMO_PASSWORD, STAFF, id_number, import_reference_data
 from gzsb.extensions import db
 from gzsb.models import ConfirmationPoint
 from gzsb.runtime import vault
-from tests.conftest import Clock, _make_app
-from tests.e2e.support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, VIEWPORTS, LiveServer, Screen
+from gzsb.store import publish
+from gzsb.workflow.loader import load_flow_file
+from tests.conftest import FLOW_FILE, IN_WINDOW, Clock, _make_app
+from tests.e2e.support import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    VIEWPORTS,
+    LiveServer,
+    Screen,
+    WorkerServer,
+    open_screen,
+)
 
 
 @pytest.fixture(scope="module")
@@ -75,23 +97,125 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture(params=sorted(VIEWPORTS))
 def screen(request: pytest.FixtureRequest, browser: Any, live_server: LiveServer) -> Iterator[Screen]:
-    viewport = request.param
-    context = browser.new_context(base_url=live_server.url, locale="zh-CN", **VIEWPORTS[viewport])
-    context.set_default_timeout(TIMEOUT_MS)
-    # Pages must work offline (rule 10): anything not served by the app is refused and named.
-    outside: list[str] = []
+    with open_screen(browser, live_server.url, request.param) as opened:
+        yield opened
 
-    def refuse(route: Any) -> None:
-        outside.append(route.request.url)
-        route.abort()
 
-    context.route(re.compile(rf"^(?!{re.escape(live_server.url)}/)(https?|wss?)://"), refuse)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
+class RunningClock(Clock):
+    """Real time, the consumer's time too, whenever it is inside the shipped flow's
+    registration window (the pages before 信息确认 need it open); otherwise time running from
+    ``IN_WINDOW``, so the journey still works on any date (the consumer's own timestamps,
+    e.g. of the face match, then show the real date)."""
+
+    def __init__(self) -> None:
+        window = load_flow_file(FLOW_FILE).windows["registration"]
+        real = datetime.now(UTC)
+        super().__init__(real if window.phase(real) == "open" else IN_WINDOW)
+        self.started = time.monotonic()
+
+    def __call__(self) -> datetime:
+        return self.now + timedelta(seconds=time.monotonic() - self.started)
+
+
+# The consumer gets the test configuration's keys (it decrypts what the web side stored).
+SECRETS = ("SECRET_KEY", "DATA_KEY", "INDEX_KEY", "HISTORY_KEY", "OTP_KEY", "FORM_KEY", "PAYMENT_SIGN_KEY")
+
+
+@pytest.fixture(scope="module")
+def worker_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerServer]:
+    """The app served as `make run` serves it: uploads in a folder, background work (face
+    match with the real deepface matcher, the sandbox gateway's notifies, the PDF render) in
+    a real Huey consumer started with `huey_consumer gzsb.jobs.huey` on a SQLite queue, the
+    consumer configured through the environment like in production. Plus the demo staff
+    member of 南开区招生考试中心 (gzsb.demo.STAFF).
+
+    The consumer runs without its periodic tasks (``-n``): the due-timer tick would act on
+    the real date, which may not be the web side's (see RunningClock); every job of the
+    journey is queued by a request right after its transition, as in production."""
+    folder = tmp_path_factory.mktemp("worker")
+    instance, uploads = folder / "instance", folder / "uploads"
+    instance.mkdir()
+    clock = RunningClock()
+    settings = {
+        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{folder / 'gzsb.sqlite3'}",
+        "STORAGE_BACKEND": "local",
+        "UPLOADS_DIR": str(uploads),
+        "REDIS_URL": "",
+        "HUEY_IMMEDIATE": False,
+        "HUEY_SQLITE_PATH": str(instance / "huey.sqlite3"),  # where the consumer's Config looks
+        "HUEY_NAME": f"gzsb-e2e-{uuid.uuid4().hex[:8]}",
+        "FACE_MATCHER": "deepface",  # the web side only runs its HOG detector (no TensorFlow)
+        "FACE_DISPATCH": "huey",
+        "DEEPFACE_HOME": str(folder / "deepface"),
+        "SMS_DEV_PAGE": True,
+    }
+    config = type("WorkerE2EConfig", (TestConfig,), settings)
+    app = create_app(config, clock=clock)
+    with app.app_context():
+        db.create_all()
+        publish(db.session, load_flow_file(FLOW_FILE))
+        points = {}
+        for code, name, address in CONFIRMATION_POINTS:
+            point = ConfirmationPoint(code=code, name=name, address=address)
+            db.session.add(point)
+            db.session.flush()
+            points[code] = point.id
+        role, name, seed17, mobile, point_code = STAFF[0]
+        create_account(
+            db.session, vault(), name=name, id_number=id_number(seed17), password=DEMO_PASSWORD,
+            mobile=mobile, role=role, confirmation_point_id=points[point_code],
+        )  # fmt: skip
+        db.session.commit()
+        import_reference_data(db.session, vault())
+        db.session.remove()
+    server: BaseWSGIServer = make_server("127.0.0.1", 0, app, threaded=True)
+    url = f"http://127.0.0.1:{server.server_port}"
+    # The gateway's notify comes back to this server; the form's QR code points at it.
+    app.config.update(PAYMENT_NOTIFY_BASE_URL=url, PUBLIC_BASE_URL=url)
+    thread = threading.Thread(target=server.serve_forever, name="e2e-worker-server", daemon=True)
+    thread.start()
+    # The web side queues into the consumer's SQLite file (the tasks are those of gzsb.jobs).
+    original_storage = jobs.huey.storage
+    jobs.huey.storage = jobs.make_huey(config).storage
+    env = {
+        **os.environ,
+        **{key: str(getattr(config, key)) for key in SECRETS},
+        "PYTHONPATH": str(ROOT),
+        "GZSB_INSTANCE": str(instance),
+        "DATABASE_URL": settings["SQLALCHEMY_DATABASE_URI"],
+        "REDIS_URL": "",
+        "STORAGE_BACKEND": "local",
+        "UPLOADS_DIR": str(uploads),
+        "HUEY_NAME": settings["HUEY_NAME"],
+        "FACE_MATCHER": "deepface",
+        "DEEPFACE_HOME": settings["DEEPFACE_HOME"],
+        "PUBLIC_BASE_URL": url,
+        "PAYMENT_NOTIFY_BASE_URL": url,
+        "NO_PROXY": "127.0.0.1,localhost",
+        "no_proxy": "127.0.0.1,localhost",
+    }
+    consumer_bin = Path(sys.executable).with_name("huey_consumer")
+    command = [str(consumer_bin)] if consumer_bin.exists() else [sys.executable, "-m", "huey.bin.huey_consumer"]
+    # As `make run` starts it (process workers: a job's time limit works there), one worker,
+    # no periodic tasks (see above), polling often so the journey does not wait.
+    command += ["gzsb.jobs.huey", "-w", "1", "-k", "process", "-n", "-d", "0.1", "-m", "0.5"]
+    log = (folder / "consumer.log").open("wb")
+    consumer = subprocess.Popen(
+        command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
-        yield Screen(viewport, page, ARTIFACTS / viewport)
+        yield WorkerServer(url, app, clock, folder=folder, consumer=consumer)
     finally:
-        context.close()
-    assert not errors, f"JavaScript errors on {viewport}: {errors}"
-    assert not outside, f"pages asked for something outside the app: {outside}"
+        if consumer.poll() is None:
+            os.killpg(consumer.pid, signal.SIGTERM)
+            try:
+                consumer.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(consumer.pid, signal.SIGKILL)
+                consumer.wait(timeout=10)
+        log.close()
+        jobs.huey.storage = original_storage
+        server.shutdown()
+        thread.join(timeout=10)
+        with app.app_context():
+            db.engine.dispose()

@@ -5,6 +5,8 @@ SMS codes from /dev/sms, and logging in through the 登录 page."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,11 +108,50 @@ def sms_code(page: Any, mobile: str, *, shot: Screen | None = None) -> str:
     return found.group(1)
 
 
-def log_in(screen: Screen, login: str, password: str) -> None:
-    """Through the 登录 page with an ID number or mobile; ends on the 流程页面."""
+def log_in(screen: Screen, login: str, password: str, *, landing: str = "**/process") -> None:
+    """Through the 登录 page with an ID number or mobile; ends on the 流程页面 (a student)
+    or wherever ``landing`` says (staff land on their 待办总览, ``**/staff/``)."""
     page = screen.page
     page.goto("/login")
     page.fill("#f-login", login)
     page.fill("#f-password", password)
     screen.press(page.get_by_role("button", name="登录报名"))
-    page.wait_for_url("**/process")
+    page.wait_for_url(landing)
+
+
+@contextmanager
+def open_screen(browser: Any, base_url: str, viewport: str) -> Iterator[Screen]:
+    """A fresh browser context (its own cookies: one person) and page for ``viewport``.
+    Pages must work offline (rule 10): anything not served by the app is refused, and on
+    leaving, JavaScript errors and requests to the outside fail the test."""
+    context = browser.new_context(base_url=base_url, locale="zh-CN", **VIEWPORTS[viewport])
+    context.set_default_timeout(TIMEOUT_MS)
+    outside: list[str] = []
+
+    def refuse(route: Any) -> None:
+        outside.append(route.request.url)
+        route.abort()
+
+    context.route(re.compile(rf"^(?!{re.escape(base_url)}/)(https?|wss?)://"), refuse)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        yield Screen(viewport, page, ARTIFACTS / viewport)
+    finally:
+        context.close()
+    assert not errors, f"JavaScript errors on {viewport}: {errors}"
+    assert not outside, f"pages asked for something outside the app: {outside}"
+
+
+@dataclass
+class WorkerServer(LiveServer):
+    """The live server with its background work done by a real Huey consumer (another
+    process), the way `make run` runs them; ``logs()`` is the consumer's output."""
+
+    folder: Path = ROOT
+    consumer: Any = None
+
+    def logs(self, tail: int = 6000) -> str:
+        path = self.folder / "consumer.log"
+        return path.read_text(errors="replace")[-tail:] if path.exists() else "(no consumer log)"

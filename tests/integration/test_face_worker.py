@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +149,9 @@ def student_client(world: World) -> tuple[Any, Any]:
     to_confirming(engine(), who)
     engine().fire(who.application_id, "confirm_info", who.actor, {})
     engine().fire(who.application_id, "give_face_consent", who.actor, CONSENT)
+    # From here on the web side runs on real time, like the consumer (it has no test clock),
+    # so that queueing and starting times compare. Nothing after consent has a time window.
+    world.app.extensions["gzsb.clock"].now = datetime.now(UTC)
     client = world.app.test_client()
     page = client.get("/login").get_data(as_text=True)
     token = page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
@@ -246,7 +249,7 @@ def test_a_worker_killed_mid_job_is_replaced_and_the_application_is_not_stuck(fa
     world.start_consumer(FACE_FAKE_DELAY="0")
     # The tick's safety net, a lease later: the job is queued again for the new consumer.
     lease = timedelta(seconds=world.app.config["FACE_JOB_LEASE_SECONDS"])
-    later = world.app.extensions["gzsb.clock"]() + lease + timedelta(seconds=1)  # the clock that queued it
+    later = datetime.now(UTC) + lease + timedelta(seconds=1)
     requeued, failed = requeue_stale_jobs(db.session, engine(), jobs.enqueue_job, later, lease=lease, max_dispatches=3)
     assert (requeued, failed) == (1, 0)
     assert wait_for_state(world, who, seconds=60) in {"identity_verified", "identity_pending"}

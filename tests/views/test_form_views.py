@@ -18,8 +18,7 @@ from gzsb.demo import DEMO_PASSWORD, demo_student, id_number
 from gzsb.extensions import db
 from gzsb.models import Application, ConfirmationPoint, RegistrationForm
 from gzsb.runtime import vault
-from gzsb.store import FLOWS
-from tests.support import MATCHED, PASSWORD_HASH, SYSTEM, UPLOAD, pay, to_confirming
+from tests.support import PASSWORD_HASH, pay, to_confirming, to_payment
 
 TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 LOGOUT = 'action="/logout"'
@@ -44,14 +43,7 @@ def student_client(app, who):
 
 
 def approve(eng, who) -> Application:
-    to_confirming(eng, who)
-    eng.fire(who.application_id, "confirm_info", who.actor, {})
-    record = db.session.get(Application, who.application_id)
-    if "give_face_consent" in FLOWS.by_version(db.session, record.flow_version_id).events_from(record.state):
-        eng.fire(who.application_id, "give_face_consent", who.actor, {"agree": True})
-    eng.fire(who.application_id, "upload_identity", who.actor, UPLOAD)
-    eng.fire(who.application_id, "face_matched", SYSTEM, MATCHED)
-    eng.fire(who.application_id, "create_order", who.actor, {})
+    to_payment(eng, who)
     pay(eng, who)
     return db.session.get(Application, who.application_id)
 

@@ -1,0 +1,349 @@
+"""One student from 信息确认 to the downloaded 报名表, in a real browser, with the background
+work done by a real Huey consumer (another process), as `make run` runs it (manual §2.8–2.12
+and the 确认点 staff console):
+
+信息确认 → 身份认证 (consent, the shipped face photos, 比对中 until the real deepface match
+answers) → 网上支付 (订单详情, 支付宝 at the sandbox gateway's cashier, the result page, the
+signed notify the consumer sends back) → 上传审核 (【+】 twice, one removed, 【提交审核】) →
+the staff member of the student's 确认点, in a second browser context, rejects with a reason →
+the student sees it, adds a photo, resubmits → staff approve → 下载报名表 (生成中 until the
+consumer rendered it), the PDF's text, and its QR code opening 报名表真实有效.
+
+The student is on the phone viewport, the staff member at a desktop. Screenshots:
+test-artifacts/e2e/<viewport>/NN-approval-*.png, and the PDF beside them.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from gzsb.config import ROOT
+from gzsb.demo import DEMO_PASSWORD, STAFF, demo_student, document_png
+from gzsb.extensions import db
+from gzsb.models import Application
+from gzsb.runtime import engine
+from gzsb.security import mask_id_number
+from tests.e2e.support import ARTIFACTS, Screen, WorkerServer, log_in, open_screen
+from tests.support import new_applicant, to_confirming
+
+pytestmark = pytest.mark.browser
+
+FACES = ROOT / "tests" / "fixtures" / "faces"
+# Demo student 7: 退役士兵 (a special 考生类别), so 上传审核 is needed after payment.
+STUDENT = demo_student(7)
+CATEGORY = "退役士兵"
+STAFF_MOBILE = STAFF[0][3]
+REASON_CHOICE = "材料不清晰"
+REASON_TEXT = "退役证照片反光，请重新拍摄"
+# The real model loads in the consumer's worker at the first job (tens of seconds on a busy
+# machine); later answers take about a second.
+FACE_WAIT_MS = 180_000
+JOB_WAIT_S = 90.0
+
+
+def shot(screen: Screen, name: str, *, full_page: bool = True) -> Path:
+    return screen.shot(f"approval-{name}", full_page=full_page)
+
+
+def until(server: WorkerServer, what: str, check: Callable[[], bool], *, seconds: float = JOB_WAIT_S) -> None:
+    """Wait for the consumer's work to show (``check`` reloads what it looks at)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.5)
+    pytest.fail(f"{what}: not within {seconds:g} s; consumer log:\n{server.logs()}")
+
+
+def assert_fits(screen: Screen) -> None:
+    """Nothing wider than the screen. Measured against the layout viewport (clientWidth): on
+    a mobile viewport, content that overflows widens ``innerWidth`` too (the page zooms out)."""
+    overflow = screen.page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0, f"{screen.page.url} is {overflow}px wider than the {screen.viewport} screen"
+
+
+def image_loaded(locator: Any) -> bool:
+    return bool(locator.evaluate("img => img.complete && img.naturalWidth > 0"))
+
+
+def add_material(screen: Screen, seed: int) -> None:
+    """【+】: tap it, pick a photo in the file chooser; materials.js sends it at once."""
+    page = screen.page
+    before = page.locator("#materials li.thumb:not(.add)").count()
+    with page.expect_file_chooser() as chooser:
+        screen.press(page.locator("label.plus"))
+    chooser.value.set_files(
+        files=[{"name": f"退役证-{seed}.png", "mimeType": "image/png", "buffer": document_png(seed)}]
+    )
+    expect(page.locator("#materials li.thumb:not(.add)")).to_have_count(before + 1)
+    for img in page.locator("#materials li.thumb:not(.add) img").all():
+        expect(img).to_be_visible()
+        assert image_loaded(img), "a material thumbnail did not load"
+
+
+def qr_target(pdf: Path) -> str:
+    """The text of the form's QR code, decoded from the rendered page (OpenCV, in a separate
+    process: the test process plays the web server, which loads no vision framework)."""
+    png = pdf.with_suffix("")
+    subprocess.run(["pdftoppm", "-r", "200", "-png", "-singlefile", str(pdf), str(png)], check=True, timeout=60)
+    script = (
+        "import sys, cv2\n"
+        "text, points, _ = cv2.QRCodeDetector().detectAndDecode(cv2.imread(sys.argv[1]))\n"
+        "print(text)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, f"{png}.png"], capture_output=True, text=True, timeout=60, check=True
+    )
+    return done.stdout.strip()
+
+
+def start_at_confirmation(server: WorkerServer) -> Any:
+    """The student's account and application, driven through the engine to 信息确认 (issue
+    3's journey covers the pages up to there)."""
+    with server.app.app_context():
+        who = new_applicant(STUDENT.index, category=CATEGORY)
+        to_confirming(engine(), who)
+        assert db.session.get(Application, who.application_id).state == "confirming"
+        db.session.remove()
+    return who
+
+
+def test_student_pays_uploads_materials_and_downloads_the_form_after_staff_review(
+    browser: Any, worker_server: WorkerServer
+) -> None:
+    server = worker_server
+    start_at_confirmation(server)
+    with open_screen(browser, server.url, "phone") as student, open_screen(browser, server.url, "desktop") as staff:
+        page = student.page
+
+        # ------------------------------------------------------------ 信息确认
+        log_in(student, STUDENT.mobile, DEMO_PASSWORD)
+        student.press(page.get_by_role("link", name="去确认"))
+        expect(page.locator("h1")).to_have_text("信息确认")
+        expect(page.locator(".confirm-page")).to_contain_text(f"您的考生类别为“{CATEGORY}”")
+        shot(student, "confirm")
+        student.press(page.get_by_role("button", name="完成信息采集去身份认证"))
+
+        # ------------------------------------------------------------ 身份认证: consent, upload
+        expect(page.locator("h1")).to_have_text("身份认证")
+        expect(page.locator("#consent")).to_contain_text("人脸信息处理说明")
+        expect(page.locator("#manual details")).to_have_attribute("open", "")  # the alternative, offered
+        assert_fits(student)
+        shot(student, "identity-consent")
+        page.locator('#consent input[name="agree"]').check()
+        student.press(page.get_by_role("button", name="同意并继续"))
+        expect(page.locator("#upload")).to_contain_text("已同意人脸信息处理")
+        page.set_input_files("#f-photo", str(FACES / "obama.jpg"))
+        page.set_input_files("#f-id_card", str(FACES / "obama2.jpg"))
+        for preview in ("#p-photo", "#p-id_card"):
+            expect(page.locator(preview)).to_be_visible()
+        assert_fits(student)
+        shot(student, "identity-chosen")
+        student.press(page.get_by_role("button", name="上传认证"))
+
+        # ------------------------------------------------------------ 比对中 → 认证成功, no reload
+        expect(page.locator("#face-checking")).to_contain_text("比对中")
+        shot(student, "identity-checking", full_page=False)
+        success = page.locator("#identity-success")
+        expect(success).to_be_visible(timeout=FACE_WAIT_MS)
+        expect(page).to_have_url(re.compile(r"/application/identity/result$"))
+        expect(success.locator("h1")).to_have_text("认证成功")
+        expect(success).to_contain_text("比对一致")
+        assert_fits(student)
+        shot(student, "identity-verified")
+        student.press(success.get_by_role("link", name=re.compile("网上支付")))
+
+        # ------------------------------------------------------------ 网上支付: 去支付 → 订单详情
+        expect(page.locator(".payment-page")).to_contain_text("¥160.00")
+        shot(student, "payment")
+        student.press(page.get_by_role("button", name="去支付"))
+        detail = page.locator(".order-detail")
+        expect(detail.locator("h2")).to_have_text("订单详情")
+        expect(detail).to_contain_text(STUDENT.name)
+        expect(detail).to_contain_text(mask_id_number(STUDENT.id_number))
+        expect(detail.locator(".amount")).to_have_text("¥160.00")
+        order_number = detail.locator(".order-number").inner_text().strip()
+        assert order_number, "the order has no number"
+        assert_fits(student)
+        shot(student, "order")
+        student.press(page.get_by_role("link", name="立即支付"))
+
+        # ------------------------------------------------------------ 支付宝 at the sandbox cashier
+        expect(page.locator("h1")).to_have_text("选择支付方式")
+        for name in ("支付宝", "微信支付", "银联"):
+            expect(page.locator(".pay-channels")).to_contain_text(name)
+        student.press(page.locator("label.channel-alipay"))
+        expect(page.locator('input[name="channel"][value="alipay"]')).to_be_checked()
+        shot(student, "pay-channel")
+        student.press(page.get_by_role("button", name="确认支付"))
+        expect(page).to_have_url(re.compile(r"/sandbox/cashier/SBX\w+$"))
+        cashier = page.locator(".cashier")
+        expect(cashier).to_contain_text("支付宝收银台")
+        expect(cashier.locator(".cashier-amount")).to_have_text("¥160.00")
+        expect(cashier).to_contain_text(order_number)
+        assert_fits(student)
+        shot(student, "cashier")
+        student.press(cashier.get_by_role("button", name="确认支付"))
+
+        # ------------------------------------------------------------ back: result, then the notify
+        expect(page).to_have_url(re.compile(rf"/payment/orders/{order_number}/result"))
+        # The browser is usually back before the consumer delivered the notify: the gateway's
+        # query says paid, our records not yet (支付处理中); either way never 支付未完成.
+        expect(page.locator("h1")).to_have_text(re.compile("^(支付处理中|支付成功)$"))
+        shot(student, "pay-result-first")
+
+        def paid() -> bool:
+            page.reload()
+            return page.locator("h1").inner_text() == "支付成功"
+
+        until(server, "the sandbox notify through the consumer", paid)
+        expect(page.locator(".pay-result")).to_contain_text("您已成功支付报名考试费 ¥160.00")
+        assert_fits(student)
+        shot(student, "pay-result-paid")
+        student.press(page.get_by_role("link", name="返回流程页面"))
+
+        # ------------------------------------------------------------ 上传审核: 【+】 ×2, remove one, submit
+        expect(page.locator('li.stage[aria-current="step"]')).to_contain_text("上传审核")
+        shot(student, "process-materials")
+        student.press(page.get_by_role("link", name="上传审核"))
+        expect(page.locator("h1")).to_have_text("上传审核材料")
+        expect(page.locator(".needs")).to_contain_text(f"考生类别“{CATEGORY}”的证明材料")
+        expect(page.get_by_role("button", name="提交审核")).to_be_disabled()  # nothing added yet
+        shot(student, "materials-empty")
+        add_material(student, 1)
+        add_material(student, 2)
+        expect(page.locator("#m-files")).to_contain_text("已上传的材料（2/")
+        assert_fits(student)
+        shot(student, "materials-two")
+        kept = page.locator("#materials li.thumb:not(.add) img").nth(1).get_attribute("src")
+        student.press(page.get_by_role("button", name="删除材料1"))
+        expect(page.locator("#materials li.thumb:not(.add)")).to_have_count(1)
+        expect(page.locator("#materials li.thumb:not(.add) img")).to_have_attribute("src", kept or "")
+        shot(student, "materials-one-removed")
+        student.press(page.get_by_role("button", name="提交审核"))
+        expect(page.locator("h1")).to_have_text("材料审核中")
+        expect(page.locator("#materials .notice")).to_contain_text("审核中")
+        expect(page.locator("#m-sent")).to_have_text("已提交的材料（1张）")
+        assert_fits(student)
+        shot(student, "materials-review")
+
+        # ------------------------------------------------------------ staff: the queue, a rejection
+        desk = staff.page
+        log_in(staff, STAFF_MOBILE, DEMO_PASSWORD, landing="**/staff/")
+        card = desk.locator("li.queue-card", has_text="材料审核")
+        expect(card.locator(".count")).to_have_text("1")
+        expect(desk.locator(".brand")).to_contain_text("南开区招生考试中心")
+        shot(staff, "staff-dashboard")
+        staff.press(card.locator("a"))
+        row = desk.locator("table.queue-table tbody tr", has_text=STUDENT.name)
+        expect(row).to_have_count(1)
+        expect(row).to_contain_text(mask_id_number(STUDENT.id_number))
+        expect(row).to_contain_text(CATEGORY)
+        shot(staff, "staff-queue")
+        staff.press(row.get_by_role("link", name="审核"))
+        expect(desk.locator("h1")).to_have_text(f"材料审核：{STUDENT.name}")
+        sent = desk.locator("#s-materials").locator("xpath=..").locator("ul.thumbs img")
+        expect(sent).to_have_count(1)
+        assert image_loaded(sent.first), "the staff member cannot see the material photo"
+        reject = desk.locator("form.reject")
+        staff.press(reject.get_by_role("button", name="审核不通过"))  # no reason: refused
+        expect(desk.locator("form.reject .error")).to_have_text("请选择或填写不通过原因")
+        shot(staff, "staff-reject-no-reason")
+        reject = desk.locator("form.reject")
+        reject.locator('select[name="reason_choice"]').select_option(REASON_CHOICE)
+        reject.locator('textarea[name="reason_text"]').fill(REASON_TEXT)
+        shot(staff, "staff-rejecting")
+        staff.press(reject.get_by_role("button", name="审核不通过"))
+        expect(desk.locator(".flash")).to_have_text(f"已处理：{STUDENT.name}，审核不通过。")
+        expect(desk.locator("table.queue-table tbody tr", has_text=STUDENT.name)).to_have_count(0)
+        shot(staff, "staff-rejected")
+
+        # ------------------------------------------------------------ student: the reason, fix, resubmit
+        page.reload()
+        expect(page.locator("h1")).to_have_text("材料审核未通过")
+        notice = page.locator("#materials .notice.warn")
+        expect(notice).to_contain_text("材料审核未通过")
+        expect(notice).to_contain_text(f"原因：{REASON_CHOICE}：{REASON_TEXT}")
+        assert_fits(student)
+        shot(student, "materials-rejected")
+        add_material(student, 3)
+        expect(page.locator("#materials li.thumb:not(.add)")).to_have_count(2)
+        shot(student, "materials-fixed")
+        student.press(page.get_by_role("button", name="提交审核"))
+        expect(page.locator("h1")).to_have_text("材料审核中")
+        expect(page.locator("#m-sent")).to_have_text("已提交的材料（2张）")
+        shot(student, "materials-review-again")
+
+        # ------------------------------------------------------------ staff: approve the second round
+        desk.goto("/staff/queues/materials")
+        row = desk.locator("table.queue-table tbody tr", has_text=STUDENT.name)
+        staff.press(row.get_by_role("link", name="审核"))
+        materials = desk.locator("section[aria-labelledby='s-materials']")
+        expect(materials.locator("h2")).to_contain_text("第2次提交")
+        expect(materials).to_contain_text(f"第1次提交未通过：{REASON_CHOICE}：{REASON_TEXT}")
+        expect(materials.locator("ul.thumbs img")).to_have_count(2)
+        expect(desk.locator("ol.timeline")).to_contain_text(REASON_TEXT)
+        shot(staff, "staff-second-round")
+        staff.press(desk.locator("form.approve").get_by_role("button", name="审核通过"))
+        expect(desk.locator(".flash")).to_have_text(f"已处理：{STUDENT.name}，审核通过。")
+        shot(staff, "staff-approved")
+
+        # ------------------------------------------------------------ 下载报名表: 生成中 → ready
+        page.goto("/application")
+        expect(page.locator("h1")).to_have_text("报名完成")
+        expect(page.get_by_role("button", name="退出")).to_be_visible()
+        generating = page.locator(".download-page h2", has_text="报名表生成中")
+        if generating.count():
+            shot(student, "download-generating")
+        ready = page.locator("section[aria-labelledby='f-ready']")
+        # The page refreshes itself while the consumer renders the PDF.
+        expect(ready).to_be_visible(timeout=int(JOB_WAIT_S * 1000))
+        serial = ready.locator("dd.serial").nth(0).inner_text().strip()
+        code = ready.locator("dd.serial").nth(1).inner_text().strip()
+        assert re.fullmatch(r"\d{4}-NK01-\d{6}", serial), serial
+        assert re.fullmatch(r"[A-Z2-7]{4}(-[A-Z2-7]{4}){3}", code), code
+        statuses = {
+            li.locator(".label").inner_text(): li.locator(".status").inner_text()
+            for li in page.locator("ol.stages li.stage").all()
+        }
+        assert statuses["网上支付"] == "已完成" and statuses["上传审核"] == "已完成", statuses
+        assert_fits(student)
+        shot(student, "download-ready")
+        with page.expect_download() as downloaded:
+            student.press(ready.get_by_role("link", name="下载报名表"))
+        download = downloaded.value
+        assert download.suggested_filename == f"报名表-{serial}.pdf"  # filename* (RFC 6266) wins
+        pdf = ARTIFACTS / "phone" / "approval-registration-form.pdf"
+        download.save_as(pdf)
+        assert pdf.read_bytes().startswith(b"%PDF-")
+
+        # ------------------------------------------------------------ the PDF's text and its QR code
+        text = subprocess.run(
+            ["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, timeout=60, check=True
+        ).stdout
+        for expected in (STUDENT.name, serial, code, order_number, CATEGORY, "天津理工大学", "南开区招生考试中心"):
+            assert expected in text, f"{expected!r} is not in the PDF's text:\n{text}"
+        target = qr_target(pdf)
+        assert target == f"{server.url}/verify/{serial}?code={code.replace('-', '')}", target
+        assert target in re.sub(r"\s+", "", text), "the printed address differs from the QR code's"
+
+    # Anyone holding the paper opens the QR code's address: no login needed.
+    with open_screen(browser, server.url, "phone") as public:
+        public.page.goto(target)
+        expect(public.page.locator(".verdict")).to_have_text("报名表真实有效")
+        details = public.page.locator(".verify-page .panel")
+        expect(details).to_contain_text(serial)
+        expect(details).to_contain_text(mask_id_number(STUDENT.id_number))
+        expect(details).to_contain_text("南开区招生考试中心")
+        assert STUDENT.id_number not in details.inner_text()
+        assert_fits(public)
+        shot(public, "verify")
