@@ -59,6 +59,7 @@ def flow_graph(path: str, output: str) -> None:
     from gzsb.workflow.graph import render_svg
 
     flow = _checked(path)
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
     Path(output).write_bytes(render_svg(flow))
     click.echo(f"wrote {output}")
 

@@ -9,39 +9,63 @@ the staff member of the student's 确认点, in a second browser context, reject
 the student sees it, adds a photo, resubmits → staff approve → 下载报名表 (生成中 until the
 consumer rendered it), the PDF's text, and its QR code opening 报名表真实有效.
 
-The student is on the phone viewport, the staff member at a desktop. Screenshots:
-test-artifacts/e2e/<viewport>/NN-approval-*.png, and the PDF beside them.
+Two students, one per viewport (the staff member is always at a desktop): on the phone a
+退役士兵 (a special 考生类别), on the desktop one whom the 学籍/学历 registry does not know;
+both need 上传审核. Screenshots: test-artifacts/e2e/<viewport>/NN-approval-*.png (the staff
+member's too, in desktop/), and each downloaded PDF beside them.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import expect
+from sqlalchemy import select
 
 from gzsb.config import ROOT
-from gzsb.demo import DEMO_PASSWORD, STAFF, demo_student, document_png
+from gzsb.demo import DEMO_PASSWORD, STAFF, Student, demo_student, document_png
 from gzsb.extensions import db
-from gzsb.models import Application
+from gzsb.models import Application, HistoryEvent
 from gzsb.runtime import engine
 from gzsb.security import mask_id_number
-from tests.e2e.support import ARTIFACTS, Screen, WorkerServer, log_in, open_screen
-from tests.support import new_applicant, to_confirming
+from tests.e2e.support import Screen, WorkerServer, log_in, open_screen
+from tests.support import new_applicant, student_payload, to_confirming
 
 pytestmark = pytest.mark.browser
 
 FACES = ROOT / "tests" / "fixtures" / "faces"
-# Demo student 7: 退役士兵 (a special 考生类别), so 上传审核 is needed after payment.
-STUDENT = demo_student(7)
-CATEGORY = "退役士兵"
 STAFF_MOBILE = STAFF[0][3]
+
+
+@dataclass(frozen=True)
+class Journey:
+    student: Student
+    category: str
+    in_registry: bool
+    confirm_note: str  # why 信息确认 says materials will be needed
+    need: str  # what the 上传审核 page asks for
+    xueji_printed: str  # the form's 学籍/学历 cell
+
+
+JOURNEYS = {
+    # Demo student 7: 退役士兵, found in the registry.
+    "phone": Journey(
+        demo_student(7), "退役士兵", True, "您的考生类别为“退役士兵”", "考生类别“退役士兵”的证明材料", "已验证"
+    ),
+    # Demo student 9: 普通, not in the registry (every fifth demo student is not).
+    "desktop": Journey(
+        demo_student(9), "普通", False, "未查询到您的学籍/学历信息", "学历认证报告", "未查询到，经确认点审核学历材料"
+    ),
+}
 REASON_CHOICE = "材料不清晰"
 REASON_TEXT = "退役证照片反光，请重新拍摄"
 # The real model loads in the consumer's worker at the first job (tens of seconds on a busy
@@ -90,10 +114,10 @@ def add_material(screen: Screen, seed: int) -> None:
         assert image_loaded(img), "a material thumbnail did not load"
 
 
-def qr_target(pdf: Path) -> str:
+def qr_target(pdf: Path, folder: Path) -> str:
     """The text of the form's QR code, decoded from the rendered page (OpenCV, in a separate
     process: the test process plays the web server, which loads no vision framework)."""
-    png = pdf.with_suffix("")
+    png = folder / "form-page"
     subprocess.run(["pdftoppm", "-r", "200", "-png", "-singlefile", str(pdf), str(png)], check=True, timeout=60)
     script = (
         "import sys, cv2\n"
@@ -106,30 +130,55 @@ def qr_target(pdf: Path) -> str:
     return done.stdout.strip()
 
 
-def start_at_confirmation(server: WorkerServer) -> Any:
+def start_at_confirmation(server: WorkerServer, journey: Journey) -> int:
     """The student's account and application, driven through the engine to 信息确认 (issue
-    3's journey covers the pages up to there)."""
+    3's journey covers the pages up to there); the application's id."""
     with server.app.app_context():
-        who = new_applicant(STUDENT.index, category=CATEGORY)
-        to_confirming(engine(), who)
-        assert db.session.get(Application, who.application_id).state == "confirming"
+        who = new_applicant(journey.student.index, category=journey.category, in_registry=journey.in_registry)
+        if journey.in_registry:
+            to_confirming(engine(), who)
+        else:  # 【点击验证学籍/学历】 finds nothing; nothing to confirm or report
+            eng = engine()
+            eng.fire(who.application_id, "accept_pledge", who.actor, {"agree": True})
+            eng.fire(who.application_id, "submit_basic_info", who.actor, student_payload(who))
+            eng.fire(who.application_id, "check_xueji", who.actor, {})
+            choice = {"institution": "10060", "major": "080901"}
+            eng.fire(who.application_id, "submit_preferences", who.actor, {"choices": [choice]})
+        application = db.session.get(Application, who.application_id)
+        assert application.state == "confirming"
+        assert application.data["xueji"]["status"] == ("found" if journey.in_registry else "not_found")
         db.session.remove()
-    return who
+    return who.application_id
 
 
+def history(server: WorkerServer, application_id: int) -> list[tuple[str, str, dict[str, Any]]]:
+    """(event, actor, payload) of the application's history, in order."""
+    with server.app.app_context():
+        rows = db.session.execute(
+            select(HistoryEvent.event, HistoryEvent.actor, HistoryEvent.payload)
+            .where(HistoryEvent.application_id == application_id)
+            .order_by(HistoryEvent.seq)
+        ).all()
+        db.session.remove()
+    return [(event, actor, json.loads(payload)) for event, actor, payload in rows]
+
+
+@pytest.mark.parametrize("viewport", sorted(JOURNEYS))
 def test_student_pays_uploads_materials_and_downloads_the_form_after_staff_review(
-    browser: Any, worker_server: WorkerServer
+    viewport: str, browser: Any, worker_server: WorkerServer, tmp_path: Path
 ) -> None:
     server = worker_server
-    start_at_confirmation(server)
-    with open_screen(browser, server.url, "phone") as student, open_screen(browser, server.url, "desktop") as staff:
+    journey = JOURNEYS[viewport]
+    applicant = journey.student
+    application_id = start_at_confirmation(server, journey)
+    with open_screen(browser, server.url, viewport) as student, open_screen(browser, server.url, "desktop") as staff:
         page = student.page
 
         # ------------------------------------------------------------ 信息确认
-        log_in(student, STUDENT.mobile, DEMO_PASSWORD)
+        log_in(student, applicant.mobile, DEMO_PASSWORD)
         student.press(page.get_by_role("link", name="去确认"))
         expect(page.locator("h1")).to_have_text("信息确认")
-        expect(page.locator(".confirm-page")).to_contain_text(f"您的考生类别为“{CATEGORY}”")
+        expect(page.locator(".confirm-page")).to_contain_text(journey.confirm_note)
         shot(student, "confirm")
         student.press(page.get_by_role("button", name="完成信息采集去身份认证"))
 
@@ -160,6 +209,12 @@ def test_student_pays_uploads_materials_and_downloads_the_form_after_staff_revie
         expect(success).to_contain_text("比对一致")
         assert_fits(student)
         shot(student, "identity-verified")
+        # The consumer's real matcher decided, and said how (distance, threshold, model).
+        matched = [(a, p) for e, a, p in history(server, application_id) if e.startswith("face_")]
+        assert [a for a, _ in matched] == ["system:faces"], matched
+        result = matched[0][1]
+        assert result["matched"] is True and result["model"] == "Dlib", result
+        assert result["distance"] < result["threshold"] == 0.6, result
         student.press(success.get_by_role("link", name=re.compile("网上支付")))
 
         # ------------------------------------------------------------ 网上支付: 去支付 → 订单详情
@@ -168,8 +223,8 @@ def test_student_pays_uploads_materials_and_downloads_the_form_after_staff_revie
         student.press(page.get_by_role("button", name="去支付"))
         detail = page.locator(".order-detail")
         expect(detail.locator("h2")).to_have_text("订单详情")
-        expect(detail).to_contain_text(STUDENT.name)
-        expect(detail).to_contain_text(mask_id_number(STUDENT.id_number))
+        expect(detail).to_contain_text(applicant.name)
+        expect(detail).to_contain_text(mask_id_number(applicant.id_number))
         expect(detail.locator(".amount")).to_have_text("¥160.00")
         order_number = detail.locator(".order-number").inner_text().strip()
         assert order_number, "the order has no number"
@@ -209,6 +264,9 @@ def test_student_pays_uploads_materials_and_downloads_the_form_after_staff_revie
         expect(page.locator(".pay-result")).to_contain_text("您已成功支付报名考试费 ¥160.00")
         assert_fits(student)
         shot(student, "pay-result-paid")
+        paid_events = [(a, p) for e, a, p in history(server, application_id) if e == "payment_succeeded"]
+        assert len(paid_events) == 1 and paid_events[0][0] == "system:payments", paid_events
+        assert paid_events[0][1]["order"] == order_number and paid_events[0][1]["channel"] == "alipay"
         student.press(page.get_by_role("link", name="返回流程页面"))
 
         # ------------------------------------------------------------ 上传审核: 【+】 ×2, remove one, submit
@@ -216,7 +274,7 @@ def test_student_pays_uploads_materials_and_downloads_the_form_after_staff_revie
         shot(student, "process-materials")
         student.press(page.get_by_role("link", name="上传审核"))
         expect(page.locator("h1")).to_have_text("上传审核材料")
-        expect(page.locator(".needs")).to_contain_text(f"考生类别“{CATEGORY}”的证明材料")
+        expect(page.locator(".needs")).to_contain_text(journey.need)
         expect(page.get_by_role("button", name="提交审核")).to_be_disabled()  # nothing added yet
         shot(student, "materials-empty")
         add_material(student, 1)
@@ -244,13 +302,13 @@ def test_student_pays_uploads_materials_and_downloads_the_form_after_staff_revie
         expect(desk.locator(".brand")).to_contain_text("南开区招生考试中心")
         shot(staff, "staff-dashboard")
         staff.press(card.locator("a"))
-        row = desk.locator("table.queue-table tbody tr", has_text=STUDENT.name)
+        row = desk.locator("table.queue-table tbody tr", has_text=applicant.name)
         expect(row).to_have_count(1)
-        expect(row).to_contain_text(mask_id_number(STUDENT.id_number))
-        expect(row).to_contain_text(CATEGORY)
+        expect(row).to_contain_text(mask_id_number(applicant.id_number))
+        expect(row).to_contain_text(journey.category)
         shot(staff, "staff-queue")
         staff.press(row.get_by_role("link", name="审核"))
-        expect(desk.locator("h1")).to_have_text(f"材料审核：{STUDENT.name}")
+        expect(desk.locator("h1")).to_have_text(f"材料审核：{applicant.name}")
         sent = desk.locator("#s-materials").locator("xpath=..").locator("ul.thumbs img")
         expect(sent).to_have_count(1)
         assert image_loaded(sent.first), "the staff member cannot see the material photo"
@@ -263,8 +321,8 @@ def test_student_pays_uploads_materials_and_downloads_the_form_after_staff_revie
         reject.locator('textarea[name="reason_text"]').fill(REASON_TEXT)
         shot(staff, "staff-rejecting")
         staff.press(reject.get_by_role("button", name="审核不通过"))
-        expect(desk.locator(".flash")).to_have_text(f"已处理：{STUDENT.name}，审核不通过。")
-        expect(desk.locator("table.queue-table tbody tr", has_text=STUDENT.name)).to_have_count(0)
+        expect(desk.locator(".flash")).to_have_text(f"已处理：{applicant.name}，审核不通过。")
+        expect(desk.locator("table.queue-table tbody tr", has_text=applicant.name)).to_have_count(0)
         shot(staff, "staff-rejected")
 
         # ------------------------------------------------------------ student: the reason, fix, resubmit
@@ -285,7 +343,7 @@ def test_student_pays_uploads_materials_and_downloads_the_form_after_staff_revie
 
         # ------------------------------------------------------------ staff: approve the second round
         desk.goto("/staff/queues/materials")
-        row = desk.locator("table.queue-table tbody tr", has_text=STUDENT.name)
+        row = desk.locator("table.queue-table tbody tr", has_text=applicant.name)
         staff.press(row.get_by_role("link", name="审核"))
         materials = desk.locator("section[aria-labelledby='s-materials']")
         expect(materials.locator("h2")).to_contain_text("第2次提交")
@@ -294,7 +352,7 @@ def test_student_pays_uploads_materials_and_downloads_the_form_after_staff_revie
         expect(desk.locator("ol.timeline")).to_contain_text(REASON_TEXT)
         shot(staff, "staff-second-round")
         staff.press(desk.locator("form.approve").get_by_role("button", name="审核通过"))
-        expect(desk.locator(".flash")).to_have_text(f"已处理：{STUDENT.name}，审核通过。")
+        expect(desk.locator(".flash")).to_have_text(f"已处理：{applicant.name}，审核通过。")
         shot(staff, "staff-approved")
 
         # ------------------------------------------------------------ 下载报名表: 生成中 → ready
@@ -322,7 +380,7 @@ def test_student_pays_uploads_materials_and_downloads_the_form_after_staff_revie
             student.press(ready.get_by_role("link", name="下载报名表"))
         download = downloaded.value
         assert download.suggested_filename == f"报名表-{serial}.pdf"  # filename* (RFC 6266) wins
-        pdf = ARTIFACTS / "phone" / "approval-registration-form.pdf"
+        pdf = student.folder / f"approval-registration-form-{serial}.pdf"
         download.save_as(pdf)
         assert pdf.read_bytes().startswith(b"%PDF-")
 
@@ -330,20 +388,21 @@ def test_student_pays_uploads_materials_and_downloads_the_form_after_staff_revie
         text = subprocess.run(
             ["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, timeout=60, check=True
         ).stdout
-        for expected in (STUDENT.name, serial, code, order_number, CATEGORY, "天津理工大学", "南开区招生考试中心"):
+        printed = (applicant.name, applicant.id_number, serial, code, order_number, journey.category, journey.xueji_printed)
+        for expected in (*printed, "天津理工大学", "计算机科学与技术", "南开区招生考试中心", "160.00元"):
             assert expected in text, f"{expected!r} is not in the PDF's text:\n{text}"
-        target = qr_target(pdf)
+        target = qr_target(pdf, tmp_path)
         assert target == f"{server.url}/verify/{serial}?code={code.replace('-', '')}", target
         assert target in re.sub(r"\s+", "", text), "the printed address differs from the QR code's"
 
     # Anyone holding the paper opens the QR code's address: no login needed.
-    with open_screen(browser, server.url, "phone") as public:
+    with open_screen(browser, server.url, viewport) as public:
         public.page.goto(target)
         expect(public.page.locator(".verdict")).to_have_text("报名表真实有效")
         details = public.page.locator(".verify-page .panel")
         expect(details).to_contain_text(serial)
-        expect(details).to_contain_text(mask_id_number(STUDENT.id_number))
+        expect(details).to_contain_text(mask_id_number(applicant.id_number))
         expect(details).to_contain_text("南开区招生考试中心")
-        assert STUDENT.id_number not in details.inner_text()
+        assert applicant.id_number not in details.inner_text()
         assert_fits(public)
         shot(public, "verify")
