@@ -203,8 +203,16 @@ def worker_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerSe
     consumer = subprocess.Popen(
         command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
+    handle = WorkerServer(url, app, clock, folder=folder, consumer=consumer)
     try:
-        yield WorkerServer(url, app, clock, folder=folder, consumer=consumer)
+        deadline = time.monotonic() + 60
+        while "Huey consumer started" not in handle.logs() and consumer.poll() is None:
+            if time.monotonic() > deadline:
+                pytest.fail(f"the Huey consumer did not start within 60 s:\n{handle.logs()}")
+            time.sleep(0.2)
+        if consumer.poll() is not None:
+            pytest.fail(f"the Huey consumer exited with {consumer.returncode}:\n{handle.logs()}")
+        yield handle
     finally:
         if consumer.poll() is None:
             os.killpg(consumer.pid, signal.SIGTERM)

@@ -87,6 +87,13 @@ class Screen:
         return path
 
 
+def assert_fits(screen: Screen) -> None:
+    """Nothing wider than the screen. Measured against the layout viewport (clientWidth): on
+    a mobile viewport, content that overflows widens ``innerWidth`` too (the page zooms out)."""
+    overflow = screen.page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0, f"{screen.page.url} is {overflow}px wider than the {screen.viewport} screen"
+
+
 def sms_code(page: Any, mobile: str, *, shot: Screen | None = None) -> str:
     """The newest code sent to ``mobile``, read from the /dev/sms page in a second tab of the
     same browser (the outbox shows masked numbers; tests give each student its own)."""

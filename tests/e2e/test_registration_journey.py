@@ -15,7 +15,7 @@ from playwright.sync_api import Page, expect
 
 from gzsb.demo import Student, demo_student
 from gzsb.security import mask_id_number, mask_mobile
-from tests.e2e.support import Screen, log_in, sms_code
+from tests.e2e.support import Screen, assert_fits, log_in, sms_code
 
 pytestmark = pytest.mark.browser
 
@@ -61,12 +61,6 @@ def stage_statuses(page: Page) -> dict[str, str]:
         rows.nth(i).locator(".label").inner_text(): rows.nth(i).locator(".status").inner_text()
         for i in range(rows.count())
     }
-
-
-def assert_fits(screen: Screen) -> None:
-    """Nothing wider than the screen (a phone must not scroll sideways)."""
-    overflow = screen.page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
-    assert overflow <= 0, f"{screen.page.url} is {overflow}px wider than the {screen.viewport} screen"
 
 
 def pick(screen: Screen, row: int, query: str, institution: str, major: str) -> None:
