@@ -349,7 +349,8 @@ def qr_data_uri(text: str) -> str:
     import qrcode
     from qrcode.constants import ERROR_CORRECT_M
 
-    qr = qrcode.QRCode(error_correction=ERROR_CORRECT_M, box_size=6, border=2)
+    # The standard's quiet zone of 4 modules: phone scanners (and OpenCV) miss codes without it.
+    qr = qrcode.QRCode(error_correction=ERROR_CORRECT_M, box_size=6, border=4)
     qr.add_data(text)
     qr.make(fit=True)
     out = io.BytesIO()

@@ -117,18 +117,28 @@ def add_material(screen: Screen, seed: int) -> None:
 
 def qr_target(pdf: Path, folder: Path) -> str:
     """The text of the form's QR code, decoded from the rendered page (OpenCV, in a separate
-    process: the test process plays the web server, which loads no vision framework)."""
-    png = folder / "form-page"
-    subprocess.run(["pdftoppm", "-r", "200", "-png", "-singlefile", str(pdf), str(png)], check=True, timeout=60)
+    process: the test process plays the web server, which loads no vision framework).
+
+    OpenCV's classic detector misses some renderings a phone camera reads fine, so the page
+    is tried at two resolutions with both of OpenCV's detectors; the first answer counts."""
     script = (
         "import sys, cv2\n"
-        "text, points, _ = cv2.QRCodeDetector().detectAndDecode(cv2.imread(sys.argv[1]))\n"
+        "image = cv2.imread(sys.argv[1])\n"
+        "for detector in (cv2.QRCodeDetectorAruco(), cv2.QRCodeDetector()):\n"
+        "    text, _, _ = detector.detectAndDecode(image)\n"
+        "    if text:\n"
+        "        break\n"
         "print(text)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script, f"{png}.png"], capture_output=True, text=True, timeout=60, check=True
-    )
-    return done.stdout.strip()
+    for dpi in (200, 300):
+        png = folder / f"form-page-{dpi}"
+        subprocess.run(["pdftoppm", "-r", str(dpi), "-png", "-singlefile", str(pdf), str(png)], check=True, timeout=60)
+        done = subprocess.run(
+            [sys.executable, "-c", script, f"{png}.png"], capture_output=True, text=True, timeout=60, check=True
+        )
+        if done.stdout.strip():
+            return done.stdout.strip()
+    return ""
 
 
 def start_at_confirmation(server: WorkerServer, journey: Journey) -> int:
