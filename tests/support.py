@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,3 +87,26 @@ def pay(eng, who) -> Any:
     order = db.session.get(Application, who.application_id).data["order"]
     payload = {"order": order["number"], "amount_fen": order["amount_fen"], "trade_no": "T1", "channel": "alipay"}
     return eng.fire(who.application_id, "payment_succeeded", SYSTEM, payload)
+
+
+# -- the web layer as a browser sees it (Flask test client) ------------------------------
+
+CSRF_TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_token(client, path: str) -> str:
+    """The CSRF token of the form on ``path``."""
+    match = CSRF_TOKEN.search(client.get(path).get_data(as_text=True))
+    assert match, f"{path} has no CSRF token"
+    return match.group(1)
+
+
+def log_in(client, login: str, password: str = DEMO_PASSWORD) -> None:
+    response = client.post(
+        "/login", data={"login": login, "password": password, "csrf_token": csrf_token(client, "/login")}
+    )
+    assert response.status_code == 302, response.get_data(as_text=True)
+
+
+def log_in_student(client, who: Applicant) -> None:
+    log_in(client, demo_student(who.index).id_number, who.password)

@@ -3,8 +3,6 @@ only their own application whatever identifiers they put in paths, forms or JSON
 
 from __future__ import annotations
 
-import re
-
 import pytest
 from flask import Flask
 from werkzeug.routing import Rule
@@ -13,9 +11,8 @@ from gzsb.demo import demo_student
 from gzsb.extensions import db
 from gzsb.models import Application
 from gzsb.runtime import engine
-from tests.support import student_payload
+from tests.support import csrf_token, log_in_student, student_payload
 
-TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 # POST routes without a CSRF token, and why: other servers call them, signed.
 CSRF_EXEMPT = {
     "payments.notify": "the payment gateway's server-to-server notify, verified by its signature",
@@ -35,17 +32,10 @@ DUMMY = {"event": "accept_pledge", "int": 1, "default": "x" * 32}
 
 
 def token(client, path: str = "/application") -> str:
-    match = TOKEN.search(client.get(path).get_data(as_text=True))
-    assert match, f"{path} has no CSRF token"
-    return match.group(1)
+    return csrf_token(client, path)
 
 
-def login(client, who) -> None:
-    number = demo_student(who.index).id_number
-    response = client.post(
-        "/login", data={"login": number, "password": who.password, "csrf_token": token(client, "/login")}
-    )
-    assert response.status_code == 302, response.get_data(as_text=True)
+login = log_in_student
 
 
 def url_of(app: Flask, rule: Rule) -> str:

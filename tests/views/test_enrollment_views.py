@@ -1,32 +1,19 @@
 from __future__ import annotations
 
-import re
-
 from sqlalchemy import select
 
 from gzsb.extensions import db
 from gzsb.models import Account, Application
 from gzsb.runtime import engine
 from gzsb.workflow.engine import Actor
-from tests.support import student_payload
+from tests.support import CSRF_TOKEN, csrf_token, log_in_student, student_payload
 
-TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
+TOKEN = CSRF_TOKEN
+login = log_in_student
 
 
 def csrf(client, path: str = "/login") -> str:
-    match = TOKEN.search(client.get(path).get_data(as_text=True))
-    assert match, "page has no CSRF token"
-    return match.group(1)
-
-
-def login(client, who) -> None:
-    from tests.support import demo_student
-
-    student = demo_student(who.index)
-    response = client.post(
-        "/login", data={"login": student.id_number, "password": who.password, "csrf_token": csrf(client)}
-    )
-    assert response.status_code == 302, response.get_data(as_text=True)
+    return csrf_token(client, path)
 
 
 def test_process_page_lists_every_stage_with_its_status(app, make_applicant) -> None:

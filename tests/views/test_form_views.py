@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import re
 import subprocess
 from pathlib import Path
 
@@ -14,26 +13,21 @@ from sqlalchemy import select
 
 from gzsb import forms
 from gzsb.accounts import create_account
-from gzsb.demo import DEMO_PASSWORD, demo_student, id_number
+from gzsb.demo import demo_student, id_number
 from gzsb.extensions import db
 from gzsb.models import Application, ConfirmationPoint, RegistrationForm
 from gzsb.runtime import vault
-from tests.support import PASSWORD_HASH, pay, to_confirming, to_payment
+from tests.support import CSRF_TOKEN, PASSWORD_HASH, csrf_token, log_in, pay, to_confirming, to_payment
 
-TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
+TOKEN = CSRF_TOKEN
 LOGOUT = 'action="/logout"'
 
 
 def csrf(client, path: str = "/login") -> str:
-    match = TOKEN.search(client.get(path).get_data(as_text=True))
-    assert match, "page has no CSRF token"
-    return match.group(1)
+    return csrf_token(client, path)
 
 
-def login_as(client, login: str) -> None:
-    data = {"login": login, "password": DEMO_PASSWORD, "csrf_token": csrf(client)}
-    response = client.post("/login", data=data)
-    assert response.status_code == 302, response.get_data(as_text=True)
+login_as = log_in
 
 
 def student_client(app, who):

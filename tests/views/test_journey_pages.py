@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import io
-import re
 
 import pytest
 from PIL import Image
@@ -16,9 +15,7 @@ from gzsb.extensions import db
 from gzsb.models import Application, CorrectionRequest, RegistryRecord
 from gzsb.runtime import engine, storage, vault
 from gzsb.security import mask_id_number, mask_mobile
-from tests.support import student_payload
-
-TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
+from tests.support import csrf_token, log_in_student, student_payload
 
 
 @pytest.fixture
@@ -29,17 +26,10 @@ def journey(app):
 
 
 def token(client, path: str = "/application") -> str:
-    match = TOKEN.search(client.get(path).get_data(as_text=True))
-    assert match, f"{path} has no CSRF token"
-    return match.group(1)
+    return csrf_token(client, path)
 
 
-def login(client, who) -> None:
-    number = demo_student(who.index).id_number
-    response = client.post(
-        "/login", data={"login": number, "password": who.password, "csrf_token": token(client, "/login")}
-    )
-    assert response.status_code == 302, response.get_data(as_text=True)
+login = log_in_student
 
 
 def version(who) -> int:
