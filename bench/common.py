@@ -35,7 +35,6 @@ SYSTEM = Actor.system("bench")
 
 MATCHED = {"matched": True, "distance": 0.38, "threshold": 0.6, "model": "Dlib"}
 MISMATCHED = {"matched": False, "distance": 0.8, "threshold": 0.6, "model": "Dlib", "reason": "人脸不一致"}
-UPLOAD = {"photo": "bench-photo", "id_card": "bench-id-card"}
 
 # (event, fired by the student?, payload or the name of a payload built per applicant).
 # Sixteen legal events: the face check fails once, the first order expires.
@@ -47,9 +46,9 @@ PATH: tuple[tuple[str, bool, Any], ...] = (
     ("submit_preferences", True, {"choices": [{"institution": "10060", "major": "080901"}]}),
     ("confirm_info", True, {}),
     ("give_face_consent", True, {"agree": True}),
-    ("upload_identity", True, UPLOAD),
+    ("upload_identity", True, "identity"),
     ("face_mismatch", False, MISMATCHED),
-    ("upload_identity", True, UPLOAD),
+    ("upload_identity", True, "identity"),
     ("face_matched", False, MATCHED),
     ("create_order", True, {}),
     ("payment_expired", False, {}),
@@ -132,12 +131,15 @@ def payload_for(who: Applicant, spec: Any) -> dict[str, Any]:
         order = db.session.get(Application, who.application_id).data["order"]
         return {"order": order["number"], "amount_fen": order["amount_fen"], "trade_no": "T1", "channel": "alipay"}
     if spec == "materials":
-        return {"files": [bench_material(who)]}
+        return {"files": [bench_upload(who, "material")]}
+    if spec == "identity":
+        return {kind: bench_upload(who, kind) for kind in ("photo", "id_card")}
     return dict(spec)
 
 
-# A 1×1 PNG: the materials step checks the uid is the application's live upload, so one is
-# stored (as the upload page would) without spending the benchmark's time on image work.
+# A 1×1 PNG: the identity and materials steps check their ids name the application's live
+# uploads, so one is stored (as the upload pages would) without the benchmark's time going
+# to image work.
 _PIXEL = CleanImage(
     b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x00\x00\x00\x00:~\x9bU"
     b"\x00\x00\x00\nIDATx\x9cc`\x00\x00\x00\x02\x00\x01H\xaf\xa4q\x00\x00\x00\x00IEND\xaeB`\x82",
@@ -147,12 +149,10 @@ _PIXEL = CleanImage(
 )
 
 
-def bench_material(who: Applicant) -> str:
+def bench_upload(who: Applicant, kind: str) -> str:
     uid = db.session.get(Application, who.application_id).uid
     app_id = who.application_id
-    return store_image(
-        db.session, storage(), application_id=app_id, application_uid=uid, kind="material", image=_PIXEL
-    ).uid
+    return store_image(db.session, storage(), application_id=app_id, application_uid=uid, kind=kind, image=_PIXEL).uid
 
 
 def fire_step(eng: Engine, who: Applicant, step: int) -> Fired:

@@ -10,8 +10,9 @@ from gzsb.accounts import hash_password
 from gzsb.demo import DEMO_PASSWORD, add_demo_student, basic_info, demo_student
 from gzsb.extensions import db
 from gzsb.models import Application
-from gzsb.runtime import vault
+from gzsb.runtime import storage, vault
 from gzsb.store import start_application
+from gzsb.uploads import CleanImage, store_image
 from gzsb.workflow.engine import Actor
 
 __all__ = ["basic_info", "demo_student", "student_payload"]
@@ -48,7 +49,6 @@ def new_applicant(index: int, *, in_registry: bool = True, category: str = "普�
 SYSTEM = Actor.system("test")
 MATCHED = {"matched": True, "distance": 0.3, "threshold": 0.6, "model": "Dlib"}
 MISMATCHED = {"matched": False, "distance": 0.8, "threshold": 0.6, "model": "Dlib", "reason": "人脸不一致"}
-UPLOAD = {"photo": "p1", "id_card": "c1"}
 CONSENT = {"agree": True}  # give_face_consent, needed before upload_identity
 
 
@@ -57,6 +57,33 @@ def student_payload(applicant: Applicant, **overrides: Any) -> dict[str, Any]:
     info["category"] = applicant.category
     info.update(overrides)
     return info
+
+
+# A 1×1 PNG: the identity steps check their upload ids name the application's own live
+# uploads, so tests store images as the upload pages would (no image work needed).
+PIXEL = CleanImage(
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x00\x00\x00\x00:~\x9bU"
+    b"\x00\x00\x00\nIDATx\x9cc`\x00\x00\x00\x02\x00\x01H\xaf\xa4q\x00\x00\x00\x00IEND\xaeB`\x82",
+    "png",
+    1,
+    1,
+)
+
+
+def identity_uploads(who: Applicant, kinds: tuple[str, ...] = ("photo", "id_card")) -> dict[str, str]:
+    """A 证件照 and an ID-card image stored as the application's uploads; their ids by kind."""
+    application = db.session.get(Application, who.application_id)
+    return {
+        kind: store_image(
+            db.session,
+            storage(),
+            application_id=application.id,
+            application_uid=application.uid,
+            kind=kind,
+            image=PIXEL,
+        ).uid
+        for kind in kinds
+    }
 
 
 def to_confirming(eng, who) -> None:
@@ -74,7 +101,7 @@ def to_verified(eng, who) -> None:
     to_confirming(eng, who)
     eng.fire(who.application_id, "confirm_info", who.actor, {})
     eng.fire(who.application_id, "give_face_consent", who.actor, CONSENT)
-    eng.fire(who.application_id, "upload_identity", who.actor, UPLOAD)
+    eng.fire(who.application_id, "upload_identity", who.actor, identity_uploads(who))
     eng.fire(who.application_id, "face_matched", SYSTEM, MATCHED)
 
 

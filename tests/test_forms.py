@@ -15,10 +15,10 @@ from gzsb import forms
 from gzsb.adapters.pdf import PdfError, WkhtmltopdfRenderer
 from gzsb.demo import demo_student, portrait_png
 from gzsb.extensions import db
-from gzsb.models import Application, ConfirmationPoint, RegistrationForm
+from gzsb.models import Application, ConfirmationPoint, RegistrationForm, Upload
 from gzsb.runtime import engine as runtime_engine
 from gzsb.runtime import storage
-from gzsb.uploads import accept_image, store_image
+from gzsb.uploads import accept_image, discard, store_image
 from tests.support import new_applicant, pay, to_confirming, to_payment
 
 KEY = "test-form-key"
@@ -116,7 +116,11 @@ def test_the_pdf_holds_the_students_data_serial_and_code(app, make_applicant, en
 
 def test_missing_photo_prints_a_placeholder_box(app, make_applicant, eng, clock, renderer, tmp_path) -> None:
     who = make_applicant()
-    record = approve(eng, who)  # data["identity"]["photo"] names no stored upload
+    record = approve(eng, who)
+    # The 证件照 the identity step stored is gone (deleted from storage): a box, not an error.
+    photo = db.session.scalars(select(Upload).where(Upload.uid == record.data["identity"]["photo"])).one()
+    discard(storage(), photo, clock())
+    db.session.commit()
     form = render(record.id, renderer, clock)
     text = pdf_text(form.pdf, tmp_path)
     assert "照片" in text

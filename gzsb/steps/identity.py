@@ -10,18 +10,38 @@ once the retention job deleted the ID-card images.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from marshmallow import fields, validate
 
+from gzsb.errors import ConfigurationError, InvalidInput
 from gzsb.steps.fields import StepSchema, agreed, text
 from gzsb.workflow.engine import StepContext
 from gzsb.workflow.registry import STEPS
+
+log = logging.getLogger(__name__)
 
 # Versioned so a later change of the consent text can be told apart in the records.
 CONSENT_VERSION = "2026-11-face-v1"
 MISMATCH_REASON = "人脸不一致"
 FAILURE_REASON = "人脸比对未能完成，请稍后重新上传"
+STALE_IMAGE = "图片已失效，请重新上传"
+
+
+def _require_own_uploads(ctx: StepContext, payload: dict[str, Any]) -> None:
+    """Upload ids come from the client: each must be this application's live upload of its
+    kind (the identity pages store the files first, then fire with their ids)."""
+    if ctx.services is None:
+        raise ConfigurationError("the identity steps need services to check the uploads")
+    errors = {
+        kind: [STALE_IMAGE]
+        for kind in ("photo", "id_card")
+        if payload.get(kind) and payload[kind] not in ctx.services.live_uploads(ctx.record.id, [payload[kind]], kind)
+    }
+    if errors:
+        log.warning("application %s: identity images that are not its live uploads: %s", ctx.record.uid, sorted(errors))
+        raise InvalidInput(f"identity images of {ctx.record.uid} are not its live uploads: {sorted(errors)}", errors)
 
 
 class ConsentSchema(StepSchema):
@@ -46,6 +66,7 @@ class IdentityUploadSchema(StepSchema):
     example=lambda: {"photo": "demo-photo", "id_card": "demo-id-card"},
 )
 def identity_upload(ctx: StepContext, payload: dict[str, Any]) -> None:
+    _require_own_uploads(ctx, payload)
     counters = ctx.section("counters")
     counters["face"] = int(counters.get("face", 0)) + 1
     identity = ctx.section("identity")
@@ -63,6 +84,7 @@ class ManualRequestSchema(StepSchema):
 
 @STEPS.register("manual_identity_request", schema=ManualRequestSchema(), example=lambda: {"note": "身份证遗失"})
 def manual_identity_request(ctx: StepContext, payload: dict[str, Any]) -> None:
+    _require_own_uploads(ctx, payload)
     identity = ctx.section("identity")
     if payload.get("photo"):
         identity["photo"] = payload["photo"]

@@ -21,7 +21,16 @@ from gzsb.models import HistoryEvent, Timer
 from gzsb.runtime import engine
 from gzsb.workflow.engine import Fired
 from tests.drive import application, history
-from tests.support import CONSENT, MATCHED, SYSTEM, UPLOAD, Applicant, new_applicant, student_payload, to_confirming
+from tests.support import (
+    CONSENT,
+    MATCHED,
+    SYSTEM,
+    Applicant,
+    identity_uploads,
+    new_applicant,
+    student_payload,
+    to_confirming,
+)
 
 THREADS = 20
 
@@ -35,7 +44,7 @@ def _at_payment(eng: Any, who: Applicant) -> None:
     to_confirming(eng, who)
     eng.fire(who.application_id, "confirm_info", who.actor, {})
     eng.fire(who.application_id, "give_face_consent", who.actor, CONSENT)
-    eng.fire(who.application_id, "upload_identity", who.actor, UPLOAD)
+    eng.fire(who.application_id, "upload_identity", who.actor, identity_uploads(who))
     eng.fire(who.application_id, "face_matched", SYSTEM, MATCHED)
 
 

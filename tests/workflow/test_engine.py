@@ -12,7 +12,7 @@ from gzsb.models import Application, HistoryEvent, Outbox, Timer
 from gzsb.runtime import engine
 from gzsb.worker import fire_due_timers
 from gzsb.workflow.engine import Actor
-from tests.support import CONSENT, MISMATCHED, SYSTEM, UPLOAD, pay, student_payload, to_confirming, to_payment
+from tests.support import CONSENT, MISMATCHED, SYSTEM, identity_uploads, pay, student_payload, to_confirming, to_payment
 
 
 def snapshot(app_id: int) -> tuple[Any, ...]:
@@ -128,7 +128,7 @@ def test_three_face_mismatches_lead_to_the_manual_queue(app, make_applicant, eng
     eng.fire(who.application_id, "give_face_consent", who.actor, CONSENT)
     destinations = []
     for _ in range(3):
-        eng.fire(who.application_id, "upload_identity", who.actor, UPLOAD)
+        eng.fire(who.application_id, "upload_identity", who.actor, identity_uploads(who))
         destinations.append(eng.fire(who.application_id, "face_mismatch", SYSTEM, MISMATCHED).to_state)
     assert destinations == ["identity_pending", "identity_pending", "manual_identity"]
     rows = db.session.scalars(select(HistoryEvent.guards).where(HistoryEvent.event == "face_mismatch")).all()

@@ -33,7 +33,7 @@ from gzsb.workflow.history import (
 from gzsb.workflow.loader import load_flow, load_flow_file
 from gzsb.workflow.spec import FlowSpec
 from tests.drive import application, chain, history, sql, to_approved, uid_of
-from tests.support import MATCHED, MISMATCHED, SYSTEM, UPLOAD, Applicant, new_applicant, to_confirming, to_payment
+from tests.support import MATCHED, MISMATCHED, SYSTEM, Applicant, new_applicant, to_confirming, to_payment
 
 FLOW_FILE = ROOT / "flows" / "enrollment.yaml"
 FLOW = load_flow_file(FLOW_FILE)
@@ -498,7 +498,7 @@ CONFIRM = ("confirm_xueji", "preferences", "preferences", "student", None, {"ans
 PREFS = ("submit_preferences", "preferences", "confirming", "student", None, {"choices": []})
 INFO = ("confirm_info", "confirming", "identity_pending", "student", None, {})
 CONSENTED = ("give_face_consent", "identity_pending", "identity_pending", "student", None, {"agree": True})
-UPLOADED = ("upload_identity", "identity_pending", "face_checking", "student", None, UPLOAD)
+UPLOADED = ("upload_identity", "identity_pending", "face_checking", "student", None, {"photo": "p1", "id_card": "c1"})
 TO_CHECKING = [PLEDGE, BASIC, CHECK, CONFIRM, PREFS, INFO, CONSENTED, UPLOADED]
 ATTEMPTS = 'attempts_left({"counter": "face", "max": 3})'
 
