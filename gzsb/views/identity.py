@@ -8,6 +8,7 @@ checked here, after the cap), then hands the files to ``gzsb.identity``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, make_response, redirect, render_template, request, url_for
@@ -73,36 +74,39 @@ def _dispatch(app: Application) -> None:
     dispatch_jobs(db.session, enqueue_job, current_app.extensions["gzsb.clock"](), application_id=app.id)
 
 
-@bp.post("/application/identity/upload")
-@login_required("student")
-def upload() -> Any:
+def _with_upload_form(action: Callable[[Application, Any, dict[str, Any]], object]) -> Any:
+    """Cap, CSRF, the files; then ``action``; refusals re-render the page with the reasons."""
     app = own_application()
     read = _read_form(app)
     if isinstance(read, Response):
         return read
     form, files = read
     try:
+        action(app, form, files)
+    except (InvalidInput, GuardRefused) as exc:
+        return _refused(app, exc)
+    return redirect(url_for("enrollment.application"))
+
+
+@bp.post("/application/identity/upload")
+@login_required("student")
+def upload() -> Any:
+    def submit(app: Application, form: Any, files: dict[str, Any]) -> None:
         submit_for_matching(
             db.session, storage(), engine(), app, current_actor(), files,
             version=form.get("version", type=int),
             limits=UploadLimits.from_config(current_app.config),
             matcher=face_matcher(current_app.config),
         )  # fmt: skip
-    except (InvalidInput, GuardRefused) as exc:
-        return _refused(app, exc)
-    _dispatch(app)
-    return redirect(url_for("enrollment.application"))
+        _dispatch(app)
+
+    return _with_upload_form(submit)
 
 
 @bp.post("/application/identity/manual")
 @login_required("student")
 def manual() -> Any:
-    app = own_application()
-    read = _read_form(app)
-    if isinstance(read, Response):
-        return read
-    form, files = read
-    try:
+    def submit(app: Application, form: Any, files: dict[str, Any]) -> None:
         request_manual(
             db.session, storage(), engine(), app, current_actor(), files,
             no_id_card=form.get("no_id_card") in {"true", "on", "1"},
@@ -110,9 +114,8 @@ def manual() -> Any:
             version=form.get("version", type=int),
             limits=UploadLimits.from_config(current_app.config),
         )  # fmt: skip
-    except (InvalidInput, GuardRefused) as exc:
-        return _refused(app, exc)
-    return redirect(url_for("enrollment.application"))
+
+    return _with_upload_form(submit)
 
 
 @bp.get("/application/status")
