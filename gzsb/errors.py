@@ -75,6 +75,11 @@ class InvalidInput(ServiceError):
         super().__init__(message, fields=fields)
         self.fields = fields
 
+    @property
+    def form_errors(self) -> dict[str, Any]:
+        """What a page shows beside its fields."""
+        return self.fields
+
 
 class GuardRefused(ServiceError):
     """Every branch of an event was refused by a guard; ``reasons`` are for the student."""
@@ -85,6 +90,11 @@ class GuardRefused(ServiceError):
     def __init__(self, message: str, reasons: list[str]) -> None:
         super().__init__(message, public="；".join(reasons) or "当前不能进行此操作", reasons=reasons)
         self.reasons = reasons
+
+    @property
+    def form_errors(self) -> dict[str, Any]:
+        """What a page shows: the reasons above the event's button (``_event``)."""
+        return {"_event": self.reasons}
 
 
 class ConflictError(ServiceError):

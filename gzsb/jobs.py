@@ -72,36 +72,38 @@ def tick() -> dict[str, int]:
 # --- registration forms (2.12) ---
 
 
-@huey.task(retries=2, retry_delay=30)
-def render_registration_form(application_id: int) -> bool:
-    """Render (or keep) the 报名表 PDF of one approved application."""
+def _render_form(application_id: int, now: datetime) -> bool:
+    """Render (or keep) one approved application's 报名表, in the current app context."""
+    from flask import current_app
+
     from gzsb.adapters.pdf import pdf_renderer
     from gzsb.extensions import db
     from gzsb.forms import render_form
     from gzsb.runtime import storage
 
-    app = flask_app()
-    with app.app_context():
-        form = render_form(db.session, application_id, pdf_renderer(app.config), storage(), datetime.now(UTC))
-    return form is not None
+    return render_form(db.session, application_id, pdf_renderer(current_app.config), storage(), now) is not None
+
+
+@huey.task(retries=2, retry_delay=30)
+def render_registration_form(application_id: int) -> bool:
+    """Render (or keep) the 报名表 PDF of one approved application."""
+    with flask_app().app_context():
+        return _render_form(application_id, datetime.now(UTC))
 
 
 def enqueue_form_render(application_id: int) -> None:
     """Ask the worker for a form. With HUEY_IMMEDIATE (tests) the render happens right here,
-    in the caller's app context and clock; a failure is recorded on the form row."""
+    in the caller's app context and clock (an immediate Huey task would run in the worker's
+    app and retry inline); a failure is recorded on the form row."""
     from flask import current_app
+
+    from gzsb.adapters.pdf import PdfError
 
     if not current_app.config.get("HUEY_IMMEDIATE"):
         render_registration_form(application_id)
         return
-    from gzsb.adapters.pdf import PdfError, pdf_renderer
-    from gzsb.extensions import db
-    from gzsb.forms import render_form
-    from gzsb.runtime import storage
-
-    now = current_app.extensions["gzsb.clock"]()
     try:
-        render_form(db.session, application_id, pdf_renderer(current_app.config), storage(), now)
+        _render_form(application_id, current_app.extensions["gzsb.clock"]())
     except PdfError as exc:  # render_form logged it and stored it on the row; the page says so
         log.info("inline form render of application %d failed: %s", application_id, exc)
 

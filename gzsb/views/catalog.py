@@ -220,7 +220,7 @@ def report_xueji() -> Any:
     except (InvalidInput, GuardRefused) as exc:
         _remove(app.uid, stored)
         fresh = db.session.get(Application, app.id)
-        found = exc.fields if isinstance(exc, InvalidInput) else {"_event": exc.reasons}
+        found = exc.form_errors
         return render_state(fresh, errors=found, values=payload, status=422)
     except BaseException:
         _remove(app.uid, stored)

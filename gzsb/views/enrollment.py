@@ -134,10 +134,6 @@ def fire(event: str) -> Any:
     version = request.form.get("version", type=int)
     try:
         engine().fire(app.id, event, current_actor(), payload, expected_version=version)
-    except InvalidInput as exc:
-        return render_state(db.session.get(Application, app.id), errors=exc.fields, values=payload, status=422)
-    except GuardRefused as exc:
-        return render_state(
-            db.session.get(Application, app.id), errors={"_event": exc.reasons}, values=payload, status=422
-        )
+    except (InvalidInput, GuardRefused) as exc:
+        return render_state(db.session.get(Application, app.id), errors=exc.form_errors, values=payload, status=422)
     return redirect(url_for("enrollment.application"))

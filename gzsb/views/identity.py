@@ -61,7 +61,7 @@ def _read_form(app: Application) -> tuple[Any, dict[str, Any]] | Response:
 
 
 def _refused(app: Application, exc: InvalidInput | GuardRefused) -> Any:
-    errors = exc.fields if isinstance(exc, InvalidInput) else {"_event": exc.reasons}
+    errors = exc.form_errors
     return render_state(db.session.get(Application, app.id), errors=errors, values=dict(request.form), status=422)
 
 

@@ -118,7 +118,7 @@ def decide(uid: str) -> Any:
         )
     except (InvalidInput, GuardRefused) as exc:
         db.session.rollback()
-        found = exc.fields if isinstance(exc, InvalidInput) else {"_event": exc.reasons}
+        found = exc.form_errors
         return _render_item(db.session.get(Application, app.id), errors=found, values=values, status=422)
     except ConflictError:
         db.session.rollback()
@@ -208,7 +208,7 @@ def decide_correction(request_id: int) -> Any:
         )
     except (InvalidInput, GuardRefused) as exc:
         db.session.rollback()
-        found = exc.fields if isinstance(exc, InvalidInput) else {"_event": exc.reasons}
+        found = exc.form_errors
         return _render_correction(request_id, errors=found, values=values, status=422)
     except ConflictError as exc:
         db.session.rollback()
