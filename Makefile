@@ -93,7 +93,7 @@ run: setup
 	$(BIN)/flask demo seed   # does nothing when the demo data is already there
 	echo "==> Huey worker and web server"
 	# Worker processes: each holds its own face model, and a job's time limit (SIGALRM) works there.
-	$(BIN)/huey_consumer gzsb.jobs.huey -w $(WORKERS) -k process &
+	$(BIN)/huey_consumer gzsb.worker.tasks.huey -w $(WORKERS) -k process &
 	consumer=$$!
 	web=""
 	# Whichever way this ends (Ctrl-C, kill, the server exiting), stop both.

@@ -1,4 +1,4 @@
-"""Audit throughput: ``gzsb.audit.verify_all`` against a bare ``transitions`` machine
+"""Audit throughput: ``gzsb.audit.service.verify_all`` against a bare ``transitions`` machine
 replaying the same event stream, and the memory high-water of a verify run."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from sqlalchemy import select
 from transitions import Machine
 
 from bench.common import Clock, make_app
-from gzsb.audit import BATCH, verify_all
+from gzsb.audit.service import BATCH, verify_all
 from gzsb.config import ROOT
 from gzsb.extensions import db
 from gzsb.models import FlowVersion, HistoryEvent

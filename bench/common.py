@@ -12,16 +12,16 @@ from typing import Any
 
 from flask import Flask
 
-from gzsb.accounts import hash_password
+from gzsb.accounts.service import hash_password
 from gzsb.app import create_app
-from gzsb.catalog import import_catalog
+from gzsb.bootstrap import storage, vault
+from gzsb.cli.demo import CATALOG_CSV, add_demo_student, basic_info, demo_student
+from gzsb.common.uploads import CleanImage, store_image
 from gzsb.config import ROOT, TestConfig
-from gzsb.demo import CATALOG_CSV, add_demo_student, basic_info, demo_student
+from gzsb.enrollment.catalog import import_catalog
 from gzsb.extensions import db
 from gzsb.models import Application, ConfirmationPoint
-from gzsb.runtime import storage, vault
 from gzsb.store import publish, start_application
-from gzsb.uploads import CleanImage, store_image
 from gzsb.workflow.engine import Actor, Engine, Fired
 from gzsb.workflow.loader import load_flow_file
 

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import EXPECTED_END, FLOW_FILE, OUT, PATH, Clock, add_applicants, fire_step, make_app, remove_db
+from gzsb.bootstrap import engine
 from gzsb.extensions import db
-from gzsb.runtime import engine
 from gzsb.workflow.history import event_hash, genesis_hash
 from gzsb.workflow.loader import load_flow_file
 
@@ -60,7 +60,7 @@ def copy_uid(index: int) -> str:
 
 
 def order_key(uid: str) -> str:
-    """The part of an order number derived from the uid (see gzsb.steps.payment)."""
+    """The part of an order number derived from the uid (see gzsb.payments.steps)."""
     return uid[:10].upper()
 
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import text
 
 from bench.common import OUT, PATH, SYSTEM, Clock, add_applicants, make_app, payload_for, remove_db
+from gzsb.bootstrap import engine
 from gzsb.extensions import db
-from gzsb.runtime import engine
 
 FIRE_DB = OUT / "fire.sqlite3"
 

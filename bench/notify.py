@@ -49,12 +49,12 @@ from sqlalchemy.engine import make_url
 from bench.common import IN_WINDOW, OUT, PATH, Clock, add_applicants, fire_step, percentile
 from gzsb.adapters.payments import signed, time_text, yuan_text
 from gzsb.app import create_app
-from gzsb.catalog import import_catalog
+from gzsb.bootstrap import engine
+from gzsb.cli.demo import CATALOG_CSV
 from gzsb.config import ROOT, Config
-from gzsb.demo import CATALOG_CSV
+from gzsb.enrollment.catalog import import_catalog
 from gzsb.extensions import db
 from gzsb.models import Application, ConfirmationPoint, HistoryEvent, Payment, PaymentNotification, PaymentOrder
-from gzsb.runtime import engine
 from gzsb.store import FLOWS, publish
 from gzsb.workflow.loader import load_flow_file
 

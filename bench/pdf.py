@@ -4,7 +4,7 @@
 
 A fresh SQLite file (bench/out/pdf.sqlite3), N 普通 applicants driven to ``approved``
 through the real engine, each with a stored 证件照 (set-up, not measured). Then one worker
-renders their forms one after another with ``gzsb.forms.render_form`` (what the Huey task
+renders their forms one after another with ``gzsb.regform.service.render_form`` (what the Huey task
 runs): content and digest, photo scaling, QR code, template, wkhtmltopdf (a real process
 per form), storing the PDF and the commit. Reported: p50/p95/max of the whole call and of
 the wkhtmltopdf part alone, the floor (the same renderer on a one-line ASCII page: what
@@ -25,14 +25,14 @@ from dataclasses import dataclass, field
 from importlib.metadata import version
 
 from bench.common import OUT, SYSTEM, Clock, add_applicants, make_app, median, percentile, remove_db
-from gzsb import forms
 from gzsb.adapters.pdf import WkhtmltopdfRenderer
-from gzsb.demo import basic_info, demo_student, portrait_png
+from gzsb.bootstrap import engine, storage
+from gzsb.cli.demo import basic_info, demo_student, portrait_png
+from gzsb.common.uploads import accept_image, store_image
 from gzsb.extensions import db
 from gzsb.models import Application
-from gzsb.runtime import engine, storage
+from gzsb.regform import service as forms
 from gzsb.store import FLOWS
-from gzsb.uploads import accept_image, store_image
 
 PDF_DB = OUT / "pdf.sqlite3"
 MATCHED = {"matched": True, "distance": 0.38, "threshold": 0.6, "model": "Dlib"}

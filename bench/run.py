@@ -105,7 +105,7 @@ def render_audit(result: dict[str, Any]) -> list[str]:
         "|---|---:|---:|---|",
     ]
     for name, label in (
-        ("verify", "`gzsb.audit.verify_all` (every check)"),
+        ("verify", "`gzsb.audit.service.verify_all` (every check)"),
         ("bare", "bare `transitions.Machine` trigger per event"),
         ("stream", "fetch + group the same rows only (floor)"),
     ):

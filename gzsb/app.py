@@ -13,10 +13,11 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine as SqlEngine
 
 from gzsb.adapters.storage import make_storage
+from gzsb.bootstrap import blueprints, import_areas
+from gzsb.common.security import Vault
 from gzsb.config import INSTANCE, ROOT, Config
 from gzsb.errors import ServiceError
 from gzsb.extensions import csrf, db, migrate
-from gzsb.security import Vault
 from gzsb.workflow.registry import PAGES, SMS_TEMPLATES
 
 log = logging.getLogger(__name__)
@@ -24,9 +25,8 @@ TEMPLATES = Path(__file__).parent / "templates"
 
 
 def register_names(config: Any) -> None:
-    """Importing guards and steps registers them; pages and SMS templates are names too."""
-    import gzsb.guards  # noqa: F401
-    import gzsb.steps  # noqa: F401
+    """Importing each area's guards and steps registers them; pages and SMS templates are names too."""
+    import_areas()
 
     for page in sorted((TEMPLATES / "pages").glob("*.html")):
         PAGES.add(page.stem, page.stem)
@@ -71,29 +71,11 @@ def create_app(config: type[Config] | Any = Config, *, clock: Callable[[], datet
     app.extensions["gzsb.clock"] = clock
     app.extensions["gzsb.storage"] = make_storage(app.config["STORAGE_BACKEND"], app.config["UPLOADS_DIR"])
 
-    from gzsb.views import api, auth, catalog, enrollment
+    for blueprint in blueprints():
+        app.register_blueprint(blueprint)
 
-    app.register_blueprint(auth.bp)
-    app.register_blueprint(enrollment.bp)
-    app.register_blueprint(api.bp)
-    app.register_blueprint(catalog.bp)
-    from gzsb.views import identity as identity_views  # 身份认证
-
-    app.register_blueprint(identity_views.bp)
-    from gzsb.views import forms as form_views  # 下载报名表 and the public verify page
-
-    app.register_blueprint(form_views.bp)
-    from gzsb.views import payments as payment_views  # 网上支付 and the sandbox gateway
-
-    app.register_blueprint(payment_views.bp)
-    from gzsb.views import materials as materials_views  # 上传审核
-    from gzsb.views import staff as staff_views  # the 确认点 staff console
-
-    app.register_blueprint(materials_views.bp)
-    app.register_blueprint(staff_views.bp)
-
-    from gzsb import cli
-    from gzsb.views.auth import current_account
+    from gzsb.accounts.views import current_account
+    from gzsb.cli import commands as cli
 
     app.context_processor(lambda: {"account": current_account()})
     app.before_request(_fresh_g)

@@ -11,12 +11,12 @@ import pytest
 from flask import Flask
 
 from gzsb.app import create_app
-from gzsb.catalog import import_catalog
+from gzsb.bootstrap import engine
+from gzsb.cli.demo import CATALOG_CSV
 from gzsb.config import ROOT, TestConfig, test_database_url
-from gzsb.demo import CATALOG_CSV
+from gzsb.enrollment.catalog import import_catalog
 from gzsb.extensions import db
 from gzsb.models import ConfirmationPoint
-from gzsb.runtime import engine
 from gzsb.store import publish
 from gzsb.workflow.engine import Engine
 from gzsb.workflow.loader import load_flow_file

@@ -6,12 +6,12 @@ import io
 import itertools
 from typing import Any
 
-from gzsb.accounts import create_account
-from gzsb.demo import id_number
+from gzsb.accounts.service import create_account
+from gzsb.bootstrap import storage, vault
+from gzsb.cli.demo import id_number
+from gzsb.common.uploads import accept_image, store_image
 from gzsb.extensions import db
 from gzsb.models import Account, Application, ConfirmationPoint, CorrectionRequest, Upload
-from gzsb.runtime import storage, vault
-from gzsb.uploads import accept_image, store_image
 from gzsb.workflow.engine import Actor
 from tests.drive import flow_of
 from tests.support import MATCHED, MISMATCHED, PASSWORD_HASH, SYSTEM, Applicant, pay, student_payload, to_confirming

@@ -6,13 +6,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from gzsb.accounts import hash_password
-from gzsb.demo import DEMO_PASSWORD, add_demo_student, basic_info, demo_student
+from gzsb.accounts.service import hash_password
+from gzsb.bootstrap import storage, vault
+from gzsb.cli.demo import DEMO_PASSWORD, add_demo_student, basic_info, demo_student
+from gzsb.common.uploads import CleanImage, store_image
 from gzsb.extensions import db
 from gzsb.models import Application
-from gzsb.runtime import storage, vault
 from gzsb.store import start_application
-from gzsb.uploads import CleanImage, store_image
 from gzsb.workflow.engine import Actor
 
 __all__ = ["basic_info", "demo_student", "student_payload"]

@@ -13,7 +13,7 @@ HMAC-SHA256 over that with the merchant key, compared in constant time.
 
 The second half of the module is the sandbox's own side, which on a real gateway lives on
 its servers: a ledger of trades (``SandboxTrade``), the cashier, the asynchronous signed
-notify with retries (sent by a Huey task, ``gzsb.jobs.sandbox_notify``) and the query API.
+notify with retries (sent by a Huey task, ``gzsb.worker.tasks.sandbox_notify``) and the query API.
 It talks to us only through the same HTTP-shaped messages a real gateway would.
 """
 
@@ -36,7 +36,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from gzsb.beijing import as_utc
+from gzsb.common.beijing import as_utc
 from gzsb.errors import ConfigurationError, ConflictError, NotFound, ServiceError
 from gzsb.models import SandboxTrade
 

@@ -9,9 +9,9 @@ from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
+from gzsb.common.security import Vault, mask_mobile
 from gzsb.errors import ServiceError
 from gzsb.models import SmsMessage
-from gzsb.security import Vault, mask_mobile
 
 log = logging.getLogger(__name__)
 

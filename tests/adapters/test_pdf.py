@@ -115,7 +115,7 @@ def test_no_network_requests_leave_the_renderer(renderer, tmp_path, local_server
 
 
 def test_data_uri_images_are_drawn(renderer, tmp_path) -> None:
-    from gzsb.forms import qr_data_uri
+    from gzsb.regform.service import qr_data_uri
 
     pdf = renderer.render(page(f'<img src="{qr_data_uri("https://example.invalid/x")}">'))
     path = tmp_path / "img.pdf"

@@ -12,9 +12,9 @@ from twilio.http import HttpClient
 from twilio.http.response import Response
 
 from gzsb.adapters.sms import OutboxSms, SmsFailed, TwilioSms, e164, sms_sender
+from gzsb.bootstrap import vault
 from gzsb.extensions import db
 from gzsb.models import SmsMessage
-from gzsb.runtime import vault
 
 SID = "AC" + "0123456789abcdef" * 2
 TOKEN = "auth-token-for-tests"

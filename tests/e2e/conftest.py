@@ -31,15 +31,15 @@ from typing import Any
 import pytest
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from gzsb import jobs
-from gzsb.accounts import create_account
+from gzsb.accounts.service import create_account
 from gzsb.app import create_app
+from gzsb.bootstrap import vault
+from gzsb.cli.demo import CONFIRMATION_POINTS, DEMO_PASSWORD, STAFF, id_number, import_reference_data
 from gzsb.config import ROOT, TestConfig
-from gzsb.demo import CONFIRMATION_POINTS, DEMO_PASSWORD, STAFF, id_number, import_reference_data
 from gzsb.extensions import db
 from gzsb.models import ConfirmationPoint
-from gzsb.runtime import vault
 from gzsb.store import publish
+from gzsb.worker import tasks as jobs
 from gzsb.workflow.loader import load_flow_file
 from tests.conftest import FLOW_FILE, IN_WINDOW, Clock, _make_app
 from tests.e2e.support import (
@@ -125,9 +125,9 @@ SECRETS = ("SECRET_KEY", "DATA_KEY", "INDEX_KEY", "HISTORY_KEY", "OTP_KEY", "FOR
 def worker_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerServer]:
     """The app served as `make run` serves it: uploads in a folder, background work (face
     match with the real deepface matcher, the sandbox gateway's notifies, the PDF render) in
-    a real Huey consumer started with `huey_consumer gzsb.jobs.huey` on a SQLite queue, the
+    a real Huey consumer started with `huey_consumer gzsb.worker.tasks.huey` on a SQLite queue, the
     consumer configured through the environment like in production. Plus the demo staff
-    member of 南开区招生考试中心 (gzsb.demo.STAFF).
+    member of 南开区招生考试中心 (gzsb.cli.demo.STAFF).
 
     The consumer runs without its periodic tasks (``-n``): the due-timer tick would act on
     the real date, which may not be the web side's (see RunningClock); every job of the
@@ -174,7 +174,7 @@ def worker_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerSe
     app.config.update(PAYMENT_NOTIFY_BASE_URL=url, PUBLIC_BASE_URL=url)
     thread = threading.Thread(target=server.serve_forever, name="e2e-worker-server", daemon=True)
     thread.start()
-    # The web side queues into the consumer's SQLite file (the tasks are those of gzsb.jobs).
+    # The web side queues into the consumer's SQLite file (the tasks are those of gzsb.worker.tasks).
     original_storage = jobs.huey.storage
     jobs.huey.storage = jobs.make_huey(config).storage
     env = {
@@ -198,7 +198,7 @@ def worker_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerSe
     command = [str(consumer_bin)] if consumer_bin.exists() else [sys.executable, "-m", "huey.bin.huey_consumer"]
     # As `make run` starts it (process workers: a job's time limit works there), one worker,
     # no periodic tasks (see above), polling often so the journey does not wait.
-    command += ["gzsb.jobs.huey", "-w", "1", "-k", "process", "-n", "-d", "0.1", "-m", "0.5"]
+    command += ["gzsb.worker.tasks.huey", "-w", "1", "-k", "process", "-n", "-d", "0.1", "-m", "0.5"]
     log = (folder / "consumer.log").open("wb")
     consumer = subprocess.Popen(
         command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True

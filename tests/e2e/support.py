@@ -13,8 +13,8 @@ from typing import Any
 
 from flask import Flask
 
+from gzsb.common.security import mask_mobile
 from gzsb.config import ROOT
-from gzsb.security import mask_mobile
 from tests.conftest import Clock
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -32,12 +32,12 @@ import pytest
 from playwright.sync_api import expect
 from sqlalchemy import select
 
+from gzsb.bootstrap import engine
+from gzsb.cli.demo import DEMO_PASSWORD, STAFF, Student, demo_student, document_png
+from gzsb.common.security import mask_id_number
 from gzsb.config import ROOT
-from gzsb.demo import DEMO_PASSWORD, STAFF, Student, demo_student, document_png
 from gzsb.extensions import db
 from gzsb.models import Application, HistoryEvent
-from gzsb.runtime import engine
-from gzsb.security import mask_id_number
 from tests.e2e.support import Screen, WorkerServer, assert_fits, log_in, open_screen
 from tests.support import new_applicant, student_payload, to_confirming
 

@@ -13,8 +13,8 @@ import pytest
 from PIL import Image, ImageDraw
 from playwright.sync_api import Page, expect
 
-from gzsb.demo import Student, demo_student
-from gzsb.security import mask_id_number, mask_mobile
+from gzsb.cli.demo import Student, demo_student
+from gzsb.common.security import mask_id_number, mask_mobile
 from tests.e2e.support import Screen, assert_fits, log_in, sms_code
 
 pytestmark = pytest.mark.browser

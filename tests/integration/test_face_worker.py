@@ -27,16 +27,16 @@ from flask import Flask
 from PIL import Image
 from sqlalchemy import select
 
-from gzsb import jobs
 from gzsb.app import create_app
-from gzsb.catalog import import_catalog
+from gzsb.bootstrap import engine
+from gzsb.cli.demo import CATALOG_CSV, demo_student
 from gzsb.config import ROOT, TestConfig, test_redis_url
-from gzsb.demo import CATALOG_CSV, demo_student
+from gzsb.enrollment.catalog import import_catalog
 from gzsb.extensions import db
 from gzsb.models import Application, ConfirmationPoint, HistoryEvent
-from gzsb.runtime import engine
 from gzsb.store import publish
-from gzsb.worker import requeue_stale_jobs
+from gzsb.worker import tasks as jobs
+from gzsb.worker.drain import requeue_stale_jobs
 from gzsb.workflow.loader import load_flow_file
 from tests.support import CONSENT, new_applicant, to_confirming
 
@@ -57,7 +57,7 @@ class World:
     def start_consumer(self, **env: str) -> subprocess.Popen[bytes]:
         log = (self.tmp / f"consumer-{len(self.consumers)}.log").open("wb")
         process = subprocess.Popen(
-            [sys.executable, "-m", "huey.bin.huey_consumer", "gzsb.jobs.huey", "-w", "1", "-k", "process",
+            [sys.executable, "-m", "huey.bin.huey_consumer", "gzsb.worker.tasks.huey", "-w", "1", "-k", "process",
              "-n", "-d", "0.1", "-m", "0.5"],
             env={**self.env, **env}, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip

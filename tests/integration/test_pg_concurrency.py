@@ -14,11 +14,11 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
-from gzsb.audit import verify_all
+from gzsb.audit.service import verify_all
+from gzsb.bootstrap import engine
 from gzsb.errors import ConflictError, StaleApplication
 from gzsb.extensions import db
 from gzsb.models import HistoryEvent, Timer
-from gzsb.runtime import engine
 from gzsb.workflow.engine import Fired
 from tests.drive import application, history
 from tests.support import (

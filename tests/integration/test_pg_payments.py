@@ -19,13 +19,13 @@ from flask import Flask
 from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
-from gzsb.audit import verify_all
+from gzsb.audit.service import verify_all
+from gzsb.bootstrap import engine
 from gzsb.extensions import db
 from gzsb.models import Application, HistoryEvent, Outbox, Payment, PaymentNotification, PaymentOrder
-from gzsb.runtime import engine
-from gzsb.worker import fire_due_timers
+from gzsb.worker.drain import fire_due_timers
+from tests.payments.test_service import BAD, notify_params, order_of, snapshot, to_order
 from tests.support import new_applicant
-from tests.test_payments import BAD, notify_params, order_of, snapshot, to_order
 
 SENDERS = 200
 

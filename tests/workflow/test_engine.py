@@ -5,12 +5,12 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from gzsb.audit import verify_all
+from gzsb.audit.service import verify_all
+from gzsb.bootstrap import engine
 from gzsb.errors import EventNotAvailable, Forbidden, GuardRefused, InvalidInput, StaleApplication
 from gzsb.extensions import db
 from gzsb.models import Application, HistoryEvent, Outbox, Timer
-from gzsb.runtime import engine
-from gzsb.worker import fire_due_timers
+from gzsb.worker.drain import fire_due_timers
 from gzsb.workflow.engine import Actor
 from tests.support import CONSENT, MISMATCHED, SYSTEM, identity_uploads, pay, student_payload, to_confirming, to_payment
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from gzsb.audit import verify_all
+from gzsb.audit.service import verify_all
 from gzsb.config import ROOT
 from gzsb.extensions import db
 from gzsb.models import Application, HistoryEvent

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from gzsb.beijing import beijing_text
+from gzsb.common.beijing import beijing_text
 from gzsb.workflow.spec import WindowSpec
 
 OPENS = datetime(2026, 11, 16, 1, 0, tzinfo=UTC)

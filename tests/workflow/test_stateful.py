@@ -18,12 +18,12 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from sqlalchemy import select
 
-from gzsb.audit import verify_all
+from gzsb.audit.service import verify_all
+from gzsb.bootstrap import engine
 from gzsb.errors import ServiceError
 from gzsb.extensions import db
 from gzsb.models import Application, HistoryEvent, Timer
-from gzsb.runtime import engine
-from gzsb.worker import fire_due_timers
+from gzsb.worker.drain import fire_due_timers
 from gzsb.workflow.loader import load_flow_file
 from tests.conftest import FLOW_FILE, Clock, _make_app
 from tests.drive import ROLES, actor_for, application, flow_of, snapshot, valid_payload

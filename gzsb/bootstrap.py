@@ -1,0 +1,76 @@
+"""The one wiring place: which areas exist, and the engine with its store and services.
+
+Web, worker and CLI get their engine from here. Importing an area's ``steps`` and
+``guards`` modules registers them by the names the flow uses.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from flask import current_app
+
+from gzsb.adapters.storage import Storage
+from gzsb.common.security import Vault
+from gzsb.enrollment.service import Services
+from gzsb.extensions import db
+from gzsb.store import SqlStore
+from gzsb.workflow.engine import Engine
+from gzsb.workflow.history import Redactor
+
+# Payload fields never written to the history in clear, whatever the step says.
+SENSITIVE_FIELDS = ("name", "id_number", "mobile", "address", "password", "code", "photo", "id_card")
+
+
+# One folder per area of the journey; each may hold steps, guards and a views blueprint.
+AREAS = ("accounts", "enrollment", "identity", "payments", "materials", "staff", "regform", "admin", "audit")
+
+
+def _area_modules(kind: str) -> list[Any]:
+    modules = []
+    for area in AREAS:
+        try:
+            modules.append(importlib.import_module(f"gzsb.{area}.{kind}"))
+        except ModuleNotFoundError as exc:
+            if exc.name != f"gzsb.{area}.{kind}":
+                raise
+    return modules
+
+
+def import_areas() -> None:
+    """Register every area's guards and steps (idempotent: registries keep the first)."""
+    _area_modules("guards")
+    _area_modules("steps")
+
+
+# Areas with more than one views module name the extra ones here.
+EXTRA_VIEWS = ("gzsb.enrollment.catalog_views", "gzsb.enrollment.api")
+
+
+def blueprints() -> list[Any]:
+    """Every area's blueprint (``bp`` of its views modules), in registration order."""
+    modules = _area_modules("views") + [importlib.import_module(name) for name in EXTRA_VIEWS]
+    return [module.bp for module in modules]
+
+
+def vault() -> Vault:
+    return current_app.extensions["gzsb.vault"]
+
+
+def storage() -> Storage:
+    return current_app.extensions["gzsb.storage"]
+
+
+def redactor() -> Redactor:
+    return Redactor(current_app.config["HISTORY_KEY"], SENSITIVE_FIELDS)
+
+
+def engine() -> Engine:
+    session = db.session
+    return Engine(
+        SqlStore(session),
+        redactor=redactor(),
+        services=Services(session, vault()),
+        clock=current_app.extensions["gzsb.clock"],
+    )

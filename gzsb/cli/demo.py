@@ -1,0 +1,401 @@
+"""Demo data: confirmation points, staff accounts and applicants in every state of the flow.
+
+Every applicant is driven to its state through the engine, so its history is real and
+`flask audit verify` passes on a freshly seeded database.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import select
+
+from gzsb.accounts.idcard import check_digit
+from gzsb.accounts.service import create_account, hash_password
+from gzsb.bootstrap import engine, vault
+from gzsb.common.security import Vault, mask_id_number
+from gzsb.config import ROOT
+from gzsb.enrollment.catalog import import_catalog, import_registry
+from gzsb.extensions import db
+from gzsb.models import Account, Application, ConfirmationPoint, RegistryRecord
+from gzsb.store import FLOWS, start_application
+from gzsb.workflow.engine import Actor, Engine
+from gzsb.workflow.spec import FlowSpec
+
+log = logging.getLogger(__name__)
+
+DEMO_PASSWORD = "Demo@2026gzsb"
+STAFF = (
+    # (role, name, id number seed, mobile, confirmation point code)
+    ("staff", "确认点老师", "12010419800101001", "13900000001", "NK01"),
+    ("admin", "系统管理员", "12010419800102002", "13900000002", None),
+    ("auditor", "审计员", "12010419800103003", "13900000003", None),
+)
+CONFIRMATION_POINTS = (
+    ("NK01", "南开区招生考试中心", "天津市南开区"),
+    ("HX01", "河西区招生考试中心", "天津市河西区"),
+    ("BH01", "滨海新区招生考试中心", "天津市滨海新区"),
+)
+# The demo's reference data: a catalogue of real Tianjin institutions that take 高职升本
+# students, and registry records (with drawn placeholder photos) of the demo students.
+DATA = ROOT / "data"
+CATALOG_CSV = DATA / "catalog.csv"
+REGISTRY_CSV = DATA / "registry_demo.csv"
+REGISTRY_PHOTOS = DATA / "registry_photos"
+DEMO_FACES = DATA / "demo_faces"
+REGISTRY_DEMO_STUDENTS = 40
+# Registry records that differ from what the demo student types (for the 信息有误 path).
+REGISTRY_DISCREPANCIES = {6: {"graduation_year": "2026"}}
+SURNAMES = "王李张刘陈杨赵黄周吴徐孙马朱胡郭何高林罗"
+GIVEN = ("子涵", "浩然", "欣怡", "宇轩", "梓萱", "俊杰", "雨桐", "嘉怡", "文博", "思远")
+
+
+def id_number(first17: str) -> str:
+    return first17 + check_digit(first17)
+
+
+@dataclass(frozen=True)
+class Student:
+    index: int
+    name: str
+    id_number: str
+    mobile: str
+    category: str
+    in_registry: bool
+
+
+def demo_student(index: int) -> Student:
+    # Odd sequence digit: 男, even: 女 (GB 11643).
+    sex_digit = index % 10
+    number = id_number(f"12010420030{(index % 9) + 1}{(index % 28) + 1:02d}{index // 10 % 100:02d}{sex_digit}")
+    name = SURNAMES[index % len(SURNAMES)] + GIVEN[index % len(GIVEN)]
+    category = "退役士兵" if index % 4 == 3 else "普通"
+    return Student(index, name, number, f"1370000{index:04d}", category, in_registry=index % 5 != 4)
+
+
+def basic_info(student: Student, point: str) -> dict[str, Any]:
+    number = student.id_number
+    return {
+        "name": student.name,
+        "sex": "男" if int(number[16]) % 2 else "女",
+        "ethnicity": "汉族",
+        "political_status": "共青团员",
+        "id_number": number,
+        "birth_date": f"{number[6:10]}-{number[10:12]}-{number[12:14]}",
+        "mobile": student.mobile,
+        "address": "天津市南开区卫津路92号",
+        "postcode": "300072",
+        "college": "天津职业大学",
+        "major": "计算机应用技术",
+        "graduation_year": 2027,
+        "category": student.category,
+        "confirmation_point": point,
+    }
+
+
+def registry_fields(student: Student) -> dict[str, Any]:
+    """What the demo registry holds for a demo student (besides the ID number and photo)."""
+    return {
+        "name": student.name,
+        "school": "天津职业大学",
+        "major": "计算机应用技术",
+        "level": "专科",
+        "study_form": "普通全日制",
+        "graduation_year": 2027,
+    }
+
+
+def registry_csv_row(student: Student, photo: str = "") -> dict[str, str]:
+    """The student's line of a registry CSV (``flask registry import``), column → text."""
+    fields = {k: str(v) for k, v in registry_fields(student).items()}
+    return {"id_number": student.id_number, **fields, "photo": photo}
+
+
+def registry_record(session: Any, vault: Vault, student: Student) -> RegistryRecord | None:
+    index = vault.index(student.id_number)
+    return session.scalars(select(RegistryRecord).where(RegistryRecord.id_number_index == index)).first()
+
+
+def add_demo_student(
+    session: Any,
+    vault: Vault,
+    student: Student,
+    *,
+    password_hash: str,
+    in_registry: bool | None = None,
+    photo: bytes | None = None,
+) -> Account:
+    """The student's account and, when they are in the registry and not yet there, their
+    registry record (flushed, not committed)."""
+    account = create_account(
+        session, vault, name=student.name, id_number=student.id_number, password_hash=password_hash,
+        mobile=student.mobile,
+    )  # fmt: skip
+    wanted = student.in_registry if in_registry is None else in_registry
+    if wanted and registry_record(session, vault, student) is None:
+        record = RegistryRecord(id_number_index=vault.index(student.id_number), photo=photo, **registry_fields(student))
+        session.add(record)
+        session.flush()
+    return account
+
+
+def document_png(seed: int, size: tuple[int, int] = (480, 320)) -> bytes:
+    """A drawn placeholder certificate photo (上传审核 demo material): a card on a desk."""
+    from PIL import Image, ImageDraw
+
+    rng = random.Random(seed)
+    width, height = size
+    image = Image.new("RGB", size, (rng.randint(150, 190),) * 3)
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((30, 30, width - 30, height - 30), fill=(178, 34, 34))
+    draw.rectangle((60, 70, 170, 220), fill=(240, 230, 200))
+    for row in range(6):
+        y = 80 + row * 26
+        draw.rectangle((200, y, width - 70 - rng.randint(0, 80), y + 10), fill=(250, 215, 120))
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+def demo_material(app: Application, seed: int) -> str:
+    """Store a drawn material photo as the application's upload; its uid (上传审核 demo)."""
+    from gzsb.bootstrap import storage
+    from gzsb.common.uploads import accept_image, store_image
+
+    image = accept_image(document_png(app.id * 100 + seed), max_bytes=2 * 1024 * 1024, max_pixels=4_000_000)
+    upload = store_image(
+        db.session, storage(), application_id=app.id, application_uid=app.uid, kind="material", image=image
+    )
+    return upload.uid
+
+
+def demo_identity_images(app: Application) -> dict[str, str]:
+    """Store the demo 证件照 and ID-card photo (one real person, data/demo_faces/) as the
+    application's uploads, so a running worker really matches them and staff see them."""
+    from gzsb.bootstrap import storage
+    from gzsb.common.uploads import accept_image, store_image
+
+    uids = {}
+    for kind in ("photo", "id_card"):
+        image = accept_image((DEMO_FACES / f"{kind}.jpg").read_bytes(), max_bytes=2 * 1024 * 1024, max_pixels=4_000_000)
+        upload = store_image(
+            db.session, storage(), application_id=app.id, application_uid=app.uid, kind=kind, image=image
+        )
+        uids[kind] = upload.uid
+    return uids
+
+
+def portrait_png(seed: int, size: tuple[int, int] = (240, 320)) -> bytes:
+    """A drawn placeholder ID photo (no real face): plain background, shoulders, head, hair."""
+    from PIL import Image, ImageDraw
+
+    rng = random.Random(seed)
+    width, height = size
+    background = rng.choice([(219, 233, 248), (236, 240, 244), (200, 222, 245), (245, 245, 245)])
+    image = Image.new("RGB", size, background)
+    draw = ImageDraw.Draw(image)
+    skin = rng.choice([(241, 205, 178), (232, 190, 160), (224, 180, 150), (247, 214, 190)])
+    hair = rng.choice([(30, 25, 25), (45, 35, 30), (60, 45, 35)])
+    cloth = rng.choice([(30, 50, 90), (40, 40, 45), (90, 30, 40), (240, 240, 240)])
+    cx = width // 2
+    draw.ellipse((cx - 110, height - 110, cx + 110, height + 120), fill=cloth)  # shoulders
+    draw.rectangle((cx - 22, height - 150, cx + 22, height - 95), fill=skin)  # neck
+    head = (cx - 62, 70, cx + 62, 230)
+    draw.ellipse((head[0] - 6, head[1] - 14, head[2] + 6, head[1] + 110), fill=hair)  # hair
+    draw.ellipse(head, fill=skin)
+    fringe = rng.randint(95, 115)
+    draw.chord((head[0] - 4, head[1] - 12, head[2] + 4, fringe + 40), 180, 360, fill=hair)
+    for dx in (-26, 26):  # eyes, brows
+        draw.ellipse((cx + dx - 7, 145, cx + dx + 7, 155), fill=(40, 30, 30))
+        draw.line((cx + dx - 12, 133, cx + dx + 12, 131), fill=hair, width=4)
+    draw.line((cx, 160, cx - 5, 185), fill=(200, 150, 130), width=2)  # nose
+    draw.arc((cx - 20, 188, cx + 20, 208), 20, 160, fill=(170, 80, 80), width=3)  # mouth
+    out = io.BytesIO()
+    image.save(out, "PNG", optimize=True)
+    return out.getvalue()
+
+
+def write_registry_demo(csv_path: Path = REGISTRY_CSV, photos: Path = REGISTRY_PHOTOS) -> int:
+    """(Re)write the demo registry CSV and its photos: the demo students found in the
+    registry (every fifth is not, to show the 学历认证报告 path). Returns the row count."""
+    photos.mkdir(parents=True, exist_ok=True)
+    columns = list(registry_csv_row(demo_student(1)))
+    rows = []
+    for index in range(1, REGISTRY_DEMO_STUDENTS + 1):
+        student = demo_student(index)
+        if not student.in_registry:
+            continue
+        photo = f"student{index:03d}.png"
+        (photos / photo).write_bytes(portrait_png(index))
+        row = registry_csv_row(student, photo=photo)
+        row.update(REGISTRY_DISCREPANCIES.get(index, {}))
+        rows.append(row)
+    with csv_path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return len(rows)
+
+
+def import_reference_data(session: Any, v: Any) -> list[str]:
+    """The catalogue and the demo registry from data/ (upserts: safe to repeat)."""
+    lines = []
+    if CATALOG_CSV.exists():
+        report = import_catalog(session, CATALOG_CSV)
+        lines.append(report.summary())
+    if REGISTRY_CSV.exists():
+        report = import_registry(session, v, REGISTRY_CSV, REGISTRY_PHOTOS)
+        lines.append(report.summary())
+    for line in lines:
+        log.info("demo: %s", line)
+    return lines
+
+
+STUDENT, SYSTEM, STAFF_ROLE = "student", "system", "staff"
+# Routes to each state: (event, who, payload). "{…}" payloads are filled per applicant.
+TO_CONFIRMING = [
+    ("accept_pledge", STUDENT, {"agree": True}),
+    ("submit_basic_info", STUDENT, "basic_info"),
+    ("check_xueji", STUDENT, {}),
+    ("confirm_xueji", STUDENT, {"answer": "correct"}),
+    (
+        "submit_preferences",
+        STUDENT,
+        {"choices": [{"institution": "10060", "major": "080901"}, {"institution": "10066", "major": "080902"}]},
+    ),
+]
+TO_IDENTITY = [*TO_CONFIRMING, ("confirm_info", STUDENT, {})]
+TO_CHECKING = [
+    *TO_IDENTITY,
+    ("give_face_consent", STUDENT, {"agree": True}),
+    ("upload_identity", STUDENT, "identity"),
+]
+MATCHED = {"matched": True, "distance": 0.38, "threshold": 0.6, "model": "Dlib"}
+TO_VERIFIED = [*TO_CHECKING, ("face_matched", SYSTEM, MATCHED)]
+TO_ORDER = [*TO_VERIFIED, ("create_order", STUDENT, {})]
+PAID = ("payment_succeeded", SYSTEM, "payment")
+ROUTES: dict[str, list[tuple[str, str, Any]]] = {
+    "started": [],
+    "pledged": TO_CONFIRMING[:1],
+    "preferences": TO_CONFIRMING[:3],
+    "confirming": TO_CONFIRMING,
+    "identity_pending": TO_IDENTITY,
+    "face_checking": TO_CHECKING,
+    "manual_identity": [*TO_IDENTITY, ("request_manual_identity", STUDENT, "manual_identity")],
+    "identity_verified": TO_VERIFIED,
+    "payment_pending": TO_ORDER,
+    "materials_pending": [*TO_ORDER, PAID],
+    "materials_review": [*TO_ORDER, PAID, ("submit_materials", STUDENT, "materials")],
+    "materials_rejected": [
+        *TO_ORDER,
+        PAID,
+        ("submit_materials", STUDENT, "materials"),
+        ("reject_materials", STAFF_ROLE, {"reason": "材料不清晰：退役证照片反光，请重新拍摄"}),
+    ],
+    "approved": [*TO_ORDER, PAID],
+}
+NEEDS_MATERIALS = {"materials_pending", "materials_review", "materials_rejected"}
+
+
+def demo_clock(flow: FlowSpec, now: datetime) -> datetime:
+    """Inside the registration window, so the window guard lets the demo through."""
+    window = flow.windows.get("registration")
+    if window is None or window.opens <= now < window.closes - timedelta(days=3):
+        return now
+    return window.opens + timedelta(days=1)
+
+
+def drive(
+    eng: Engine,
+    app_id: int,
+    student: Student,
+    account_id: int,
+    route: list[tuple[str, str, Any]],
+    staff_id: int,
+    at: datetime,
+) -> None:
+    for step, (event, who, payload) in enumerate(route):
+        app = db.session.get(Application, app_id)
+        if payload == "basic_info":
+            payload = basic_info(student, "NK01")
+        elif payload == "payment":
+            order = app.data["order"]
+            payload = {
+                "order": order["number"],
+                "amount_fen": order["amount_fen"],
+                "trade_no": f"SBX{app.id:08d}",
+                "channel": "alipay",
+            }
+        elif payload == "materials":
+            payload = {"files": [demo_material(app, step)]}
+        elif payload == "identity":
+            payload = demo_identity_images(app)
+        elif payload == "manual_identity":
+            payload = {**demo_identity_images(app), "note": "人脸比对多次未通过，申请人工认证"}
+        actor = {
+            STUDENT: Actor(f"account:{account_id}", "student"),
+            SYSTEM: Actor.system("demo"),
+            STAFF_ROLE: Actor(f"account:{staff_id}", "staff"),
+        }[who]
+        eng.fire(app_id, event, actor, payload, now=at + timedelta(minutes=7 * step))
+
+
+def seed(app: Flask, per_state: int = 2) -> list[str]:
+    with app.app_context():
+        session = db.session
+        v = vault()
+        if session.scalars(select(Account.id).where(Account.role == "admin")).first() is not None:
+            return ["demo data already present; nothing done"]
+        # Fail before writing anything when no flow is published (all or nothing).
+        FLOWS.current(session, app.config["FLOW_NAME"])
+        points = {}
+        for code, name, address in CONFIRMATION_POINTS:
+            point = session.scalars(select(ConfirmationPoint).where(ConfirmationPoint.code == code)).first()
+            if point is None:
+                point = ConfirmationPoint(code=code, name=name, address=address)
+                session.add(point)
+                session.flush()
+            points[code] = point.id
+        password_hash = hash_password(DEMO_PASSWORD)
+        for role, name, seed17, mobile, point_code in STAFF:
+            create_account(
+                session, v, name=name, id_number=id_number(seed17),
+                password_hash=password_hash, mobile=mobile, role=role,
+                confirmation_point_id=points.get(point_code) if point_code else None,
+            )  # fmt: skip
+        session.commit()
+        import_reference_data(session, v)
+        eng = engine()
+        version = FLOWS.current(session, app.config["FLOW_NAME"])
+        flow = FLOWS.by_version(session, version.id)
+        at = demo_clock(flow, eng.clock())
+        staff_id = session.scalars(select(Account.id).where(Account.role == "staff")).one()
+        lines, index = [], 0
+        for state, route in ROUTES.items():
+            for _ in range(per_state):
+                index += 1
+                student = demo_student(index)
+                if state in NEEDS_MATERIALS:
+                    student = Student(**{**student.__dict__, "category": "退役士兵"})
+                elif state == "approved":
+                    student = Student(**{**student.__dict__, "category": "普通", "in_registry": True})
+                photo = portrait_png(student.index) if student.in_registry else None
+                account = add_demo_student(session, v, student, password_hash=password_hash, photo=photo)
+                # The registry decides: a record imported from data/ means "found".
+                found = registry_record(session, v, student) is not None
+                student = Student(**{**student.__dict__, "in_registry": found})
+                session.commit()
+                application = start_application(session, account.id, app.config["FLOW_NAME"])
+                route_here = route if student.in_registry else [r for r in route if r[0] != "confirm_xueji"]
+                drive(eng, application.id, student, account.id, route_here, staff_id, at + timedelta(hours=index))
+                lines.append(f"{state:18} {student.name} {mask_id_number(student.id_number)}")
+        lines.append(f"demo password for every account: {DEMO_PASSWORD}")
+        return lines

@@ -1,0 +1,237 @@
+"""The catalogue pop-up, the 学籍/学历 photo (图像校对) and the 信息有误 report with its evidence.
+
+Every route here serves the logged-in student's own things only: the registry photo of
+their own ID number, the evidence of their own application. Anything else is a 404 (so
+nobody learns whether another student's record exists). Images go out with ``nosniff``,
+as attachments, never cached by shared caches.
+
+The templates of the journey pages get their lists (confirmation points, the catalogue,
+the student's own ID number and mobile for the prefilled form) from the helpers this
+blueprint puts in every template's context.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from typing import Any
+
+from flask import Blueprint, current_app, g, jsonify, redirect, request, url_for
+from sqlalchemy import select
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from gzsb.accounts.idcard import parse_id_number
+from gzsb.accounts.views import current_account, login_required
+from gzsb.adapters.storage import StorageError
+from gzsb.bootstrap import engine, storage, vault
+from gzsb.common.security import mask_id_number, mask_mobile
+from gzsb.common.uploads import image_response
+from gzsb.enrollment import steps
+from gzsb.enrollment.catalog import EXTENSIONS, ImageProblem, catalogue, clean_image, read_capped
+from gzsb.enrollment.views import current_actor, form_payload, own_application, render_state
+from gzsb.errors import GuardRefused, InvalidInput, NotFound
+from gzsb.extensions import csrf, db
+from gzsb.models import Application, ConfirmationPoint, RegistryRecord
+
+log = logging.getLogger(__name__)
+bp = Blueprint("catalog", __name__)
+
+EVIDENCE_MAX_BYTES = 5 * 1024 * 1024
+# The whole 信息有误 form: the images plus room for the text fields.
+REPORT_MAX_BYTES = steps.MAX_EVIDENCE * EVIDENCE_MAX_BYTES + 256 * 1024
+SEARCH_LIMIT = 60
+_EVIDENCE_NAME = re.compile(steps.EVIDENCE_NAME)
+_UID = re.compile(r"^[0-9a-f]{32}$")
+
+
+# ------------------------------------------------------------------------------ storage
+
+
+def evidence_key(application_uid: str, name: str) -> str:
+    """The storage key of an evidence image (the CorrectionRequest holds these keys)."""
+    if not _UID.match(application_uid) or not _EVIDENCE_NAME.match(name):
+        raise NotFound("no such evidence")
+    return f"evidence/{application_uid}/{name}"
+
+
+# ------------------------------------------------------------------- template helpers
+
+
+def _own_identity() -> dict[str, str]:
+    """The logged-in account's name, ID number, mobile, birth date and sex (for prefilling)."""
+    if "journey_identity" not in g:
+        account = current_account()
+        identity: dict[str, str] = {}
+        if account is not None:
+            v = vault()
+            number = v.decrypt(account.id_number_enc)
+            identity = {"name": account.name, "id_number": number, "mobile": ""}
+            if account.mobile_enc:
+                identity["mobile"] = v.decrypt(account.mobile_enc)
+            try:
+                parsed = parse_id_number(number)
+                identity.update(birth_date=parsed.birth_date.isoformat(), sex=parsed.sex)
+            except ValueError:
+                pass
+        g.journey_identity = identity
+    return g.journey_identity
+
+
+def _confirmation_points() -> list[dict[str, str]]:
+    rows = db.session.scalars(select(ConfirmationPoint).order_by(ConfirmationPoint.code))
+    return [{"code": p.code, "name": p.name, "address": p.address} for p in rows]
+
+
+def _catalogue() -> list[dict[str, Any]]:
+    if "journey_catalogue" not in g:
+        g.journey_catalogue = catalogue(db.session)
+    return g.journey_catalogue
+
+
+@bp.app_context_processor
+def journey_helpers() -> dict[str, Any]:
+    return {
+        "journey_identity": _own_identity,
+        "journey_points": _confirmation_points,
+        "journey_catalogue": _catalogue,
+        "journey_options": {
+            "sexes": steps.SEXES,
+            "political": steps.POLITICAL,
+            "categories": steps.CATEGORIES,
+            "ethnic_groups": steps.ETHNIC_GROUPS,
+            "max_evidence": steps.MAX_EVIDENCE,
+            "evidence_mb": EVIDENCE_MAX_BYTES // (1024 * 1024),
+        },
+        "preference_label": steps.preference_label,
+    }
+
+
+@bp.app_template_filter("mask_id")
+def _mask_id(value: Any) -> str:
+    return mask_id_number(str(value or ""))
+
+
+@bp.app_template_filter("mask_mobile")
+def _mask_mobile(value: Any) -> str:
+    return mask_mobile(str(value or ""))
+
+
+# ------------------------------------------------------------------------------ routes
+
+
+@bp.get("/catalog/search")
+@login_required()
+def search() -> Any:
+    """The pop-up's search: (institution, major) pairs matching every word of ``q``."""
+    from gzsb.enrollment.catalog import search_catalog
+
+    query = request.args.get("q", "", type=str)[:100]
+    institution = request.args.get("institution", "", type=str)[:20]
+    results = search_catalog(db.session, query, institution=institution, limit=SEARCH_LIMIT + 1)
+    return jsonify({"results": results[:SEARCH_LIMIT], "truncated": len(results) > SEARCH_LIMIT})
+
+
+@bp.get("/application/xueji/photo/<int:record_id>")
+@login_required("student")
+def registry_photo(record_id: int) -> Any:
+    """The registry photo of the student's own record (图像校对); anyone else's is a 404."""
+    account = current_account()
+    assert account is not None
+    record = db.session.get(RegistryRecord, record_id)
+    if record is None or record.id_number_index != account.id_number_index or not record.photo:
+        raise NotFound(f"registry photo {record_id} is not the account's own")
+    return image_response(record.photo, "xueji-photo")
+
+
+@bp.get("/application/xueji/evidence/<name>")
+@login_required("student")
+def evidence(name: str) -> Any:
+    """An evidence image of the student's own 信息有误 report."""
+    app = own_application()
+    report = ((app.data or {}).get("xueji") or {}).get("report") or {}
+    if name not in (report.get("evidence") or []):
+        raise NotFound(f"evidence {name!r} is not in application {app.uid}'s report")
+    try:
+        data = storage().get(evidence_key(app.uid, name))
+    except StorageError:
+        raise NotFound(f"evidence {name!r} of application {app.uid} is missing from storage") from None
+    return image_response(data, "evidence")
+
+
+def _too_large(app: Application) -> Any:
+    limit = REPORT_MAX_BYTES // (1024 * 1024)
+    message = f"上传的图片总大小不能超过{limit}MB（每张不超过{EVIDENCE_MAX_BYTES // (1024 * 1024)}MB），请压缩后重试"
+    return render_state(app, errors={"evidence": [message]}, status=413)
+
+
+@bp.post("/application/xueji/report")
+@login_required("student")
+def report_xueji() -> Any:
+    """信息有误: check and store the evidence images, then fire report_xueji_error.
+
+    The body's size is capped before anything reads it (so CSRF is checked here, after the
+    cap, rather than by the app-wide hook that would read the whole body first).
+    """
+    app = own_application()
+    if request.content_length is not None and request.content_length > REPORT_MAX_BYTES:
+        return _too_large(app)
+    request.max_content_length = REPORT_MAX_BYTES
+    try:
+        if current_app.config.get("WTF_CSRF_ENABLED", True):
+            csrf.protect()
+        form = request.form
+        uploads = [f for f in request.files.getlist("evidence") if f and f.filename]
+    except RequestEntityTooLarge:
+        return _too_large(app)
+
+    payload = form_payload(form)
+    version = form.get("version", type=int)
+    errors: dict[str, list[str]] = {}
+    problem_errors = steps.XuejiReportSchema().validate(
+        {"problem": payload.get("problem", ""), "evidence": ["0" * 32 + ".jpg"]}
+    )
+    if "problem" in problem_errors:
+        errors["problem"] = problem_errors["problem"]
+    images: list[tuple[bytes, str]] = []
+    if not uploads:
+        errors["evidence"] = ["请上传证明材料图片（JPG或PNG）"]
+    elif len(uploads) > steps.MAX_EVIDENCE:
+        errors["evidence"] = [f"最多上传{steps.MAX_EVIDENCE}张证明材料图片"]
+    else:
+        for upload in uploads:
+            try:
+                images.append(clean_image(read_capped(upload.stream, EVIDENCE_MAX_BYTES)))
+            except ImageProblem as exc:
+                errors.setdefault("evidence", []).append(f"{(upload.filename or '')[:40]}：{exc.chinese}")
+    if errors:
+        return render_state(app, errors=errors, values=payload, status=422)
+
+    stored: list[str] = []
+    try:
+        for data, kind in images:
+            name = f"{secrets.token_hex(16)}.{EXTENSIONS[kind]}"
+            storage().put(evidence_key(app.uid, name), data)
+            stored.append(name)
+        event_payload: dict[str, Any] = {"problem": payload.get("problem", ""), "evidence": stored}
+        if "choices" in payload:
+            event_payload["choices"] = payload["choices"]
+        engine().fire(app.id, "report_xueji_error", current_actor(), event_payload, expected_version=version)
+    except (InvalidInput, GuardRefused) as exc:
+        _remove(app.uid, stored)
+        fresh = db.session.get(Application, app.id)
+        found = exc.form_errors
+        return render_state(fresh, errors=found, values=payload, status=422)
+    except BaseException:
+        _remove(app.uid, stored)
+        raise
+    log.info("application %s: 学籍/学历 correction reported with %d image(s)", app.uid, len(stored))
+    return redirect(url_for("enrollment.application") + "#xueji")
+
+
+def _remove(application_uid: str, names: list[str]) -> None:
+    for name in names:
+        storage().delete(evidence_key(application_uid, name))
+
+
+csrf.exempt("gzsb.enrollment.catalog_views.report_xueji")

@@ -1,0 +1,139 @@
+"""The thin state/event layer: load the application, call the engine, render."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from sqlalchemy import select
+
+from gzsb.accounts.views import current_account, login_required
+from gzsb.bootstrap import engine
+from gzsb.errors import GuardRefused, InvalidInput
+from gzsb.extensions import db
+from gzsb.models import Application, HistoryEvent
+from gzsb.store import FLOWS, start_application
+from gzsb.workflow.engine import Actor
+from gzsb.workflow.spec import FlowSpec
+
+bp = Blueprint("enrollment", __name__)
+
+
+def current_actor() -> Actor:
+    account = current_account()
+    assert account is not None  # guarded by login_required
+    return Actor(f"account:{account.id}", account.role)
+
+
+def own_application() -> Application:
+    """The logged-in student's application, started on the published flow at first visit."""
+    account = current_account()
+    assert account is not None
+    app = db.session.scalars(select(Application).where(Application.account_id == account.id)).first()
+    if app is None:
+        app = start_application(db.session, account.id, current_app.config["FLOW_NAME"])
+    return app
+
+
+def flow_of(app: Application) -> FlowSpec:
+    return FLOWS.by_version(db.session, app.flow_version_id)
+
+
+def stage_rows(app: Application, flow: FlowSpec) -> list[dict[str, Any]]:
+    """The 流程页面: every stage with done / current / todo (optional ones not needed: skipped)."""
+    visited_states = set(
+        db.session.scalars(select(HistoryEvent.to_state).where(HistoryEvent.application_id == app.id))
+    ) | {app.state}
+    visited = {flow.states[s].stage for s in visited_states if s in flow.states}
+    current = flow.states[app.state].stage
+    keys = [s.key for s in flow.stages]
+    position = keys.index(current) if current in keys else -1
+    final = flow.states[app.state].final
+    rows = []
+    for i, stage in enumerate(flow.stages):
+        if i < position or (final and i == position):
+            status = "done" if stage.key in visited or not stage.optional else "skipped"
+        elif i == position:
+            status = "current"
+        else:
+            status = "todo"
+        rows.append({"stage": stage, "status": status})
+    return rows
+
+
+def form_payload(form: Any) -> dict[str, Any]:
+    """``choices.0.major=…`` → {"choices": [{"major": …}]}; the step's schema does the rest."""
+    payload: dict[str, Any] = {}
+    for key in form:
+        if key in {"csrf_token", "version"}:
+            continue
+        values = form.getlist(key)
+        value: Any = values if key.endswith("[]") else values[-1]
+        parts = key.removesuffix("[]").split(".")
+        node: Any = payload
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return _lists(payload)
+
+
+def _lists(node: Any) -> Any:
+    if isinstance(node, dict):
+        if node and all(k.isdigit() for k in node):
+            items = [_lists(node[k]) for k in sorted(node, key=int)]
+            # Empty rows of optional 志愿 are not choices.
+            return [i for i in items if not (isinstance(i, dict) and not any(i.values()))]
+        return {k: _lists(v) for k, v in node.items()}
+    return node
+
+
+def render_state(app: Application, *, errors: Any = None, values: Any = None, status: int = 200) -> Any:
+    flow = flow_of(app)
+    state = flow.states[app.state]
+    options = engine().options(app, current_actor())
+    return (
+        render_template(
+            f"pages/{state.page}.html",
+            app=app,
+            flow=flow,
+            state=state,
+            options=options,
+            stages=stage_rows(app, flow),
+            errors=errors or {},
+            values=values or {},
+        ),
+        status,
+    )
+
+
+@bp.get("/")
+def home() -> Any:
+    return render_template("home.html", account=current_account())
+
+
+@bp.get("/process")
+@login_required("student")
+def process() -> Any:
+    app = own_application()
+    flow = flow_of(app)
+    options = engine().options(app, current_actor())
+    return render_template("process.html", app=app, flow=flow, stages=stage_rows(app, flow), options=options)
+
+
+@bp.get("/application")
+@login_required("student")
+def application() -> Any:
+    return render_state(own_application())
+
+
+@bp.post("/application/events/<event>")
+@login_required("student")
+def fire(event: str) -> Any:
+    app = own_application()
+    payload = form_payload(request.form)
+    version = request.form.get("version", type=int)
+    try:
+        engine().fire(app.id, event, current_actor(), payload, expected_version=version)
+    except (InvalidInput, GuardRefused) as exc:
+        return render_state(db.session.get(Application, app.id), errors=exc.form_errors, values=payload, status=422)
+    return redirect(url_for("enrollment.application"))

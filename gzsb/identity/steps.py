@@ -1,0 +1,156 @@
+"""Steps of §2.9 身份认证: consent, upload, face match results, the manual path, retention.
+
+``data["identity"]`` holds: ``consent`` {given_at, version, text_sha256}; ``photo`` and
+``id_card`` (Upload uids of the last upload; ``id_card`` absent on the no-ID-card manual
+path); ``attempt``; ``result`` of the last match {matched, distance, threshold, model,
+reason, at} or of a failed check {matched: False, error, reason, at}; ``manual`` (the
+request); ``review`` (the staff decision, written by the review steps); ``id_card_purged``
+once the retention job deleted the ID-card images.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from marshmallow import fields, validate
+
+from gzsb.common.fields import StepSchema, agreed, text
+from gzsb.errors import ConfigurationError, InvalidInput
+from gzsb.workflow.engine import StepContext
+from gzsb.workflow.registry import STEPS
+
+log = logging.getLogger(__name__)
+
+# Versioned so a later change of the consent text can be told apart in the records.
+CONSENT_VERSION = "2026-11-face-v1"
+MISMATCH_REASON = "人脸不一致"
+FAILURE_REASON = "人脸比对未能完成，请稍后重新上传"
+STALE_IMAGE = "图片已失效，请重新上传"
+
+
+def _require_own_uploads(ctx: StepContext, payload: dict[str, Any]) -> None:
+    """Upload ids come from the client: each must be this application's live upload of its
+    kind (the identity pages store the files first, then fire with their ids)."""
+    if ctx.services is None:
+        raise ConfigurationError("the identity steps need services to check the uploads")
+    errors = {
+        kind: [STALE_IMAGE]
+        for kind in ("photo", "id_card")
+        if payload.get(kind) and payload[kind] not in ctx.services.live_uploads(ctx.record.id, [payload[kind]], kind)
+    }
+    if errors:
+        log.warning("application %s: identity images that are not its live uploads: %s", ctx.record.uid, sorted(errors))
+        raise InvalidInput(f"identity images of {ctx.record.uid} are not its live uploads: {sorted(errors)}", errors)
+
+
+class ConsentSchema(StepSchema):
+    agree = agreed("人脸信息处理同意书")
+
+
+@STEPS.register("face_consent", schema=ConsentSchema(), example=lambda: {"agree": True})
+def face_consent(ctx: StepContext, payload: dict[str, Any]) -> None:
+    identity = ctx.section("identity")
+    identity["consent"] = {"given_at": ctx.now.isoformat(), "version": CONSENT_VERSION, "by": ctx.actor.id}
+    ctx.record_in_history(consent_version=CONSENT_VERSION)
+
+
+class IdentityUploadSchema(StepSchema):
+    photo = text("证件照", max_length=80)
+    id_card = text("身份证人像面", max_length=80)
+
+
+@STEPS.register(
+    "identity_upload",
+    schema=IdentityUploadSchema(),
+    example=lambda: {"photo": "demo-photo", "id_card": "demo-id-card"},
+)
+def identity_upload(ctx: StepContext, payload: dict[str, Any]) -> None:
+    _require_own_uploads(ctx, payload)
+    counters = ctx.section("counters")
+    counters["face"] = int(counters.get("face", 0)) + 1
+    identity = ctx.section("identity")
+    identity.update(photo=payload["photo"], id_card=payload["id_card"], result=None, attempt=counters["face"])
+    identity.pop("review", None)  # an earlier staff decision is about earlier images
+    ctx.emit("job", name="face_match", attempt=counters["face"])
+
+
+class ManualRequestSchema(StepSchema):
+    photo = text("证件照", required=False, max_length=80)
+    id_card = text("身份证人像面", required=False, max_length=80)
+    no_id_card = fields.Boolean(load_default=False, metadata={"label": "无身份证"})
+    note = text("说明", required=False, max_length=200)
+
+
+@STEPS.register("manual_identity_request", schema=ManualRequestSchema(), example=lambda: {"note": "身份证遗失"})
+def manual_identity_request(ctx: StepContext, payload: dict[str, Any]) -> None:
+    _require_own_uploads(ctx, payload)
+    identity = ctx.section("identity")
+    if payload.get("photo"):
+        identity["photo"] = payload["photo"]
+    if payload.get("no_id_card"):
+        identity.pop("id_card", None)  # staff compare the 证件照 with the applicant in person
+    elif payload.get("id_card"):
+        identity["id_card"] = payload["id_card"]
+    identity.pop("review", None)
+    identity["manual"] = {
+        "requested_at": ctx.now.isoformat(),
+        "no_id_card": bool(payload.get("no_id_card")),
+        **({"note": payload["note"]} if payload.get("note") else {}),
+    }
+
+
+class FaceResultSchema(StepSchema):
+    matched = fields.Boolean(required=True)
+    distance = fields.Float(required=True)
+    threshold = fields.Float(required=True)
+    model = fields.String(required=True)
+    reason = fields.String(load_default="")
+
+
+@STEPS.register(
+    "face_result",
+    schema=FaceResultSchema(),
+    example=lambda: {"matched": True, "distance": 0.41, "threshold": 0.6, "model": "Dlib"},
+)
+def face_result(ctx: StepContext, payload: dict[str, Any]) -> None:
+    result = {**payload, "at": ctx.now.isoformat()}
+    if not payload["matched"] and not payload.get("reason"):
+        result["reason"] = MISMATCH_REASON
+    ctx.section("identity")["result"] = result
+
+
+class FaceFailureSchema(StepSchema):
+    error = fields.String(required=True, validate=validate.Length(min=1))
+    reason = fields.String(load_default=FAILURE_REASON)
+
+
+@STEPS.register("face_failure", schema=FaceFailureSchema(), example=lambda: {"error": "worker timed out"})
+def face_failure(ctx: StepContext, payload: dict[str, Any]) -> None:
+    ctx.section("identity")["result"] = {
+        "matched": False,
+        "error": payload["error"],
+        "reason": payload["reason"] or FAILURE_REASON,
+        "at": ctx.now.isoformat(),
+    }
+    # Not a comparison that said "different people" (a crash, a timeout, an image with no
+    # usable face): give the attempt back.
+    counters = ctx.section("counters")
+    counters["face"] = max(int(counters.get("face", 1)) - 1, 0)
+
+
+class PurgeSchema(StepSchema):
+    uploads = fields.List(fields.String(validate=validate.Length(min=1, max=32)), required=True)
+    settled_at = fields.String(required=True)
+    retention_hours = fields.Float(required=True)
+
+
+@STEPS.register(
+    "purge_id_card",
+    schema=PurgeSchema(),
+    example=lambda: {"uploads": ["0" * 32], "settled_at": "2026-12-01T02:00:00+00:00", "retention_hours": 72},
+)
+def purge_id_card(ctx: StepContext, payload: dict[str, Any]) -> None:
+    """The retention job deletes the ID-card images after this event is recorded."""
+    identity = ctx.section("identity")
+    identity["id_card_purged"] = {"at": ctx.now.isoformat(), "uploads": list(payload["uploads"])}

@@ -1,0 +1,152 @@
+"""网上支付 pages and the gateway endpoints; the sandbox gateway's own pages under /sandbox.
+
+Students: 订单详情 is the ``payment_pending`` state page (pages/order.html); 【立即支付】 leads
+to the channel choice here, which sends the browser to the gateway's cashier; the gateway
+sends it back to the result page. Gateways: the notify endpoint (no CSRF: it is signed, and
+answers in the gateway's plain-text words).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, redirect, render_template, request, url_for
+
+from gzsb.accounts.views import current_account, login_required
+from gzsb.adapters.payments import CHANNEL_NAMES, Sandbox, yuan_text
+from gzsb.bootstrap import engine
+from gzsb.common.beijing import beijing_text
+from gzsb.errors import NotFound
+from gzsb.extensions import csrf, db
+from gzsb.models import Application, Payment
+from gzsb.payments import service as payments
+from gzsb.worker import tasks as jobs
+
+bp = Blueprint("payments", __name__)
+sandbox = Blueprint("sandbox", __name__, url_prefix="/sandbox")
+
+
+def _now() -> Any:
+    return current_app.extensions["gzsb.clock"]()
+
+
+def _my_order(number: str) -> Any:
+    account = current_account()
+    assert account is not None  # guarded by login_required
+    return payments.own_order(db.session, account.id, number)
+
+
+@bp.app_template_filter("yuan")
+def yuan(fen: int | None) -> str:
+    return f"¥{yuan_text(int(fen or 0))}"
+
+
+@bp.app_template_filter("pay_time")
+def pay_time(value: Any) -> str:
+    """A stored moment (datetime or ISO text) in Beijing time, to the minute."""
+    if not value:
+        return ""
+    return beijing_text(value if isinstance(value, datetime) else datetime.fromisoformat(str(value)))
+
+
+@bp.app_template_global("payment_refunds")
+def payment_refunds(app: Application) -> list[Payment]:
+    return payments.refunds(db.session, app.id)
+
+
+@bp.get("/payment/orders/<number>/pay")
+@login_required("student")
+def choose_channel(number: str) -> Any:
+    order = _my_order(number)
+    blocked = payments.payable(db.session, order, _now())
+    return render_template(
+        "payments/channels.html", order=order, channels=payments.channels(current_app.config), blocked=blocked
+    )
+
+
+@bp.post("/payment/orders/<number>/pay")
+@login_required("student")
+def pay(number: str) -> Any:
+    order = _my_order(number)
+    channel = request.form.get("channel", "")
+    config = current_app.config
+    gateway_name = config["PAYMENT_CHANNELS"].get(channel, "")
+    notify_url = config["PAYMENT_NOTIFY_BASE_URL"].rstrip("/") + url_for("payments.notify", gateway=gateway_name)
+    return_url = url_for("payments.result", number=order.number, channel=channel, _external=True)
+    url = payments.start_payment(current_app, db.session, order, channel, notify_url, return_url, _now())
+    return redirect(url, code=303)
+
+
+@bp.get("/payment/orders/<number>/result")
+@login_required("student")
+def result(number: str) -> Any:
+    order = _my_order(number)
+    outcome = payments.result(current_app, db.session, order, request.args.get("channel", ""))
+    return render_template("payments/result.html", result=outcome, order=order)
+
+
+@bp.post("/payment/notify/<gateway>")
+@csrf.exempt
+def notify(gateway: str) -> Any:
+    outcome = payments.handle_notify(
+        current_app, db.session, engine(), gateway, request.form.to_dict(), _now(), source=request.remote_addr or ""
+    )
+    return Response(outcome.reply, status=200 if outcome.accepted else 400, mimetype="text/plain")
+
+
+# -- the sandbox gateway's own pages (on a real gateway: its servers) ---------------------------
+
+
+def _sandbox() -> Sandbox:
+    return Sandbox.of(current_app, db.session)
+
+
+@sandbox.before_request
+def sandbox_only_when_configured() -> None:
+    # With real gateways configured, the built-in one must not exist for anyone.
+    if "sandbox" not in payments.configured_gateways(current_app.config):
+        raise NotFound("the sandbox gateway is not configured", public="页面不存在")
+
+
+@sandbox.get("/gateway")
+def gateway_entry() -> Any:
+    trade = _sandbox().open_trade(request.args.to_dict())
+    return redirect(url_for("payments.sandbox.cashier", trade_no=trade.trade_no), code=303)
+
+
+@sandbox.get("/cashier/<trade_no>")
+def cashier(trade_no: str) -> Any:
+    box = _sandbox()
+    trade = box.trade(trade_no)
+    return render_template(
+        "payments/cashier.html",
+        trade=trade,
+        merchant=box.merchant_name(trade),
+        channel_name=CHANNEL_NAMES.get(trade.channel, trade.channel),
+        expired=box.is_expired(trade),
+    )
+
+
+@sandbox.post("/cashier/<trade_no>/confirm")
+def cashier_confirm(trade_no: str) -> Any:
+    box = _sandbox()
+    trade = box.pay(trade_no)
+    # Committed by pay(): the notify goes out asynchronously, like a real gateway's.
+    jobs.sandbox_notify(trade.trade_no, 0)
+    return redirect(box.return_url(trade), code=303)
+
+
+@sandbox.post("/cashier/<trade_no>/cancel")
+def cashier_cancel(trade_no: str) -> Any:
+    box = _sandbox()
+    return redirect(box.return_url(box.trade(trade_no)), code=303)
+
+
+@sandbox.post("/api/query")
+@csrf.exempt
+def api_query() -> Any:
+    return jsonify(_sandbox().query(request.form.to_dict()))
+
+
+bp.register_blueprint(sandbox)

@@ -1,0 +1,228 @@
+"""Huey tasks. SQLite storage by default (a queue in a file); Redis when REDIS_URL is set.
+
+Run a consumer with ``huey_consumer gzsb.worker.tasks.huey``.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from huey import RedisHuey, SqliteHuey, crontab
+
+from gzsb.config import Config
+
+log = logging.getLogger(__name__)
+
+
+def make_huey(config: Any = Config) -> Any:
+    name = getattr(config, "HUEY_NAME", "gzsb")  # tests sharing one Redis use their own
+    if config.REDIS_URL:
+        return RedisHuey(name, url=config.REDIS_URL, immediate=config.HUEY_IMMEDIATE)
+    Path(config.HUEY_SQLITE_PATH).parent.mkdir(parents=True, exist_ok=True)
+    return SqliteHuey(name, filename=config.HUEY_SQLITE_PATH, immediate=config.HUEY_IMMEDIATE)
+
+
+huey = make_huey()
+_flask_app = None
+
+
+def use_app(app: Any) -> None:
+    """Run tasks against this Flask app (tests, or a consumer started with its own config)."""
+    global _flask_app
+    _flask_app = app
+
+
+def flask_app() -> Any:
+    global _flask_app
+    if _flask_app is None:
+        from gzsb.app import create_app
+
+        _flask_app = create_app()
+    return _flask_app
+
+
+def render_sms(template: str, account: Any) -> str:
+    return flask_app().config["SMS_TEMPLATES"][template].format(name=account.name)
+
+
+@huey.periodic_task(crontab(minute="*"))
+def tick() -> dict[str, int]:
+    """Every minute: due timers (e.g. unpaid orders) and pending SMS."""
+    from gzsb.adapters.sms import sms_sender
+    from gzsb.bootstrap import engine, vault
+    from gzsb.extensions import db
+    from gzsb.worker.drain import drain_outbox, fire_due_timers
+
+    with flask_app().app_context():
+        now = datetime.now(UTC)
+        fired = fire_due_timers(db.session, engine(), now)
+        sent = drain_outbox(db.session, vault(), sms_sender(flask_app().config, db.session, vault()), render_sms, now)
+    if fired or sent:
+        log.info("tick: %d timer(s) fired, %d SMS sent", fired, sent)
+    return {"timers": fired, "sms": sent}
+
+
+# --- registration forms (2.12) ---
+
+
+def _render_form(application_id: int, now: datetime) -> bool:
+    """Render (or keep) one approved application's 报名表, in the current app context."""
+    from flask import current_app
+
+    from gzsb.adapters.pdf import pdf_renderer
+    from gzsb.bootstrap import storage
+    from gzsb.extensions import db
+    from gzsb.regform.service import render_form
+
+    return render_form(db.session, application_id, pdf_renderer(current_app.config), storage(), now) is not None
+
+
+@huey.task(retries=2, retry_delay=30)
+def render_registration_form(application_id: int) -> bool:
+    """Render (or keep) the 报名表 PDF of one approved application."""
+    with flask_app().app_context():
+        return _render_form(application_id, datetime.now(UTC))
+
+
+def enqueue_form_render(application_id: int) -> None:
+    """Ask the worker for a form. With HUEY_IMMEDIATE (tests) the render happens right here,
+    in the caller's app context and clock (an immediate Huey task would run in the worker's
+    app and retry inline); a failure is recorded on the form row."""
+    from flask import current_app
+
+    from gzsb.adapters.pdf import PdfError
+
+    if not current_app.config.get("HUEY_IMMEDIATE"):
+        render_registration_form(application_id)
+        return
+    try:
+        _render_form(application_id, current_app.extensions["gzsb.clock"]())
+    except PdfError as exc:  # render_form logged it and stored it on the row; the page says so
+        log.info("inline form render of application %d failed: %s", application_id, exc)
+
+
+@huey.periodic_task(crontab(minute="*"))
+def form_sweep() -> int:
+    """Every minute: approved applications without a fresh form get one rendered, so the PDF
+    is usually ready before the student opens the page."""
+    from gzsb.extensions import db
+    from gzsb.regform.service import stale_applications
+
+    with flask_app().app_context():
+        ids = stale_applications(db.session, datetime.now(UTC))
+        for application_id in ids:
+            render_registration_form(application_id)
+    if ids:
+        log.info("form sweep: %d render(s) requested", len(ids))
+    return len(ids)
+
+
+# --- payments: the sandbox gateway's notify delivery ---
+
+
+@huey.task()
+def sandbox_notify(trade_no: str, attempt: int = 0) -> int | None:
+    """POST the signed notify of a paid sandbox trade; schedule the next send (a retry while
+    we do not answer ``success``, then one repeat) as the sandbox's schedule says."""
+    from gzsb.adapters.payments import Sandbox, transport
+    from gzsb.extensions import db
+
+    app = flask_app()
+    with app.app_context():
+        delay = Sandbox.of(app, db.session).deliver_notify(trade_no, transport(app), attempt)
+    if delay is not None:
+        sandbox_notify.schedule(args=(trade_no, attempt + 1), delay=delay)
+    return delay
+
+
+# --- identity (issue 4): the face match, its safety net, the ID-card retention ---
+
+
+class JobTimeout(Exception):
+    """A face match ran longer than FACE_JOB_TIMEOUT."""
+
+
+@contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """SIGALRM limit where the task runs in a process's main thread (``-k process``); with
+    thread workers the requeue lease is what ends a hung job."""
+    if seconds <= 0 or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(_signum: int, _frame: Any) -> None:
+        raise JobTimeout(f"no answer within {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@huey.task(retries=Config.FACE_JOB_RETRIES, retry_delay=Config.FACE_JOB_RETRY_DELAY, context=True)
+def face_match(outbox_id: int, task: Any = None) -> str:
+    """Compare the two images of one upload; fire the result through the engine. Crashes
+    and timeouts are retried; the last retry ends the check as failed (never stuck)."""
+    from gzsb.adapters.faces import face_matcher
+    from gzsb.bootstrap import engine, storage
+    from gzsb.extensions import db
+    from gzsb.identity.service import run_face_job
+
+    app = flask_app()
+    final = task is None or task.retries <= 0
+    with app.app_context():
+        matcher = face_matcher(app.config)
+        with time_limit(app.config["FACE_JOB_TIMEOUT"]):
+            outcome = run_face_job(db.session, engine(), storage(), matcher, outbox_id, final=final)
+    log.info("face job %d: %s", outbox_id, outcome)
+    return outcome
+
+
+JOBS = {"face_match": face_match}
+
+
+def enqueue_job(name: str, outbox_id: int) -> None:
+    """Queue the Huey task a job outbox item names."""
+    try:
+        task = JOBS[name]
+    except KeyError:
+        raise LookupError(f"unknown job {name!r}; known: {', '.join(sorted(JOBS))}") from None
+    task(outbox_id)
+
+
+@huey.periodic_task(crontab(minute="*"))
+def identity_tick() -> dict[str, int]:
+    """Every minute: queue job items nobody queued, queue again those whose worker died (or
+    end them as failed), and delete ID-card images past their retention."""
+    from gzsb.bootstrap import engine, storage
+    from gzsb.extensions import db
+    from gzsb.identity.service import purge_id_cards
+    from gzsb.worker.drain import dispatch_jobs, requeue_stale_jobs
+
+    app = flask_app()
+    config = app.config
+    with app.app_context():
+        now = datetime.now(UTC)
+        queued = dispatch_jobs(db.session, enqueue_job, now)
+        requeued, failed = requeue_stale_jobs(
+            db.session, engine(), enqueue_job, now,
+            lease=timedelta(seconds=config["FACE_JOB_LEASE_SECONDS"]),
+            max_dispatches=config["FACE_JOB_MAX_DISPATCHES"],
+            queue_wait=timedelta(seconds=config["FACE_JOB_QUEUE_WAIT_SECONDS"]),
+        )  # fmt: skip
+        purged = purge_id_cards(db.session, engine(), storage(), now, timedelta(hours=config["IDCARD_RETENTION_HOURS"]))
+    if queued or requeued or failed or purged:
+        log.info(
+            "identity tick: %d queued, %d requeued, %d failed, %d ID card(s) purged", queued, requeued, failed, purged
+        )
+    return {"queued": queued, "requeued": requeued, "failed": failed, "purged": purged}
