@@ -75,6 +75,9 @@ class MemoryNodeStore:
     def size(self) -> int:
         return self._size
 
+    def node_count(self) -> int:
+        return sum(len(row) for row in self._levels) // HASH_SIZE
+
     def get_many(self, keys: Collection[NodeKey]) -> dict[NodeKey, bytes]:
         out: dict[NodeKey, bytes] = {}
         for level, index in keys:
@@ -223,6 +226,8 @@ class MerkleTree:
             raise TreeError(f"tree size {size} is not available: the log holds {current} leaves")
 
     def _fetch(self, keys: Sequence[NodeKey], size: int) -> Mapping[NodeKey, bytes]:
+        if not keys:
+            return {}  # spares the store an empty IN () query
         got = self.store.get_many(keys)
         missing = [key for key in keys if key not in got]
         if missing:
