@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Iterator
 
@@ -10,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from gzsb.models import Application, HistoryEvent
 from gzsb.store import FLOWS, history_rows
-from gzsb.workflow.history import EventRow, Verdict, replay
+from gzsb.workflow.history import EventRow, Verdict, replay_application
 from gzsb.workflow.spec import FlowSpec
 
 # Rows fetched per round trip while streaming; memory stays flat however many applications.
@@ -46,6 +47,7 @@ def verify_all(session: Session, application_uid: str | None = None) -> Iterator
         grouped = itertools.groupby(events, key=lambda r: r[0])
         pending = next(grouped, None)
         flows: dict[int, FlowSpec] = {}
+        by_sha = functools.partial(FLOWS.by_sha, session)  # migrated histories name earlier versions
         for app_id, uid, state, head, version_id in apps:
             flow = flows.get(version_id) or flows.setdefault(version_id, FLOWS.by_version(session, version_id))
             # Events of applications that no longer exist would be skipped here; ids only grow.
@@ -53,10 +55,10 @@ def verify_all(session: Session, application_uid: str | None = None) -> Iterator
                 pending = next(grouped, None)
             if pending is not None and pending[0] == app_id:
                 rows: Iterator[EventRow] = (EventRow(*r[1:]) for r in pending[1])
-                verdict = replay(uid, flow, rows, head=head, state=state)
+                verdict = replay_application(uid, flow, rows, flows=by_sha, head=head, state=state)
                 pending = next(grouped, None)
             else:
-                verdict = replay(uid, flow, iter(()), head=head, state=state)
+                verdict = replay_application(uid, flow, iter(()), flows=by_sha, head=head, state=state)
             yield verdict
 
 
