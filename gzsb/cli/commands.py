@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
@@ -136,8 +137,9 @@ def audit_export(uid: str, output: str) -> None:
 
     app, rows = application_history(db.session, uid)
     flow = FLOWS.by_version(db.session, app.flow_version_id)
+    earlier = functools.partial(FLOWS.by_sha, db.session)  # versions before a migration
     with click.open_file(output, "w", encoding="utf-8") as handle:
-        for line in export_lines(uid, flow, app.state, app.head, rows):
+        for line in export_lines(uid, flow, app.state, app.head, rows, flows=earlier):
             handle.write(line + "\n")
 
 
