@@ -19,10 +19,11 @@ demo_cli = AppGroup("demo", help="Demo data.")
 
 
 def _checked(path: str):  # type: ignore[no-untyped-def]
+    from gzsb.bootstrap import registries
     from gzsb.workflow.validate import check_flow_file
 
     try:
-        return check_flow_file(path)
+        return check_flow_file(path, registries(current_app.config))
     except FlowError as exc:
         for line in exc.problems:
             click.echo(line, err=True)
