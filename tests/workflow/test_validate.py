@@ -121,7 +121,7 @@ def test_the_engine_is_validated_without_flask() -> None:
         "from gzsb.workflow.needs import Needs\n"
         "from gzsb.workflow.registry import FlowRegistries, GuardRegistry, Registry, StepRegistry\n"
         "from gzsb.workflow.validate import check_flow\n"
-        "empty = FlowRegistries(GuardRegistry('guard'), StepRegistry('step'), Registry('page'), Registry('sms'), Needs())\n"
+        "empty = FlowRegistries(GuardRegistry('g'), StepRegistry('s'), Registry('p'), Registry('t'), Needs())\n"
         "try:\n"
         f"    check_flow(open({str(FIXTURES / 'minimal_flow.yaml')!r}, encoding='utf-8').read(), 'm.yaml', empty)\n"
         "except Exception as exc:\n"
