@@ -177,3 +177,32 @@ def test_the_allow_list_has_no_stale_entries() -> None:
 def test_the_scan_finds_a_hard_coded_name(tmp_path: Path) -> None:
     tree = ast.parse('"""Doc: payment_pending."""\nSTEPS.register("create_order")\nif s == "payment_pending": pass\n')
     assert [c.lineno for c in literals(tree) if c.value in flow_names()] == [3]
+
+
+# Templates name events (their buttons) and settings: each such name must be one an area
+# declares, so that renaming it in the flow is refused instead of hiding the button.
+TEMPLATE_ALLOWED = {
+    ("templates/identity_result.html", "approved"): "a staff review decision, not the state",
+    ("templates/pages/preferences.html", "preferences"): "the data key of the 志愿 section",
+    ("templates/pages/confirm.html", "preferences"): "the data key of the 志愿 section",
+}
+QUOTED = re.compile(r"""(["'])([a-z_]+)\1""")
+
+
+def template_names(names: set[str]) -> set[tuple[str, str]]:
+    found = set()
+    for path in sorted([*PACKAGE.glob("templates/**/*.html"), *PACKAGE.glob("static/*.js")]):
+        relative = path.relative_to(PACKAGE).as_posix()
+        for match in QUOTED.finditer(path.read_text(encoding="utf-8")):
+            if match.group(2) in names:
+                found.add((relative, match.group(2)))
+    return found
+
+
+def test_names_in_templates_are_declared_by_an_area() -> None:
+    declared = {need.name for need in PRODUCT.needs}
+    used = template_names(flow_names())
+    undeclared = sorted(hit for hit in used if hit[1] not in declared and hit not in TEMPLATE_ALLOWED)
+    assert undeclared == [], "declare these in the area's names.py"
+    assert set(TEMPLATE_ALLOWED) <= used  # no stale entries
+    assert ("templates/pages/identity.html", "upload_identity") in used  # the scan sees template names
