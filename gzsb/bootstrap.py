@@ -16,6 +16,7 @@ from flask import current_app
 
 from gzsb.adapters.storage import Storage
 from gzsb.common.security import Vault
+from gzsb.config import Config
 from gzsb.enrollment.service import Services
 from gzsb.extensions import db
 from gzsb.store import SqlStore
@@ -57,10 +58,7 @@ def registries(config: Any = None) -> FlowRegistries:
     """The registries a flow is validated against, without creating a Flask app: areas'
     guards, steps and needs, the page templates on disk, the SMS templates of ``config`` (a
     config class, or a Flask app's config mapping; default: ``gzsb.config.Config``)."""
-    if config is None:
-        from gzsb.config import Config
-
-        config = Config
+    config = Config if config is None else config
     sms = config["SMS_TEMPLATES"] if isinstance(config, Mapping) else config.SMS_TEMPLATES
     import_areas()
     for page in sorted(PAGE_TEMPLATES.glob("*.html")):
