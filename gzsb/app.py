@@ -13,12 +13,11 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine as SqlEngine
 
 from gzsb.adapters.storage import make_storage
-from gzsb.bootstrap import blueprints, import_areas
+from gzsb.bootstrap import blueprints, registries
 from gzsb.common.security import Vault
 from gzsb.config import INSTANCE, ROOT, Config
 from gzsb.errors import ServiceError
 from gzsb.extensions import csrf, db, migrate
-from gzsb.workflow.registry import PAGES, SMS_TEMPLATES
 
 log = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).parent / "templates"
@@ -26,12 +25,7 @@ TEMPLATES = Path(__file__).parent / "templates"
 
 def register_names(config: Any) -> None:
     """Importing each area's guards and steps registers them; pages and SMS templates are names too."""
-    import_areas()
-
-    for page in sorted((TEMPLATES / "pages").glob("*.html")):
-        PAGES.add(page.stem, page.stem)
-    for name in config.SMS_TEMPLATES:
-        SMS_TEMPLATES.add(name, name)
+    registries(config)
 
 
 @event.listens_for(SqlEngine, "connect")

@@ -32,6 +32,7 @@ from sqlalchemy import select
 
 from gzsb.accounts import otp
 from gzsb.accounts.idcard import IdNumber, parse_id_number
+from gzsb.accounts.names import FEE_YUAN, REGISTRATION
 from gzsb.accounts.passwords import MAX_LENGTH, MIN_LENGTH, password_problems
 from gzsb.accounts.service import (
     check_password,
@@ -310,7 +311,7 @@ def exam_overview() -> dict[str, Any] | None:
     except NotFound:
         return None
     flow = FLOWS.by_version(db.session, version.id)
-    window = flow.windows.get("registration")
+    window = flow.windows.get(REGISTRATION)
     result: dict[str, Any] = {"title": flow.title, "window": None}
     if window is not None:
         phase = window.phase(_now())
@@ -321,7 +322,7 @@ def exam_overview() -> dict[str, Any] | None:
             "status": status,
             "open": phase == "open",
         }
-    result["fee_yuan"] = flow.settings.get("fee_yuan")
+    result["fee_yuan"] = flow.settings.get(FEE_YUAN)
     return result
 
 

@@ -21,9 +21,41 @@ from sqlalchemy import select
 from gzsb.accounts.idcard import check_digit
 from gzsb.accounts.service import create_account, hash_password
 from gzsb.bootstrap import engine, vault
+from gzsb.cli.names import (
+    ACCEPT_PLEDGE,
+    APPROVED,
+    CHECK_XUEJI,
+    CONFIRM_INFO,
+    CONFIRM_XUEJI,
+    CONFIRMING,
+    CREATE_ORDER,
+    DEMO,
+    FACE_CHECKING,
+    FACE_MATCHED,
+    GIVE_FACE_CONSENT,
+    IDENTITY_PENDING,
+    IDENTITY_VERIFIED,
+    MANUAL_IDENTITY,
+    MATERIALS_PENDING,
+    MATERIALS_REJECTED,
+    MATERIALS_REVIEW,
+    PAYMENT_PENDING,
+    PAYMENT_SUCCEEDED,
+    PLEDGED,
+    PREFERENCES,
+    REGISTRATION,
+    REJECT_MATERIALS,
+    REQUEST_MANUAL_IDENTITY,
+    STARTED,
+    SUBMIT_BASIC_INFO,
+    SUBMIT_MATERIALS,
+    SUBMIT_PREFERENCES,
+    UPLOAD_IDENTITY,
+)
 from gzsb.common.security import Vault, mask_id_number
 from gzsb.config import ROOT
 from gzsb.enrollment.catalog import import_catalog, import_registry
+from gzsb.errors import ConfigurationError
 from gzsb.extensions import db
 from gzsb.models import Account, Application, ConfirmationPoint, RegistryRecord
 from gzsb.store import FLOWS, start_application
@@ -262,52 +294,52 @@ def import_reference_data(session: Any, v: Any) -> list[str]:
 STUDENT, SYSTEM, STAFF_ROLE = "student", "system", "staff"
 # Routes to each state: (event, who, payload). "{…}" payloads are filled per applicant.
 TO_CONFIRMING = [
-    ("accept_pledge", STUDENT, {"agree": True}),
-    ("submit_basic_info", STUDENT, "basic_info"),
-    ("check_xueji", STUDENT, {}),
-    ("confirm_xueji", STUDENT, {"answer": "correct"}),
+    (ACCEPT_PLEDGE, STUDENT, {"agree": True}),
+    (SUBMIT_BASIC_INFO, STUDENT, "basic_info"),
+    (CHECK_XUEJI, STUDENT, {}),
+    (CONFIRM_XUEJI, STUDENT, {"answer": "correct"}),
     (
-        "submit_preferences",
+        SUBMIT_PREFERENCES,
         STUDENT,
         {"choices": [{"institution": "10060", "major": "080901"}, {"institution": "10066", "major": "080902"}]},
     ),
 ]
-TO_IDENTITY = [*TO_CONFIRMING, ("confirm_info", STUDENT, {})]
+TO_IDENTITY = [*TO_CONFIRMING, (CONFIRM_INFO, STUDENT, {})]
 TO_CHECKING = [
     *TO_IDENTITY,
-    ("give_face_consent", STUDENT, {"agree": True}),
-    ("upload_identity", STUDENT, "identity"),
+    (GIVE_FACE_CONSENT, STUDENT, {"agree": True}),
+    (UPLOAD_IDENTITY, STUDENT, "identity"),
 ]
 MATCHED = {"matched": True, "distance": 0.38, "threshold": 0.6, "model": "Dlib"}
-TO_VERIFIED = [*TO_CHECKING, ("face_matched", SYSTEM, MATCHED)]
-TO_ORDER = [*TO_VERIFIED, ("create_order", STUDENT, {})]
-PAID = ("payment_succeeded", SYSTEM, "payment")
+TO_VERIFIED = [*TO_CHECKING, (FACE_MATCHED, SYSTEM, MATCHED)]
+TO_ORDER = [*TO_VERIFIED, (CREATE_ORDER, STUDENT, {})]
+PAID = (PAYMENT_SUCCEEDED, SYSTEM, "payment")
 ROUTES: dict[str, list[tuple[str, str, Any]]] = {
-    "started": [],
-    "pledged": TO_CONFIRMING[:1],
-    "preferences": TO_CONFIRMING[:3],
-    "confirming": TO_CONFIRMING,
-    "identity_pending": TO_IDENTITY,
-    "face_checking": TO_CHECKING,
-    "manual_identity": [*TO_IDENTITY, ("request_manual_identity", STUDENT, "manual_identity")],
-    "identity_verified": TO_VERIFIED,
-    "payment_pending": TO_ORDER,
-    "materials_pending": [*TO_ORDER, PAID],
-    "materials_review": [*TO_ORDER, PAID, ("submit_materials", STUDENT, "materials")],
-    "materials_rejected": [
+    STARTED: [],
+    PLEDGED: TO_CONFIRMING[:1],
+    PREFERENCES: TO_CONFIRMING[:3],
+    CONFIRMING: TO_CONFIRMING,
+    IDENTITY_PENDING: TO_IDENTITY,
+    FACE_CHECKING: TO_CHECKING,
+    MANUAL_IDENTITY: [*TO_IDENTITY, (REQUEST_MANUAL_IDENTITY, STUDENT, "manual_request")],
+    IDENTITY_VERIFIED: TO_VERIFIED,
+    PAYMENT_PENDING: TO_ORDER,
+    MATERIALS_PENDING: [*TO_ORDER, PAID],
+    MATERIALS_REVIEW: [*TO_ORDER, PAID, (SUBMIT_MATERIALS, STUDENT, "materials")],
+    MATERIALS_REJECTED: [
         *TO_ORDER,
         PAID,
-        ("submit_materials", STUDENT, "materials"),
-        ("reject_materials", STAFF_ROLE, {"reason": "材料不清晰：退役证照片反光，请重新拍摄"}),
+        (SUBMIT_MATERIALS, STUDENT, "materials"),
+        (REJECT_MATERIALS, STAFF_ROLE, {"reason": "材料不清晰：退役证照片反光，请重新拍摄"}),
     ],
-    "approved": [*TO_ORDER, PAID],
+    APPROVED: [*TO_ORDER, PAID],
 }
-NEEDS_MATERIALS = {"materials_pending", "materials_review", "materials_rejected"}
+NEEDS_MATERIALS = {MATERIALS_PENDING, MATERIALS_REVIEW, MATERIALS_REJECTED}
 
 
 def demo_clock(flow: FlowSpec, now: datetime) -> datetime:
     """Inside the registration window, so the window guard lets the demo through."""
-    window = flow.windows.get("registration")
+    window = flow.windows.get(REGISTRATION)
     if window is None or window.opens <= now < window.closes - timedelta(days=3):
         return now
     return window.opens + timedelta(days=1)
@@ -338,7 +370,7 @@ def drive(
             payload = {"files": [demo_material(app, step)]}
         elif payload == "identity":
             payload = demo_identity_images(app)
-        elif payload == "manual_identity":
+        elif payload == "manual_request":
             payload = {**demo_identity_images(app), "note": "人脸比对多次未通过，申请人工认证"}
         actor = {
             STUDENT: Actor(f"account:{account_id}", "student"),
@@ -354,8 +386,11 @@ def seed(app: Flask, per_state: int = 2) -> list[str]:
         v = vault()
         if session.scalars(select(Account.id).where(Account.role == "admin")).first() is not None:
             return ["demo data already present; nothing done"]
-        # Fail before writing anything when no flow is published (all or nothing).
-        FLOWS.current(session, app.config["FLOW_NAME"])
+        # Fail before writing anything when no flow is published (all or nothing), or when
+        # it lacks a state or event the routes below walk.
+        missing = DEMO.missing(FLOWS.by_version(session, FLOWS.current(session, app.config["FLOW_NAME"]).id))
+        if missing:
+            raise ConfigurationError("the demo cannot seed this flow: " + "; ".join(m.message for m in missing))
         points = {}
         for code, name, address in CONFIRMATION_POINTS:
             point = session.scalars(select(ConfirmationPoint).where(ConfirmationPoint.code == code)).first()
@@ -385,7 +420,7 @@ def seed(app: Flask, per_state: int = 2) -> list[str]:
                 student = demo_student(index)
                 if state in NEEDS_MATERIALS:
                     student = Student(**{**student.__dict__, "category": "退役士兵"})
-                elif state == "approved":
+                elif state == APPROVED:
                     student = Student(**{**student.__dict__, "category": "普通", "in_registry": True})
                 photo = portrait_png(student.index) if student.in_registry else None
                 account = add_demo_student(session, v, student, password_hash=password_hash, photo=photo)
@@ -394,7 +429,7 @@ def seed(app: Flask, per_state: int = 2) -> list[str]:
                 student = Student(**{**student.__dict__, "in_registry": found})
                 session.commit()
                 application = start_application(session, account.id, app.config["FLOW_NAME"])
-                route_here = route if student.in_registry else [r for r in route if r[0] != "confirm_xueji"]
+                route_here = route if student.in_registry else [r for r in route if r[0] != CONFIRM_XUEJI]
                 drive(eng, application.id, student, account.id, route_here, staff_id, at + timedelta(hours=index))
                 lines.append(f"{state:18} {student.name} {mask_id_number(student.id_number)}")
         lines.append(f"demo password for every account: {DEMO_PASSWORD}")

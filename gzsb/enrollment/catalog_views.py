@@ -29,6 +29,7 @@ from gzsb.common.security import mask_id_number, mask_mobile
 from gzsb.common.uploads import image_response
 from gzsb.enrollment import steps
 from gzsb.enrollment.catalog import EXTENSIONS, ImageProblem, catalogue, clean_image, read_capped
+from gzsb.enrollment.names import REPORT_XUEJI_ERROR
 from gzsb.enrollment.views import current_actor, form_payload, own_application, render_state
 from gzsb.errors import GuardRefused, InvalidInput, NotFound
 from gzsb.extensions import csrf, db
@@ -216,7 +217,7 @@ def report_xueji() -> Any:
         event_payload: dict[str, Any] = {"problem": payload.get("problem", ""), "evidence": stored}
         if "choices" in payload:
             event_payload["choices"] = payload["choices"]
-        engine().fire(app.id, "report_xueji_error", current_actor(), event_payload, expected_version=version)
+        engine().fire(app.id, REPORT_XUEJI_ERROR, current_actor(), event_payload, expected_version=version)
     except (InvalidInput, GuardRefused) as exc:
         _remove(app.uid, stored)
         fresh = db.session.get(Application, app.id)

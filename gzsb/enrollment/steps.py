@@ -10,6 +10,7 @@ from marshmallow import ValidationError, fields, post_load, pre_load, validate, 
 from sqlalchemy import select
 
 from gzsb.common.fields import IdNumberField, StepSchema, agreed, choice, pattern, text
+from gzsb.enrollment.names import MAX_PREFERENCES
 from gzsb.errors import InvalidInput
 from gzsb.models import CorrectionRequest
 from gzsb.workflow.engine import StepContext
@@ -298,7 +299,7 @@ class PreferencesSchema(StepSchema):
 )
 def preferences(ctx: StepContext, payload: dict[str, Any]) -> None:
     choices = payload["choices"]
-    limit = int(ctx.settings.get("max_preferences", 1))
+    limit = int(ctx.settings.get(MAX_PREFERENCES, 1))
     if len(choices) > limit:
         raise InvalidInput("too many preferences", {"choices": [f"最多可填报{limit}个志愿"]})
     if ctx.services is not None:

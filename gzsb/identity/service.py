@@ -26,6 +26,19 @@ from gzsb.adapters.faces import FaceMatcher, FaceProblem
 from gzsb.adapters.storage import Storage
 from gzsb.common.uploads import CleanImage, ImageProblem, accept_image, discard, read_upload, store_image
 from gzsb.errors import ConflictError, EventNotAvailable, GuardRefused, InvalidInput, NotFound, ServiceError
+from gzsb.identity.names import (
+    FACE_ATTEMPTS,
+    FACE_CHECK_FAILED,
+    FACE_CHECKING,
+    FACE_MATCHED,
+    FACE_MISMATCH,
+    IDENTITY_PENDING,
+    IDENTITY_VERIFIED,
+    MANUAL_IDENTITY,
+    PURGE_ID_CARD,
+    REQUEST_MANUAL_IDENTITY,
+    UPLOAD_IDENTITY,
+)
 from gzsb.models import Application, HistoryEvent, Outbox, Timer, Upload
 from gzsb.workflow.engine import Actor, Engine, Fired
 
@@ -36,9 +49,9 @@ LABELS = {PHOTO: "证件照", ID_CARD: "身份证人像面"}
 FACE_JOB = "face_match"
 FACES = Actor.system("faces")
 RETENTION = Actor.system("retention")
-CHECKING = "face_checking"
+CHECKING = FACE_CHECKING
 # Entering identity_verified from these states settles identity (not: an expired order).
-SETTLING_STATES = ("face_checking", "manual_identity")
+SETTLING_STATES = (FACE_CHECKING, MANUAL_IDENTITY)
 
 NOT_PORTRAIT = ("ID photo is not in portrait orientation", "证件照应为竖版（高度大于宽度），请重新拍摄或裁剪后上传")
 UNREADABLE = "图片已失效，请重新上传"
@@ -153,14 +166,14 @@ def submit_for_matching(
     matcher: FaceMatcher,
 ) -> Fired:
     """【上传认证】: both images checked (faces included), stored, upload_identity fired."""
-    _require(eng, app, actor, "upload_identity")
+    _require(eng, app, actor, UPLOAD_IDENTITY)
     images, errors = _check_all(files, (PHOTO, ID_CARD), limits, matcher)
     for kind in (PHOTO, ID_CARD):
         if files.get(kind) is None:
             errors[kind] = [f"请选择{LABELS[kind]}图片（JPG或PNG）"]
     if errors:
         raise InvalidInput(f"identity upload of {app.uid} refused: {sorted(errors)}", errors)
-    return _fire_with(session, storage, eng, app, actor, "upload_identity", images, {}, version)
+    return _fire_with(session, storage, eng, app, actor, UPLOAD_IDENTITY, images, {}, version)
 
 
 def request_manual(
@@ -178,7 +191,7 @@ def request_manual(
 ) -> Fired:
     """【申请人工认证】: the 证件照 (unless one is on file), the ID card unless the student has
     none; no face processing (the student may not have agreed to it)."""
-    _require(eng, app, actor, "request_manual_identity")
+    _require(eng, app, actor, REQUEST_MANUAL_IDENTITY)
     identity = (app.data or {}).get("identity") or {}
     kinds = (PHOTO,) if no_id_card else (PHOTO, ID_CARD)
     images, errors = _check_all(files, kinds, limits, None)
@@ -189,7 +202,7 @@ def request_manual(
     if errors:
         raise InvalidInput(f"manual identity request of {app.uid} refused: {sorted(errors)}", errors)
     payload: dict[str, Any] = {"no_id_card": no_id_card, "note": note}
-    return _fire_with(session, storage, eng, app, actor, "request_manual_identity", images, payload, version)
+    return _fire_with(session, storage, eng, app, actor, REQUEST_MANUAL_IDENTITY, images, payload, version)
 
 
 def _on_file(session: Session, app: Application, uid: str | None) -> bool:
@@ -204,7 +217,7 @@ def identity_view(app: Application, flow_settings: Mapping[str, Any]) -> dict[st
     data = app.data or {}
     identity = data.get("identity") or {}
     used = int((data.get("counters") or {}).get("face", 0))
-    limit = int(flow_settings.get("face_attempts", 3))
+    limit = int(flow_settings.get(FACE_ATTEMPTS, 3))
     result = identity.get("result") or {}
     review = identity.get("review") or {}
     return {
@@ -267,7 +280,7 @@ def run_face_job(
             raise
         log.error("face job %d (application %s) failed for good: %s", outbox_id, uid, exc)
         return _fail(eng, app_id, version, f"{type(exc).__name__}: {exc}", UNAVAILABLE)
-    event = "face_matched" if result.matched else "face_mismatch"
+    event = FACE_MATCHED if result.matched else FACE_MISMATCH
     try:
         eng.fire(app_id, event, FACES, result.payload(), expected_version=version)
     except ConflictError:
@@ -281,7 +294,7 @@ def run_face_job(
 
 def _fail(eng: Engine, app_id: int, version: int | None, error: str, reason: str) -> str:
     try:
-        eng.fire(app_id, "face_check_failed", FACES, {"error": error[:500], "reason": reason}, expected_version=version)
+        eng.fire(app_id, FACE_CHECK_FAILED, FACES, {"error": error[:500], "reason": reason}, expected_version=version)
     except ConflictError:
         return "obsolete"
     return "failed"
@@ -302,7 +315,7 @@ def settled_at(session: Session, app: Application) -> datetime | None:
         select(HistoryEvent.at)
         .where(
             HistoryEvent.application_id == app.id,
-            HistoryEvent.to_state == "identity_verified",
+            HistoryEvent.to_state == IDENTITY_VERIFIED,
             HistoryEvent.from_state.in_(SETTLING_STATES),
         )
         .order_by(HistoryEvent.seq.desc())
@@ -328,7 +341,7 @@ def purge_id_cards(
             Upload.deleted_at.is_(None),
             # Set on first sight below: images inside their grace period cost no more lookups.
             or_(Upload.delete_after.is_(None), Upload.delete_after <= now),
-            Application.state.not_in(("identity_pending", CHECKING, "manual_identity")),
+            Application.state.not_in((IDENTITY_PENDING, CHECKING, MANUAL_IDENTITY)),
         )
         .order_by(Upload.application_id, Upload.id)
     ).all()
@@ -378,7 +391,7 @@ def _record_purge(
         "retention_hours": retention.total_seconds() / 3600,
     }
     try:
-        eng.fire(app.id, "purge_id_card", RETENTION, payload, expected_version=app.version, now=now)
+        eng.fire(app.id, PURGE_ID_CARD, RETENTION, payload, expected_version=app.version, now=now)
     except EventNotAvailable:
         # An application on an older flow version without the event: the image still goes
         # (keeping it would break the retention promise); the log says why no event exists.

@@ -21,6 +21,7 @@ from gzsb.common.uploads import image_response, read_upload
 from gzsb.enrollment.views import current_actor, flow_of, own_application, render_state
 from gzsb.errors import GuardRefused, InvalidInput, NotFound
 from gzsb.extensions import csrf, db
+from gzsb.identity.names import FACE_CHECKING, IDENTITY_PENDING, MANUAL_IDENTITY
 from gzsb.identity.service import ID_CARD, PHOTO, UploadLimits, identity_view, request_manual, submit_for_matching
 from gzsb.models import Application
 from gzsb.worker.drain import dispatch_jobs
@@ -135,7 +136,7 @@ def result() -> Any:
     app = own_application()
     flow = flow_of(app)
     view = identity_view(app, flow.settings)
-    if app.state in {"identity_pending", "face_checking", "manual_identity"} or not view["verified"]:
+    if app.state in {IDENTITY_PENDING, FACE_CHECKING, MANUAL_IDENTITY} or not view["verified"]:
         return redirect(url_for("enrollment.application"))
     return render_template("identity_result.html", app=app, flow=flow, view=view)
 

@@ -18,13 +18,14 @@ from sqlalchemy.orm import Session
 from gzsb.adapters.storage import Storage
 from gzsb.common.uploads import ImageProblem, accept_image, discard, store_image
 from gzsb.errors import ConflictError, NotFound
+from gzsb.materials.names import MATERIALS_PENDING, MATERIALS_REJECTED
 from gzsb.models import Application, Upload
 from gzsb.staff.steps import MATERIAL_KIND, MAX_MATERIALS
 
 log = logging.getLogger(__name__)
 
 # States in which the student may change the set of photos (the upload page).
-EDITABLE = frozenset({"materials_pending", "materials_rejected"})
+EDITABLE = frozenset({MATERIALS_PENDING, MATERIALS_REJECTED})
 NOT_NOW = "当前不能修改审核材料，请刷新页面"
 
 

@@ -40,6 +40,7 @@ from gzsb.adapters.payments import (
 from gzsb.common.beijing import as_utc
 from gzsb.errors import ConflictError, GuardRefused, InvalidInput, NotFound
 from gzsb.models import Application, Payment, PaymentNotification, PaymentOrder
+from gzsb.payments.names import ORDER_OPEN, PAYMENT_SUCCEEDED
 from gzsb.workflow.engine import Actor, Engine
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ def payable(session: Session, order: PaymentOrder, now: datetime) -> str | None:
         return "该订单已超过支付期限"
     application = session.get(Application, order.application_id)
     current = ((application.data or {}).get("order") or {}).get("number") if application else None
-    if application is None or application.state != "payment_pending" or current != order.number:
+    if application is None or application.state != ORDER_OPEN or current != order.number:
         return "该订单当前不能支付，请返回流程页面查看"
     return None
 
@@ -288,7 +289,7 @@ def _apply(session: Session, eng: Engine, n: Notification, now: datetime) -> str
         if reason is not None:
             return _refund(session, n, reason, now)
         try:
-            eng.fire(order.application_id, "payment_succeeded", ACTOR, payload, now=now)
+            eng.fire(order.application_id, PAYMENT_SUCCEEDED, ACTOR, payload, now=now)
         except ConflictError:
             continue  # someone moved the application (maybe this very payment): look again
         except (InvalidInput, GuardRefused) as exc:

@@ -17,6 +17,7 @@ from sqlalchemy import update
 from gzsb.common.fields import StepSchema, text
 from gzsb.errors import InvalidInput
 from gzsb.models import Payment, PaymentOrder
+from gzsb.payments.names import FEE_YUAN, PAYMENT_HOURS
 from gzsb.workflow.engine import StepContext
 from gzsb.workflow.registry import STEPS
 
@@ -32,8 +33,8 @@ def _session(ctx: StepContext) -> Any:
 
 @STEPS.register("create_order")
 def create_order(ctx: StepContext, payload: dict[str, Any]) -> None:
-    fee_fen = int(ctx.settings.get("fee_yuan", 0)) * 100
-    deadline = ctx.now + timedelta(hours=int(ctx.settings.get("payment_hours", 24)))
+    fee_fen = int(ctx.settings.get(FEE_YUAN, 0)) * 100
+    deadline = ctx.now + timedelta(hours=int(ctx.settings.get(PAYMENT_HOURS, 24)))
     number = f"GZSB{ctx.now:%Y%m%d}{ctx.record.uid[:10].upper()}{ctx.record.seq + 1:03d}"
     ctx.data["order"] = {
         "number": number,

@@ -48,11 +48,12 @@ from gzsb.models import (
     RegistrationForm,
     Upload,
 )
+from gzsb.regform.names import APPROVED, REGISTRATION
 from gzsb.store import FLOWS
 
 log = logging.getLogger(__name__)
 
-FINAL_STATE = "approved"
+FINAL_STATE = APPROVED
 # Bump when the template changes: cached PDFs are rendered again, verification codes (over
 # the content only) stay valid.
 LAYOUT = 1
@@ -204,7 +205,7 @@ def verify_url(base: str, serial: str, code: str) -> str:
 def exam_year(session: Session, app: Application, now: datetime) -> int:
     """The year of the registration window's close (the exam follows it), else this year."""
     flow = FLOWS.by_version(session, app.flow_version_id)
-    window = flow.windows.get("registration")
+    window = flow.windows.get(REGISTRATION)
     moment = window.closes if window is not None else now
     return as_utc(moment).astimezone(BEIJING).year
 

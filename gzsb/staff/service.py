@@ -25,7 +25,18 @@ from sqlalchemy.orm import Session
 
 from gzsb.common.beijing import as_utc
 from gzsb.errors import InvalidInput, NotFound
+from gzsb.identity import names as identity_names
 from gzsb.models import Account, Application, ConfirmationPoint, CorrectionRequest, HistoryEvent, Upload
+from gzsb.payments import names as payment_names
+from gzsb.staff.names import (
+    APPROVE_IDENTITY,
+    APPROVE_MATERIALS,
+    IDENTITY_QUEUE,
+    MATERIALS_QUEUE,
+    REJECT_IDENTITY,
+    REJECT_MATERIALS,
+    RESOLVE_XUEJI_CORRECTION,
+)
 from gzsb.workflow.engine import Actor, Engine, Fired
 from gzsb.workflow.spec import FlowSpec
 
@@ -50,9 +61,9 @@ QUEUES: dict[str, Queue] = {
         "materials",
         "材料审核",
         "已缴费、需确认点审核材料的考生（特殊考生类别或未查到学籍/学历）",
-        state="materials_review",
-        approve="approve_materials",
-        reject="reject_materials",
+        state=MATERIALS_QUEUE,
+        approve=APPROVE_MATERIALS,
+        reject=REJECT_MATERIALS,
         approve_label="审核通过",
         reject_label="审核不通过",
         reasons=("材料不清晰", "材料不完整", "材料与本人信息不符", "材料与考生类别不符", "材料已过期或无效"),
@@ -61,9 +72,9 @@ QUEUES: dict[str, Queue] = {
         "identity",
         "人工身份认证",
         "人脸比对未通过或申请人工认证的考生",
-        state="manual_identity",
-        approve="approve_identity",
-        reject="reject_identity",
+        state=IDENTITY_QUEUE,
+        approve=APPROVE_IDENTITY,
+        reject=REJECT_IDENTITY,
         approve_label="认证通过",
         reject_label="认证不通过",
         reasons=("照片非本人", "证件照不符合要求", "身份证照片不清晰", "身份证信息与报名信息不符"),
@@ -79,15 +90,15 @@ QUEUES: dict[str, Queue] = {
         reasons=("证明材料不足", "证明材料不清晰", "学籍/学历信息无误，无需更正"),
     ),
 }
-CORRECTION_EVENT = "resolve_xueji_correction"
+CORRECTION_EVENT = RESOLVE_XUEJI_CORRECTION
 # System events carry no label in the flow (nobody clicks them); how staff read them.
 SYSTEM_EVENTS = {
-    "face_matched": "人脸比对一致",
-    "face_mismatch": "人脸比对不一致",
-    "face_check_failed": "人脸比对失败",
-    "payment_succeeded": "支付成功",
-    "payment_expired": "订单超时未支付",
-    "purge_id_card": "删除身份证照片（到期）",
+    identity_names.FACE_MATCHED: "人脸比对一致",
+    identity_names.FACE_MISMATCH: "人脸比对不一致",
+    identity_names.FACE_CHECK_FAILED: "人脸比对失败",
+    payment_names.PAYMENT_SUCCEEDED: "支付成功",
+    payment_names.PAYMENT_EXPIRED: "订单超时未支付",
+    identity_names.PURGE_ID_CARD: "删除身份证照片（到期）",
 }
 NEED_REASON = "请选择或填写不通过原因"
 OTHER_POINT = "no such item at this confirmation point"

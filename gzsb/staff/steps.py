@@ -14,6 +14,7 @@ from marshmallow import ValidationError, fields, validate, validates_schema
 
 from gzsb.common.fields import REQUIRED, StepSchema, choice, text
 from gzsb.errors import ConfigurationError, ConflictError, InvalidInput
+from gzsb.staff.names import IDENTITY_QUEUE
 from gzsb.workflow.engine import StepContext
 from gzsb.workflow.registry import STEPS
 
@@ -34,7 +35,7 @@ class RejectionSchema(StepSchema):
 
 
 def _review_key(ctx: StepContext) -> str:
-    return "identity" if ctx.record.state == "manual_identity" else "materials"
+    return "identity" if ctx.record.state == IDENTITY_QUEUE else "materials"
 
 
 def _account_id(actor_id: str) -> int | None:

@@ -39,7 +39,7 @@
       .then(function (response) { if (!response.ok) throw new Error(response.status); return response.json(); })
       .then(function (body) {
         failures = 0;
-        if (body.state !== "face_checking") { window.location.assign(resultUrl); return; }
+        if (body.state !== panel.dataset.state) { window.location.assign(resultUrl); return; }
         setTimeout(poll, 1500);
       })
       .catch(function () {

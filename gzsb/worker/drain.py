@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from gzsb.adapters.sms import SmsSender
 from gzsb.common.security import Vault
 from gzsb.errors import ConflictError, ServiceError
+from gzsb.identity.names import FACE_CHECKING
 from gzsb.models import Account, Application, Outbox, Timer
 from gzsb.workflow.engine import Actor, Engine
 
@@ -133,7 +134,7 @@ def requeue_stale_jobs(
     lease: timedelta,
     max_dispatches: int,
     queue_wait: timedelta | None = None,
-    waiting_state: str = "face_checking",
+    waiting_state: str = FACE_CHECKING,
 ) -> tuple[int, int]:
     """Queue again the job of an application still waiting for it: one a worker started
     more than ``lease`` ago (the worker died), or one no worker started ``queue_wait``

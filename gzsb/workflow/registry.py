@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from gzsb.errors import ConfigurationError
+from gzsb.workflow.needs import NEEDS, Needs
 
 T = TypeVar("T")
 
@@ -101,3 +102,24 @@ STEPS = StepRegistry("step")
 # and by config, so the validator can reject a flow that names one that does not exist.
 PAGES: Registry[str] = Registry("page")
 SMS_TEMPLATES: Registry[str] = Registry("SMS template")
+
+
+@dataclass(frozen=True)
+class FlowRegistries:
+    """Everything a flow's names are checked against, handed to the validator by its caller
+    (the engine does not know how areas, pages or SMS templates are found)."""
+
+    guards: GuardRegistry
+    steps: StepRegistry
+    pages: Registry[str]
+    sms: Registry[str]
+    needs: Needs
+
+    def without_needs(self) -> FlowRegistries:
+        """For flows that are not the product's (test fixtures, what-if sketches)."""
+        return FlowRegistries(self.guards, self.steps, self.pages, self.sms, Needs())
+
+
+def global_registries() -> FlowRegistries:
+    """The process-wide registries, as far as they have been filled (see gzsb.bootstrap)."""
+    return FlowRegistries(GUARDS, STEPS, PAGES, SMS_TEMPLATES, NEEDS)

@@ -16,7 +16,18 @@ from marshmallow import ValidationError
 from gzsb.errors import FlowError
 from gzsb.workflow.engine import MIGRATE_EVENT
 from gzsb.workflow.loader import flatten_errors, load_flow, load_flow_file
-from gzsb.workflow.registry import GUARDS, PAGES, SMS_TEMPLATES, STEPS, GuardRegistry, Registry, StepRegistry
+from gzsb.workflow.needs import Needs
+from gzsb.workflow.registry import (
+    GUARDS,
+    PAGES,
+    SMS_TEMPLATES,
+    STEPS,
+    FlowRegistries,
+    GuardRegistry,
+    Registry,
+    StepRegistry,
+    global_registries,
+)
 from gzsb.workflow.spec import FlowSpec, TransitionSpec
 
 
@@ -199,29 +210,37 @@ def _closure(start: set[str], edges: dict[str, set[str]]) -> set[str]:
     return seen
 
 
-def _registries_filled() -> None:
-    # Guards, steps, page and SMS template names register on import / app set-up; the CLI
-    # and tests may validate before any app exists.
-    from gzsb.app import register_names
-    from gzsb.config import Config
-
-    register_names(Config)
+# ------------------------------------------------------------------ names areas rely on
 
 
-def check_flow(text: str, source: str = "<flow>") -> FlowSpec:
-    """Load and validate; raises FlowError listing every problem."""
-    _registries_filled()
-    flow = load_flow(text, source)
-    problems = validate_flow(flow)
+def check_needs(flow: FlowSpec, needs: Needs) -> list[str]:
+    """A flow lacking a name that some area's code relies on would break that area at run time."""
+    return [f"{flow.source}: {m.path}: {m.message}" for m in needs.missing(flow)]
+
+
+def validate_with(flow: FlowSpec, registries: FlowRegistries) -> list[str]:
+    """Every problem of a loaded flow against the registries its caller built."""
+    problems = validate_flow(
+        flow, guards=registries.guards, steps=registries.steps, pages=registries.pages, sms=registries.sms
+    )
+    return problems + check_needs(flow, registries.needs)
+
+
+def _checked(flow: FlowSpec, registries: FlowRegistries | None) -> FlowSpec:
+    problems = validate_with(flow, registries if registries is not None else global_registries())
     if problems:
         raise FlowError(problems)
     return flow
 
 
-def check_flow_file(path: str | Path) -> FlowSpec:
-    _registries_filled()
-    flow = load_flow_file(path)
-    problems = validate_flow(flow)
-    if problems:
-        raise FlowError(problems)
-    return flow
+def check_flow(text: str, source: str = "<flow>", registries: FlowRegistries | None = None) -> FlowSpec:
+    """Load and validate; raises FlowError listing every problem.
+
+    ``registries``: what names are checked against (``gzsb.bootstrap.registries()`` builds
+    the product's); None uses the process-wide ones as far as they have been filled.
+    """
+    return _checked(load_flow(text, source), registries)
+
+
+def check_flow_file(path: str | Path, registries: FlowRegistries | None = None) -> FlowSpec:
+    return _checked(load_flow_file(path), registries)

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from gzsb.app import create_app
+from gzsb.bootstrap import registries
 from gzsb.config import ROOT, TestConfig
 from gzsb.errors import FlowError
 from gzsb.workflow.validate import check_flow, check_flow_file
+
+# Built without a Flask app. The fixtures are small flows, not the product's: the names the
+# areas need are checked on the shipped flow here and in test_needs.py.
+PRODUCT = registries(TestConfig)
+SKETCH = PRODUCT.without_needs()
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 BAD = FIXTURES / "bad_flows"
@@ -56,7 +64,7 @@ EXPECTED = {
 
 def problems_of(path: Path) -> list[str]:
     with pytest.raises(FlowError) as failed:
-        check_flow_file(path)
+        check_flow_file(path, SKETCH)
     return failed.value.problems
 
 
@@ -72,8 +80,8 @@ def test_bad_flow_names_file_key_path_and_what_is_valid(name: str) -> None:
 
 
 def test_minimal_and_shipped_flows_are_valid() -> None:
-    assert check_flow_file(FIXTURES / "minimal_flow.yaml").initial == "started"
-    flow = check_flow_file(ROOT / "flows" / "enrollment.yaml")
+    assert check_flow_file(FIXTURES / "minimal_flow.yaml", SKETCH).initial == "started"
+    flow = check_flow_file(ROOT / "flows" / "enrollment.yaml", PRODUCT)
     assert flow.states[flow.initial].page == "pledge"
 
 
@@ -82,7 +90,7 @@ def test_every_problem_is_reported_at_once() -> None:
     text = text.replace("initial: started", "initial: begin").replace("step: pledge", "step: nope")
     text = text.replace("registration_approved", "nothing")
     with pytest.raises(FlowError) as failed:
-        check_flow(text, "three.yaml")
+        check_flow(text, "three.yaml", SKETCH)
     paths = [line.split(": ")[1] for line in failed.value.problems]
     assert {"initial", "transitions[0].step", "notify.approved"} <= set(paths)
 
@@ -94,6 +102,34 @@ def test_cli_validate_exit_codes_and_output() -> None:
     bad = runner.invoke(args=["flow", "validate", str(BAD / "unknown_guard.yaml")])
     assert bad.exit_code == 1
     assert "unknown_guard.yaml: transitions[0].guards[0]: unknown guard 'paied'" in bad.output
+
+
+def test_cli_validate_refuses_a_flow_lacking_a_name_an_area_needs(tmp_path: Path) -> None:
+    text = (ROOT / "flows" / "enrollment.yaml").read_text(encoding="utf-8")
+    renamed = tmp_path / "renamed.yaml"
+    renamed.write_text(text.replace("payment_pending", "order_open"), encoding="utf-8")
+    result = create_app(TestConfig).test_cli_runner().invoke(args=["flow", "validate", str(renamed)])
+    assert result.exit_code == 1
+    assert "renamed.yaml: states: state 'payment_pending' is needed by area 'payments'" in result.output
+    assert "renamed.yaml: 1 problem(s); not valid" in result.output
+
+
+def test_the_engine_is_validated_without_flask() -> None:
+    # The validator is handed its registries: importing the engine must not pull in the web app.
+    code = (
+        "import sys\n"
+        "from gzsb.workflow.needs import Needs\n"
+        "from gzsb.workflow.registry import FlowRegistries, GuardRegistry, Registry, StepRegistry\n"
+        "from gzsb.workflow.validate import check_flow\n"
+        "empty = FlowRegistries(GuardRegistry('g'), StepRegistry('s'), Registry('p'), Registry('t'), Needs())\n"
+        "try:\n"
+        f"    check_flow(open({str(FIXTURES / 'minimal_flow.yaml')!r}, encoding='utf-8').read(), 'm.yaml', empty)\n"
+        "except Exception as exc:\n"
+        "    assert 'unknown g ' in str(exc.problems), exc\n"
+        "sys.exit(3 if 'flask' in sys.modules else 0)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=False, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
 
 
 def test_cli_graph_draws_svg(tmp_path: Path) -> None:
