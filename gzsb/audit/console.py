@@ -110,20 +110,27 @@ class VerifyRun:
     number: int
     started_at: datetime
     by: str
+    total: int = 0  # applications when the run started (for progress)
     checked: int = 0
     events: int = 0
     failed: int = 0
     failures: list[Failure] = field(default_factory=list)
     seconds: float = 0.0
+    error: str = ""
+    finished: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    @property
+    def done(self) -> bool:
+        return self.finished.is_set()
 
     @property
     def ok(self) -> bool:
-        return self.failed == 0
+        return self.done and not self.failed and not self.error
 
 
 class RunLog:
-    """The latest verify runs of this process. Switch point: the teammate's verify-run
-    table keeps them across processes and restarts."""
+    """The latest verify runs of this process, at most one running at a time. Switch
+    point: the teammate's verify-run table keeps them across processes and restarts."""
 
     KEEP = 20
 
@@ -132,36 +139,53 @@ class RunLog:
         self._lock = threading.Lock()
         self._numbers = 0
 
-    def next_number(self) -> int:
+    def start(self, *, now: datetime, by: str, total: int) -> tuple[VerifyRun, bool]:
+        """A new run, or the one still running (False): repeated clicks start nothing."""
         with self._lock:
+            for run in self._runs:
+                if not run.done:
+                    return run, False
             self._numbers += 1
-            return self._numbers
-
-    def add(self, run: VerifyRun) -> None:
-        with self._lock:
+            run = VerifyRun(self._numbers, now, by, total=total)
             self._runs.appendleft(run)
+            return run, True
 
     def latest(self) -> list[VerifyRun]:
         with self._lock:
             return list(self._runs)
 
+    @property
+    def running(self) -> bool:
+        return any(not run.done for run in self.latest())
 
-def run_verify(session: Session, runs: RunLog, *, now: datetime, by: str) -> VerifyRun:
-    """Replay every application under its own flow version (streamed: memory stays flat)."""
-    run = VerifyRun(runs.next_number(), now, by)
+
+# Fleets up to this many events are verified within the request (about 2 s at the measured
+# ~120,000 events/s, bench/RESULTS.md); larger ones in a background thread with progress.
+INLINE_EVENTS = 200_000
+
+
+def run_verify(session: Session, run: VerifyRun) -> VerifyRun:
+    """Replay every application under its own flow version (streamed: memory stays flat),
+    counting into ``run`` as it goes so a page can show progress."""
     started = time.perf_counter()
-    for verdict in verify_all(session):
-        run.checked += 1
-        run.events += verdict.events
-        if not verdict.ok:
-            run.failed += 1
-            if len(run.failures) < FAILURES_SHOWN:
-                run.failures.append(Failure(verdict.application, verdict.bad_seq, verdict.problem))
-    run.seconds = time.perf_counter() - started
-    runs.add(run)
+    try:
+        for verdict in verify_all(session):
+            run.checked += 1
+            run.events += verdict.events
+            if not verdict.ok:
+                run.failed += 1
+                if len(run.failures) < FAILURES_SHOWN:
+                    run.failures.append(Failure(verdict.application, verdict.bad_seq, verdict.problem))
+    except Exception as exc:
+        run.error = type(exc).__name__
+        log.exception("verify run %d failed after %d application(s)", run.number, run.checked)
+        raise
+    finally:
+        run.seconds = time.perf_counter() - started
+        run.finished.set()
     log.info(
         "verify run %d by %s: %d application(s), %d event(s), %d failed in %.2f s",
-        run.number, by, run.checked, run.events, run.failed, run.seconds,
+        run.number, run.by, run.checked, run.events, run.failed, run.seconds,
     )  # fmt: skip
     return run
 

@@ -10,10 +10,11 @@ URLs, server logs or browser history; pages show personal data masked.
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import datetime
 from typing import Any
 
-from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, Response, current_app, redirect, render_template, request, url_for
 
 from gzsb.accounts.views import current_account, login_required
 from gzsb.audit import console
@@ -62,7 +63,11 @@ def audit_problem(problem: str) -> str:
 def _home(*, query_error: str = "", status: int = 200) -> Any:
     return (
         render_template(
-            "audit/home.html", fleet=console.fleet(db.session), runs=_runs().latest(), query_error=query_error
+            "audit/home.html",
+            fleet=console.fleet(db.session),
+            runs=_runs().latest(),
+            running=_runs().running,
+            query_error=query_error,
         ),
         status,
     )
@@ -77,8 +82,24 @@ def home() -> Any:
 @bp.post("/verify")
 @login_required(ROLE)
 def verify_fleet() -> Any:
-    run = console.run_verify(db.session, _runs(), now=_now(), by=f"account:{_me().id}")
+    fleet = console.fleet(db.session)
+    run, started = _runs().start(now=_now(), by=f"account:{_me().id}", total=fleet.applications)
+    if started and fleet.events <= console.INLINE_EVENTS:
+        console.run_verify(db.session, run)
+    elif started:
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        threading.Thread(target=_verify_in_background, args=(app, run), name=f"audit-verify-{run.number}").start()
     return redirect(url_for("audit.home", _anchor=f"run-{run.number}"))
+
+
+def _verify_in_background(app: Flask, run: console.VerifyRun) -> None:
+    with app.app_context():
+        try:
+            console.run_verify(db.session, run)
+        except Exception:  # logged by run_verify; the page shows the run as broken off
+            pass
+        finally:
+            db.session.remove()
 
 
 @bp.post("/find")

@@ -112,6 +112,36 @@ def test_fleet_verify_names_the_failed_application_and_seq(auditor, approved, en
     assert ">4</td>" in row.group(0) and "事件内容与其哈希不符" in row.group(0)
 
 
+def test_large_fleets_are_verified_in_the_background_with_progress(app, auditor, approved, monkeypatch) -> None:
+    from gzsb.audit import console
+
+    monkeypatch.setattr(console, "INLINE_EVENTS", 0)  # every fleet counts as large
+    sql("UPDATE history_events SET at = '2026-12-01T03:00:00.000000Z' WHERE application_id = :a AND seq = 2",
+        a=approved.application_id)  # fmt: skip
+    response = post(auditor, "/audit/verify")
+    assert response.status_code == 302
+    run = app.extensions["gzsb.audit_runs"].latest()[0]
+    assert run.finished.wait(30), "the background verify did not finish"
+    text = page(auditor, "/audit/")
+    assert "1 份未通过" in text and "进行中" not in text and 'http-equiv="refresh"' not in text
+    assert run.total == 1 and run.checked == 1 and run.failures[0].seq == 2
+
+
+def test_one_verify_run_at_a_time() -> None:
+    from datetime import UTC, datetime
+
+    from gzsb.audit.console import RunLog
+
+    runs = RunLog()
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    first, started = runs.start(now=now, by="account:1", total=5)
+    again, started_again = runs.start(now=now, by="account:2", total=5)
+    assert started and not started_again and again is first and runs.running
+    first.finished.set()
+    second, started = runs.start(now=now, by="account:2", total=5)
+    assert started and second.number == 2 and [r.number for r in runs.latest()] == [2, 1]
+
+
 # ------------------------------------------------------------------------------- find
 
 
