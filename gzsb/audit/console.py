@@ -159,9 +159,10 @@ class RunLog:
         return any(not run.done for run in self.latest())
 
 
-# Fleets up to this many events are verified within the request (about 2 s at the measured
-# ~120,000 events/s, bench/RESULTS.md); larger ones in a background thread with progress.
-INLINE_EVENTS = 200_000
+# Fleets up to this many events are verified within the request (about 3 s at the ~7,000
+# events/s measured through this page on the shared 2-core machine; bench/RESULTS.md has
+# ~120,000 on an idle one); larger ones in a background thread with progress.
+INLINE_EVENTS = 20_000
 
 
 def run_verify(session: Session, run: VerifyRun) -> VerifyRun:

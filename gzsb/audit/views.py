@@ -88,7 +88,9 @@ def verify_fleet() -> Any:
         console.run_verify(db.session, run)
     elif started:
         app = current_app._get_current_object()  # type: ignore[attr-defined]
-        threading.Thread(target=_verify_in_background, args=(app, run), name=f"audit-verify-{run.number}").start()
+        threading.Thread(
+            target=_verify_in_background, args=(app, run), name=f"audit-verify-{run.number}", daemon=True
+        ).start()
     return redirect(url_for("audit.home", _anchor=f"run-{run.number}"))
 
 
