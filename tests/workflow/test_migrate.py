@@ -16,7 +16,7 @@ from flask import Flask
 from sqlalchemy import select
 
 from gzsb.audit.service import verify_all
-from gzsb.bootstrap import engine
+from gzsb.bootstrap import engine, registries
 from gzsb.config import ROOT
 from gzsb.errors import FlowError, Forbidden, GuardRefused, MigrationRefused, NotFound
 from gzsb.extensions import db
@@ -41,7 +41,8 @@ from tests.drive import ADMIN, STAFF, application, chain, history, snapshot, sql
 from tests.review_support import add_upload
 from tests.support import Applicant, pay, student_payload, to_payment
 
-FLOW = check_flow_file(ROOT / "flows" / "enrollment.yaml")
+REGISTRIES = registries()
+FLOW = check_flow_file(ROOT / "flows" / "enrollment.yaml", REGISTRIES)
 OLD_CLOSE, NEW_CLOSE = "2027-01-12T17:00:00+08:00", "2027-03-31T17:00:00+08:00"
 AFTER_OLD_CLOSE = datetime(2027, 2, 1, 2, 0, tzinfo=UTC)  # 10:00 in Beijing, between the two closes
 APPROVER = "account:902"
@@ -53,7 +54,7 @@ def edited(*edits: tuple[str, str], source: str = "edited.yaml", validate: bool 
     for old, new in edits:
         assert text.count(old) == 1, old
         text = text.replace(old, new)
-    return check_flow(text, source) if validate else load_flow(text, source)
+    return check_flow(text, source, REGISTRIES.without_needs()) if validate else load_flow(text, source)
 
 
 EXTEND = (OLD_CLOSE, NEW_CLOSE)
