@@ -114,9 +114,7 @@ def _render(errors: dict[str, list[str]], status: int = 200) -> Any:
 
 def _count_failure(account: Account) -> bool:
     """One more wrong current password (atomic); True when the account is now locked out."""
-    db.session.execute(
-        update(Account).where(Account.id == account.id).values(failed_logins=Account.failed_logins + 1)
-    )
+    db.session.execute(update(Account).where(Account.id == account.id).values(failed_logins=Account.failed_logins + 1))
     db.session.refresh(account)
     if account.failed_logins < LOCK_AFTER:
         db.session.commit()
