@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from gzsb.accounts.idcard import parse_id_number
 from gzsb.accounts.passwords import password_problems
-from gzsb.accounts.service import create_account, find_by_id_number, mobile_taken, set_password
+from gzsb.accounts.service import create_account, find_by_id_number, id_number_taken, mobile_taken, set_password
 from gzsb.common.beijing import as_utc
 from gzsb.common.security import Vault, mask_id_number, mask_mobile, mask_name
 from gzsb.errors import ConflictError, InvalidInput, NotFound
@@ -357,6 +357,8 @@ def create_staff_account(
             raise InvalidInput("point disabled", {"point": ["该确认点已停用"]})
     elif code:
         raise InvalidInput(f"{role} with a point", {"point": ["只有确认点工作人员属于确认点"]})
+    if id_number_taken(session, vault, number):  # create_account checks too; this one comes first
+        raise ConflictError("an account with this ID number exists", public="该身份证号已注册")
     if mobile_taken(session, vault, phone):
         raise ConflictError("mobile taken", public="该手机号已绑定其他账号")
     password = one_time_password(number, phone)
