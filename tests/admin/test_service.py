@@ -206,3 +206,14 @@ def test_the_action_log_is_append_only(app) -> None:
         db.session.flush()
     db.session.rollback()
     assert [a.action for a in all_actions()] == ["create_account"]
+
+
+def test_last_admin_protection_on_postgresql(pg_app) -> None:
+    """The FOR UPDATE of the active admins is valid SQL there, and the rule holds."""
+    first, _ = add_account("admin")
+    second, _ = add_account("admin")
+    admin.set_account_enabled(db.session, vault(), admin.Operator.of(first), NOW, second, False)
+    db.session.commit()
+    with pytest.raises(ConflictError, match="last active admin"):
+        admin.set_account_enabled(db.session, vault(), BY, NOW, first, False)
+    db.session.rollback()
