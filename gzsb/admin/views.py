@@ -200,7 +200,8 @@ def create_point() -> Any:
 def edit_point(point_id: int) -> Any:
     point = admin.point_by_id(db.session, point_id)
     if request.method == "GET":
-        return render_template("admin/point_edit.html", point=point, values=vars(point), errors={})
+        values = {name: getattr(point, name) for name in POINT_FIELDS}
+        return render_template("admin/point_edit.html", point=point, values=values, errors={})
     values = _form(POINT_FIELDS[1:])
     try:
         admin.edit_point(db.session, _me(), _now(), point, **values)
