@@ -26,6 +26,9 @@ class ConfirmationPoint(db.Model):
     code: Mapped[str] = mapped_column(String(16), unique=True)
     name: Mapped[str] = mapped_column(String(100))
     address: Mapped[str] = mapped_column(String(200), default="")
+    office_hours: Mapped[str] = mapped_column(String(500), default="")
+    # Disabled points take no new staff; they stay for the staff and applications they have.
+    disabled_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True), nullable=True)
 
 
 class Account(db.Model):
@@ -44,6 +47,9 @@ class Account(db.Model):
     locked_until: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True), nullable=True)
     confirmation_point_id: Mapped[int | None] = mapped_column(ForeignKey("confirmation_points.id"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow)
+    # Set with an admin's one-time password: nothing else opens until the owner picks one.
+    must_change_password: Mapped[bool] = mapped_column(default=False)
+    disabled_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True), nullable=True)
 
     confirmation_point: Mapped[ConfirmationPoint | None] = relationship()
 
@@ -360,3 +366,19 @@ class SandboxTrade(db.Model):
     notify_attempts: Mapped[int] = mapped_column(default=0)
     notify_acked_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True), nullable=True)
     last_notify_result: Mapped[str] = mapped_column(String(200), default="")
+
+
+# --- admin: accounts and 确认点 ---
+
+
+class AdminAction(db.Model):
+    """Append-only record of every admin change (who, when, what, to what), written in the
+    change's transaction; personal fields in ``details`` are masked."""
+
+    __tablename__ = "admin_actions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), index=True)
+    actor: Mapped[str] = mapped_column(String(64))  # account:<id> or cli:<OS user>
+    action: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str] = mapped_column(String(64))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -70,6 +70,7 @@ def test_every_post_route_refuses_a_request_without_csrf_token(app, make_applica
         assert response.status_code == 400, f"{rule.endpoint} ({url}) took a POST without a CSRF token"
         checked.append(rule.endpoint)
     assert {"auth.login", "auth.logout", "auth.register", "enrollment.fire", "catalog.report_xueji"} <= set(checked)
+    assert {"admin.create_account", "admin.disable_account", "first_login.change_password"} <= set(checked)
     json_post = client.post("/api/application/events/accept_pledge", json={"agree": True})
     assert json_post.status_code == 400  # the JSON API wants the X-CSRFToken header
     assert state_of(who) == "started"

@@ -30,7 +30,7 @@ from typing import Any
 from flask import Blueprint, abort, current_app, g, redirect, render_template, request, session, url_for
 from sqlalchemy import select
 
-from gzsb.accounts import otp
+from gzsb.accounts import first_login, otp
 from gzsb.accounts.idcard import IdNumber, parse_id_number
 from gzsb.accounts.names import FEE_YUAN, REGISTRATION
 from gzsb.accounts.passwords import MAX_LENGTH, MIN_LENGTH, password_problems
@@ -347,7 +347,7 @@ def login() -> Any:
             db.session.commit()
             start_session(account)
             target = request.args.get("next", "")
-            landing = url_for("staff.dashboard") if account.role == "staff" else url_for("enrollment.process")
+            landing = first_login.home_for(account)
             return redirect(target if target.startswith("/") and not target.startswith("//") else landing)
         if account is None:
             check_password_of_nobody(request.form.get("password", ""))

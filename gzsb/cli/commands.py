@@ -163,3 +163,6 @@ def register(app: Flask) -> None:
     app.cli.add_command(audit_cli)
     app.cli.add_command(demo_cli)
     cli_data.register(app)
+    from gzsb.cli import accounts as cli_accounts  # accounts and 确认点 (issue 11)
+
+    cli_accounts.register(app)
