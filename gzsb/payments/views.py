@@ -132,8 +132,8 @@ def cashier(trade_no: str) -> Any:
 def cashier_confirm(trade_no: str) -> Any:
     box = _sandbox()
     trade = box.pay(trade_no)
-    # Committed by pay(): the notify goes out asynchronously, like a real gateway's.
-    jobs.sandbox_notify(trade.trade_no, 0)
+    # Committed by pay(): the notify goes out asynchronously (through the outbox), like a real gateway's.
+    jobs.send_sandbox_notify(trade.trade_no)
     return redirect(box.return_url(trade), code=303)
 
 

@@ -6,6 +6,7 @@ import itertools
 import re
 import subprocess
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -276,13 +277,19 @@ def test_the_sweep_skips_fresh_forms(app, make_applicant, eng, clock, renderer) 
 
 
 def test_the_worker_task_renders_into_the_cache(app, make_applicant, eng) -> None:
+    from gzsb.models import Outbox
+    from gzsb.worker import outbox
     from gzsb.worker import tasks as jobs
 
     who = make_applicant()
     record = approve(eng, who)
     jobs.use_app(app)
-    assert jobs.render_registration_form.call_local(record.id) is True
+    item = outbox.add(db.session, outbox.RENDER_FORM, record.id)
+    token = outbox.claim(db.session, item, datetime.now(UTC))
+    assert token is not None
+    assert jobs.render_registration_form.call_local(item.id, token) is True
     db.session.expire_all()
+    assert db.session.get(Outbox, item.id).done_at is not None
     assert forms.fresh_pdf(db.session, db.session.get(Application, record.id)) is not None
     assert jobs.form_sweep.call_local() == 0
 
