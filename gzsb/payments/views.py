@@ -50,6 +50,16 @@ def pay_time(value: Any) -> str:
     return beijing_text(value if isinstance(value, datetime) else datetime.fromisoformat(str(value)))
 
 
+@bp.app_template_global("current_order")
+def current_order(app: Application) -> dict[str, Any]:
+    return payments.current_order(db.session, app.id)
+
+
+@bp.app_template_global("expired_orders")
+def expired_orders(app: Application) -> list[dict[str, Any]]:
+    return payments.expired_orders(db.session, app.id)
+
+
 @bp.app_template_global("payment_refunds")
 def payment_refunds(app: Application) -> list[Payment]:
     return payments.refunds(db.session, app.id)

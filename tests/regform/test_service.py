@@ -20,7 +20,7 @@ from gzsb.common.uploads import accept_image, discard, store_image
 from gzsb.extensions import db
 from gzsb.models import Application, ConfirmationPoint, RegistrationForm, Upload
 from gzsb.regform import service as forms
-from tests.support import new_applicant, pay, to_confirming, to_payment
+from tests.support import new_applicant, order_of, pay, to_confirming, to_payment
 
 KEY = "test-form-key"
 
@@ -103,7 +103,7 @@ def test_the_pdf_holds_the_students_data_serial_and_code(app, make_applicant, en
         "天津理工大学",
         "计算机科学与技术",
         "南开区招生考试中心",
-        record.data["order"]["number"],
+        order_of(record.id)["number"],
         "160.00元",
         form.serial,
         forms.format_code(forms.verification_code(app.config["FORM_KEY"], form.serial, form.digest)),
