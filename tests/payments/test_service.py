@@ -270,3 +270,20 @@ def test_start_payment_refuses_unknown_channels_and_closed_orders(app, clock, or
     handle(app, clock, notify_params(app, order, clock))
     with pytest.raises(ConflictError):
         payments.start_payment(app, db.session, order_of_number(order.number), "alipay", "n", "r", clock.now)
+
+
+def test_a_step_without_services_fails_with_a_clear_error(app, clock, make_applicant) -> None:
+    """Steps reach the database only through the services they are given: an engine built
+    without them refuses, whatever the step, and leaves nothing behind."""
+    from gzsb.bootstrap import redactor
+    from gzsb.errors import ConfigurationError
+    from gzsb.store import SqlStore
+    from gzsb.workflow.engine import Engine
+
+    who = make_applicant()
+    to_verified(who)
+    bare = Engine(SqlStore(db.session), redactor=redactor(), clock=clock)
+    with pytest.raises(ConfigurationError, match="needs services"):
+        bare.fire(who.application_id, "create_order", who.actor, {})
+    assert db.session.get(Application, who.application_id).state == "identity_verified"
+    assert db.session.scalar(select(func.count()).select_from(PaymentOrder)) == 0
