@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import enum
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Enum, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from gzsb.extensions import db
@@ -122,6 +123,11 @@ class Outbox(db.Model):
     sent_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True), nullable=True)
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str] = mapped_column(Text, default="")
+    # Jobs: nobody queues the item again before this (a lease while it runs, or the delay
+    # before a scheduled retry); the tick re-dispatches an unfinished item after it.
+    lease_until: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True), nullable=True)
+    # When the work finished for good (an item with done_at is never dispatched again).
+    done_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True), nullable=True)
 
 
 class Timer(db.Model):
@@ -283,9 +289,20 @@ class RegistrationForm(db.Model):
 # --- payments ---
 
 
+class OrderStatus(enum.StrEnum):
+    """open: payable until its deadline; paid: by the trade it names; expired: its deadline
+    passed unpaid (the flow's timer); closed: replaced or withdrawn without payment."""
+
+    OPEN = "open"
+    PAID = "paid"
+    EXPIRED = "expired"
+    CLOSED = "closed"
+
+
 class PaymentOrder(db.Model):
     """An order created by 【去支付】 (the create_order step), kept after the application moves
-    on so that a late payment for it can still be matched and recorded for refund."""
+    on so that a late payment for it can still be matched and recorded for refund. The one
+    record of an order: pages, steps and the 报名表 read it through ``gzsb.payments.service``."""
 
     __tablename__ = "payment_orders"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -293,9 +310,13 @@ class PaymentOrder(db.Model):
     application_id: Mapped[int] = mapped_column(ForeignKey("applications.id"), index=True)
     amount_fen: Mapped[int]
     currency: Mapped[str] = mapped_column(String(3), default="CNY")
-    status: Mapped[str] = mapped_column(String(16), default="open")  # open / paid / expired
+    status: Mapped[OrderStatus] = mapped_column(
+        Enum(OrderStatus, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]),
+        default=OrderStatus.OPEN,
+    )
     deadline: Mapped[datetime] = mapped_column(db.DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow)
+    # When it stopped being open: paid, expired or closed.
     closed_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True), nullable=True)
     # The gateway trade that paid it (set in the same transaction as payment_succeeded).
     gateway: Mapped[str] = mapped_column(String(32), default="")

@@ -17,7 +17,7 @@ from gzsb.workflow.engine import Actor, Engine
 from gzsb.workflow.history import EventRow, canonical, event_hash, genesis_hash
 from gzsb.workflow.registry import STEPS
 from gzsb.workflow.spec import FlowSpec
-from tests.support import SYSTEM, Applicant, pay, student_payload, to_payment
+from tests.support import SYSTEM, Applicant, order_of, pay, student_payload, to_payment
 
 ROLES = ("student", "staff", "system", "admin")
 STAFF = Actor("account:900", "staff")
@@ -57,7 +57,7 @@ def valid_payload(flow: FlowSpec, record: Application, event: str, applicant: Ap
     if step == "basic_info":
         return student_payload(applicant)
     if step == "record_payment":
-        order = (record.data or {}).get("order") or {}
+        order = order_of(record.id)
         return {
             "order": order.get("number", "GZSB-NONE"),
             "amount_fen": order.get("amount_fen", 0),

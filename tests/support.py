@@ -110,8 +110,15 @@ def to_payment(eng, who) -> None:
     eng.fire(who.application_id, "create_order", who.actor, {})
 
 
+def order_of(application_id: int) -> dict[str, Any]:
+    """The application's current order as pages print it (the payment_orders row)."""
+    from gzsb.payments.service import current_order
+
+    return current_order(db.session, application_id)
+
+
 def pay(eng, who) -> Any:
-    order = db.session.get(Application, who.application_id).data["order"]
+    order = order_of(who.application_id)
     payload = {"order": order["number"], "amount_fen": order["amount_fen"], "trade_no": "T1", "channel": "alipay"}
     return eng.fire(who.application_id, "payment_succeeded", SYSTEM, payload)
 

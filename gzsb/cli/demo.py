@@ -58,6 +58,7 @@ from gzsb.enrollment.catalog import import_catalog, import_registry
 from gzsb.errors import ConfigurationError
 from gzsb.extensions import db
 from gzsb.models import Account, Application, ConfirmationPoint, RegistryRecord
+from gzsb.payments.service import current_order
 from gzsb.store import FLOWS, start_application
 from gzsb.workflow.engine import Actor, Engine
 from gzsb.workflow.spec import FlowSpec
@@ -359,7 +360,7 @@ def drive(
         if payload == "basic_info":
             payload = basic_info(student, "NK01")
         elif payload == "payment":
-            order = app.data["order"]
+            order = current_order(db.session, app.id)
             payload = {
                 "order": order["number"],
                 "amount_fen": order["amount_fen"],

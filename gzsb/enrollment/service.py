@@ -1,30 +1,47 @@
-"""What steps may ask of the outside world, bound to one database session."""
+"""What steps may ask of the outside world, bound to one database session.
+
+Steps reach the database only through the ``Services`` the engine hands them
+(``ctx.services``); ``services_of`` is the one way to get it, with one behaviour when it is
+missing: a ConfigurationError naming the step's need.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gzsb.common.security import Vault
+from gzsb.errors import ConfigurationError
 from gzsb.models import (
     Account,
     ConfirmationPoint,
     CorrectionRequest,
     Institution,
     Major,
+    PaymentOrder,
     RegistryRecord,
     Upload,
 )
+from gzsb.payments import orders
 
 log = logging.getLogger(__name__)
 
 UNKNOWN_INSTITUTION = "所选院校不在招生院校目录中，请重新选择"
 UNKNOWN_MAJOR = "所选专业不属于该院校，请重新选择"
+
+
+def services_of(ctx: Any, need: str) -> Services:
+    """The services of a step's context; a clear error when the engine was built without."""
+    services = getattr(ctx, "services", None)
+    if services is None:
+        raise ConfigurationError(f"the step needs services ({need}); build the engine with gzsb.bootstrap.engine()")
+    return services
 
 
 @dataclass
@@ -147,3 +164,59 @@ class Services:
             decided_by = None  # an actor without an account row (scripts): the history names it
         request.status, request.note, request.decided_at, request.decided_by = status, note, now, decided_by
         return True
+
+    def open_corrections(self, application_id: int) -> list[CorrectionRequest]:
+        return list(
+            self.session.scalars(
+                select(CorrectionRequest)
+                .where(CorrectionRequest.application_id == application_id, CorrectionRequest.status == "open")
+                .with_for_update()
+            )
+        )
+
+    def close_open_corrections(self, application_id: int, *, status: str, note: str, now: datetime) -> int:
+        """The student withdraws or replaces their report: its open requests leave the queue."""
+        closed = self.open_corrections(application_id)
+        for request in closed:
+            request.status, request.decided_at, request.note = status, now, note
+        return len(closed)
+
+    def file_correction(
+        self,
+        application_id: int,
+        *,
+        registry_record_id: int | None,
+        confirmation_point_id: int | None,
+        problem: str,
+        evidence: Sequence[str],
+        now: datetime,
+    ) -> int:
+        """A new open correction request (信息有误) for the registrar's queue; its id."""
+        request = CorrectionRequest(
+            application_id=application_id,
+            registry_record_id=registry_record_id,
+            confirmation_point_id=confirmation_point_id,
+            problem=problem,
+            evidence=list(evidence),
+            status="open",
+            created_at=now,
+        )
+        self.session.add(request)
+        self.session.flush()
+        return request.id
+
+    # -- 网上支付 (steps of gzsb.payments.steps): the payment_orders row is the order --------
+
+    def current_order(self, application_id: int) -> PaymentOrder | None:
+        return orders.current(self.session, application_id)
+
+    def open_order(
+        self, application_id: int, *, number: str, amount_fen: int, currency: str, deadline: datetime, now: datetime
+    ) -> PaymentOrder:
+        return orders.open_order(self.session, application_id, number, amount_fen, currency, deadline, now)
+
+    def pay_order(self, number: str, *, gateway: str, trade_no: str, channel: str, now: datetime) -> bool:
+        return orders.pay(self.session, number, gateway=gateway, trade_no=trade_no, channel=channel, now=now)
+
+    def expire_order(self, application_id: int, now: datetime) -> PaymentOrder | None:
+        return orders.expire(self.session, application_id, now)

@@ -7,12 +7,11 @@ from datetime import date
 from typing import Any
 
 from marshmallow import ValidationError, fields, post_load, pre_load, validate, validates_schema
-from sqlalchemy import select
 
 from gzsb.common.fields import IdNumberField, StepSchema, agreed, choice, pattern, text
 from gzsb.enrollment.names import MAX_PREFERENCES
+from gzsb.enrollment.service import services_of
 from gzsb.errors import InvalidInput
-from gzsb.models import CorrectionRequest
 from gzsb.workflow.engine import StepContext
 from gzsb.workflow.registry import STEPS
 
@@ -127,14 +126,13 @@ def _basic_info_example() -> dict[str, Any]:
 
 @STEPS.register("basic_info", schema=BasicInfoSchema(), example=_basic_info_example)
 def basic_info(ctx: StepContext, payload: dict[str, Any]) -> None:
-    services = ctx.services
-    if services is not None:
-        point = services.confirmation_point(payload["confirmation_point"])
-        if point is None:
-            raise InvalidInput("unknown confirmation point", {"confirmation_point": ["请选择确认点"]})
-        ctx.record.confirmation_point_id = point
-        if not services.is_own_id_number(ctx.record, payload["id_number"]):
-            raise InvalidInput("id number differs from the account's", {"id_number": ["身份证号须与注册时一致"]})
+    services = services_of(ctx, "confirmation points, accounts")
+    point = services.confirmation_point(payload["confirmation_point"])
+    if point is None:
+        raise InvalidInput("unknown confirmation point", {"confirmation_point": ["请选择确认点"]})
+    ctx.record.confirmation_point_id = point
+    if not services.is_own_id_number(ctx.record, payload["id_number"]):
+        raise InvalidInput("id number differs from the account's", {"id_number": ["身份证号须与注册时一致"]})
     info = dict(payload)
     info["birth_date"] = payload["birth_date"].isoformat()
     ctx.data["basic_info"] = info
@@ -172,7 +170,7 @@ class XuejiLookupSchema(StepSchema):
 def xueji_lookup(ctx: StepContext, payload: dict[str, Any]) -> None:
     _keep_draft(ctx, payload)
     info = ctx.data.get("basic_info") or {}
-    record = ctx.services.xueji_lookup(info.get("id_number", "")) if ctx.services else None
+    record = services_of(ctx, "the 学籍/学历 registry").xueji_lookup(info.get("id_number", ""))
     if record is not None and record.get("name") != info.get("name"):
         # Same ID number, other name: show it, the student reports the mismatch.
         record = {**record, "name_mismatch": True}
@@ -184,19 +182,6 @@ def xueji_lookup(ctx: StepContext, payload: dict[str, Any]) -> None:
         "checked_at": ctx.now.isoformat(),
     }
     ctx.record_in_history(result="found" if record else "not_found")
-
-
-def _open_corrections(ctx: StepContext) -> list[CorrectionRequest]:
-    session = getattr(ctx.store, "session", None)
-    if session is None:
-        return []
-    return list(
-        session.scalars(
-            select(CorrectionRequest).where(
-                CorrectionRequest.application_id == ctx.record.id, CorrectionRequest.status == "open"
-            )
-        )
-    )
 
 
 class XuejiConfirmSchema(StepSchema):
@@ -211,8 +196,10 @@ def xueji_confirm(ctx: StepContext, payload: dict[str, Any]) -> None:
     section["answer"] = "correct"
     section["confirmed_at"] = ctx.now.isoformat()
     # The student takes back an earlier report: it leaves the registrar's queue.
-    for request in _open_corrections(ctx):
-        request.status, request.decided_at, request.note = "withdrawn", ctx.now, "考生确认学籍/学历信息正确"
+    withdrawn = services_of(ctx, "correction requests").close_open_corrections(
+        ctx.record.id, status="withdrawn", note="考生确认学籍/学历信息正确", now=ctx.now
+    )
+    if withdrawn:
         section.setdefault("report", {})["status"] = "withdrawn"
 
 
@@ -241,25 +228,20 @@ def xueji_report(ctx: StepContext, payload: dict[str, Any]) -> None:
     _keep_draft(ctx, payload)
     section = ctx.section("xueji")
     section["answer"] = "wrong"
-    for earlier in _open_corrections(ctx):
-        earlier.status, earlier.decided_at, earlier.note = "superseded", ctx.now, "考生重新提交了更正申请"
+    services = services_of(ctx, "correction requests")
+    services.close_open_corrections(ctx.record.id, status="superseded", note="考生重新提交了更正申请", now=ctx.now)
+    request_id = services.file_correction(
+        ctx.record.id,
+        registry_record_id=(section.get("record") or {}).get("id"),
+        confirmation_point_id=getattr(ctx.record, "confirmation_point_id", None),
+        problem=payload["problem"],
+        # Storage keys under the uploads folder (see gzsb.enrollment.catalog_views.evidence_key).
+        evidence=[f"evidence/{ctx.record.uid}/{name}" for name in payload["evidence"]],
+        now=ctx.now,
+    )
+    ctx.record_in_history(correction_request=request_id)
     report = {"problem": payload["problem"], "evidence": payload["evidence"], "at": ctx.now.isoformat()}
-    session = getattr(ctx.store, "session", None)
-    if session is not None:
-        request = CorrectionRequest(
-            application_id=ctx.record.id,
-            registry_record_id=(section.get("record") or {}).get("id"),
-            confirmation_point_id=getattr(ctx.record, "confirmation_point_id", None),
-            problem=payload["problem"],
-            # Storage keys under the uploads folder (see gzsb.enrollment.catalog_views.evidence_key).
-            evidence=[f"evidence/{ctx.record.uid}/{name}" for name in payload["evidence"]],
-            status="open",
-            created_at=ctx.now,
-        )
-        session.add(request)
-        session.flush()
-        report["request_id"] = request.id
-        ctx.record_in_history(correction_request=request.id)
+    report["request_id"] = request_id
     report["status"] = "open"
     section["report"] = report
 
@@ -302,11 +284,11 @@ def preferences(ctx: StepContext, payload: dict[str, Any]) -> None:
     limit = int(ctx.settings.get(MAX_PREFERENCES, 1))
     if len(choices) > limit:
         raise InvalidInput("too many preferences", {"choices": [f"最多可填报{limit}个志愿"]})
-    if ctx.services is not None:
-        errors = ctx.services.check_choices(choices)
-        if errors:
-            raise InvalidInput("preferences not in the catalogue", {"choices": errors})
-        choices = ctx.services.describe_choices(choices)
+    services = services_of(ctx, "the catalogue")
+    errors = services.check_choices(choices)
+    if errors:
+        raise InvalidInput("preferences not in the catalogue", {"choices": errors})
+    choices = services.describe_choices(choices)
     ctx.data["preferences"] = [dict(c) for c in choices]
     ctx.data.pop("preferences_draft", None)
 

@@ -16,7 +16,8 @@ from typing import Any
 from marshmallow import fields, validate
 
 from gzsb.common.fields import StepSchema, agreed, text
-from gzsb.errors import ConfigurationError, InvalidInput
+from gzsb.enrollment.service import services_of
+from gzsb.errors import InvalidInput
 from gzsb.workflow.engine import StepContext
 from gzsb.workflow.registry import STEPS
 
@@ -32,12 +33,11 @@ STALE_IMAGE = "图片已失效，请重新上传"
 def _require_own_uploads(ctx: StepContext, payload: dict[str, Any]) -> None:
     """Upload ids come from the client: each must be this application's live upload of its
     kind (the identity pages store the files first, then fire with their ids)."""
-    if ctx.services is None:
-        raise ConfigurationError("the identity steps need services to check the uploads")
+    services = services_of(ctx, "uploads")
     errors = {
         kind: [STALE_IMAGE]
         for kind in ("photo", "id_card")
-        if payload.get(kind) and payload[kind] not in ctx.services.live_uploads(ctx.record.id, [payload[kind]], kind)
+        if payload.get(kind) and payload[kind] not in services.live_uploads(ctx.record.id, [payload[kind]], kind)
     }
     if errors:
         log.warning("application %s: identity images that are not its live uploads: %s", ctx.record.uid, sorted(errors))

@@ -39,7 +39,8 @@ from gzsb.adapters.payments import (
 )
 from gzsb.common.beijing import as_utc
 from gzsb.errors import ConflictError, GuardRefused, InvalidInput, NotFound
-from gzsb.models import Application, Payment, PaymentNotification, PaymentOrder
+from gzsb.models import Application, OrderStatus, Payment, PaymentNotification, PaymentOrder
+from gzsb.payments import orders
 from gzsb.payments.names import ORDER_OPEN, PAYMENT_SUCCEEDED
 from gzsb.workflow.engine import Actor, Engine
 
@@ -76,15 +77,15 @@ def channels(config: Any) -> dict[str, str]:
 
 def payable(session: Session, order: PaymentOrder, now: datetime) -> str | None:
     """Why the order cannot be paid now (Chinese), or None."""
-    if order.status == "paid":
+    if order.status == OrderStatus.PAID:
         return "该订单已支付"
-    if order.status != "open":
+    if order.status != OrderStatus.OPEN:
         return "该订单已超过支付期限，请返回流程页面重新下单"
     if as_utc(now) >= as_utc(order.deadline):
         return "该订单已超过支付期限"
     application = session.get(Application, order.application_id)
-    current = ((application.data or {}).get("order") or {}).get("number") if application else None
-    if application is None or application.state != ORDER_OPEN or current != order.number:
+    live = orders.current(session, order.application_id)
+    if application is None or application.state != ORDER_OPEN or live is None or live.id != order.id:
         return "该订单当前不能支付，请返回流程页面查看"
     return None
 
@@ -115,6 +116,15 @@ def start_payment(
     return url
 
 
+def current_order(session: Session, application_id: int) -> dict[str, Any]:
+    """The application's current order as pages and the 报名表 print it ({} for none)."""
+    return orders.describe(orders.current(session, application_id))
+
+
+def expired_orders(session: Session, application_id: int) -> list[dict[str, Any]]:
+    return [orders.describe(order) for order in orders.expired(session, application_id)]
+
+
 def refunds(session: Session, application_id: int) -> list[Payment]:
     return list(
         session.scalars(
@@ -136,13 +146,13 @@ class Result:
 def result(app: Any, session: Session, order: PaymentOrder, channel: str) -> Result:
     """Our own records first; while they say unpaid, ask the gateway (its notify may be on
     the way): paid there means 支付处理中, never 支付成功 — only a verified notify pays."""
-    if order.status == "paid":
+    if order.status == OrderStatus.PAID:
         return Result("paid", order)
     if session.scalars(
         select(Payment.id).where(Payment.order_number == order.number, Payment.status == "refund_pending")
     ).first():
         return Result("refund", order)
-    if order.status == "expired":
+    if order.status == OrderStatus.EXPIRED:
         return Result("expired", order)
     if channel in channels(app.config):
         try:
@@ -282,7 +292,7 @@ def _apply(session: Session, eng: Engine, n: Notification, now: datetime) -> str
     for _ in range(APPLY_ROUNDS):
         session.expire_all()  # what others committed meanwhile
         order = session.scalars(select(PaymentOrder).where(PaymentOrder.number == n.order_number)).one()
-        if order.status == "paid" and (order.gateway, order.trade_no) == (n.gateway, n.trade_no):
+        if order.status == OrderStatus.PAID and (order.gateway, order.trade_no) == (n.gateway, n.trade_no):
             _settle(session, n, "paid", "", now)  # the step did it already unless the order was paid by hand
             return "duplicate"
         reason = _refund_reason(order, n)
@@ -306,9 +316,9 @@ def _apply(session: Session, eng: Engine, n: Notification, now: datetime) -> str
 
 
 def _refund_reason(order: PaymentOrder, n: Notification) -> str | None:
-    if order.status == "paid":
+    if order.status == OrderStatus.PAID:
         return f"订单已由交易 {order.trade_no} 支付，本笔重复支付"
-    if order.status == "expired":
+    if order.status in (OrderStatus.EXPIRED, OrderStatus.CLOSED):
         return "订单已超过支付期限并关闭"
     if n.paid_at is not None and as_utc(n.paid_at) > as_utc(order.deadline):
         return "支付时间晚于订单支付期限"

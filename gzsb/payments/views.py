@@ -50,6 +50,16 @@ def pay_time(value: Any) -> str:
     return beijing_text(value if isinstance(value, datetime) else datetime.fromisoformat(str(value)))
 
 
+@bp.app_template_global("current_order")
+def current_order(app: Application) -> dict[str, Any]:
+    return payments.current_order(db.session, app.id)
+
+
+@bp.app_template_global("expired_orders")
+def expired_orders(app: Application) -> list[dict[str, Any]]:
+    return payments.expired_orders(db.session, app.id)
+
+
 @bp.app_template_global("payment_refunds")
 def payment_refunds(app: Application) -> list[Payment]:
     return payments.refunds(db.session, app.id)
@@ -132,8 +142,8 @@ def cashier(trade_no: str) -> Any:
 def cashier_confirm(trade_no: str) -> Any:
     box = _sandbox()
     trade = box.pay(trade_no)
-    # Committed by pay(): the notify goes out asynchronously, like a real gateway's.
-    jobs.sandbox_notify(trade.trade_no, 0)
+    # Committed by pay(): the notify goes out asynchronously (through the outbox), like a real gateway's.
+    jobs.send_sandbox_notify(trade.trade_no)
     return redirect(box.return_url(trade), code=303)
 
 

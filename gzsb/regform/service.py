@@ -48,6 +48,7 @@ from gzsb.models import (
     RegistrationForm,
     Upload,
 )
+from gzsb.payments.service import current_order
 from gzsb.regform.names import APPROVED, REGISTRATION
 from gzsb.store import FLOWS
 
@@ -119,7 +120,7 @@ def form_content(session: Session, app: Application) -> dict[str, Any]:
             c["major_name"] = c.get("major_name") or major
     xueji = data.get("xueji") or {}
     record = xueji.get("record") or {}
-    order = data.get("order") or {}
+    order = current_order(session, app.id)
     photo = _photo_row(session, app)
     return {
         "name": info.get("name") or (account.name if account else ""),

@@ -13,7 +13,8 @@ from typing import Any
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from gzsb.common.fields import REQUIRED, StepSchema, choice, text
-from gzsb.errors import ConfigurationError, ConflictError, InvalidInput
+from gzsb.enrollment.service import services_of
+from gzsb.errors import ConflictError, InvalidInput
 from gzsb.staff.names import IDENTITY_QUEUE
 from gzsb.workflow.engine import StepContext
 from gzsb.workflow.registry import STEPS
@@ -78,9 +79,7 @@ def materials(ctx: StepContext, payload: dict[str, Any]) -> None:
     """【提交审核】: the uids come from the browser, so each must be a live material upload
     of this very application (never another student's file, never a deleted one)."""
     files = list(dict.fromkeys(payload["files"]))  # a double click may send one twice
-    if ctx.services is None:
-        raise ConfigurationError("the materials step needs services to check the uploads")
-    known = ctx.services.live_uploads(ctx.record.id, files, MATERIAL_KIND)
+    known = services_of(ctx, "uploads").live_uploads(ctx.record.id, files, MATERIAL_KIND)
     unknown = [uid for uid in files if uid not in known]
     if unknown:
         log.warning("application %s: %d submitted material(s) are not its live uploads", ctx.record.uid, len(unknown))
@@ -118,9 +117,7 @@ class CorrectionSchema(StepSchema):
 )
 def xueji_correction(ctx: StepContext, payload: dict[str, Any]) -> None:
     """A confirmation point decides a 学籍/学历 correction request (信息有误)."""
-    if ctx.services is None:
-        raise ConfigurationError("the xueji_correction step needs services to update the request")
-    decided = ctx.services.decide_correction(
+    decided = services_of(ctx, "correction requests").decide_correction(
         ctx.record.id,
         payload["request"],
         status=payload["decision"],

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from gzsb.adapters.sms import SmsSender
@@ -18,6 +18,8 @@ from gzsb.workflow.engine import Actor, Engine
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
+# Longer than one send through the SMS gateway (its HTTP timeout).
+SMS_LEASE = timedelta(minutes=2)
 
 
 def fire_due_timers(session: Session, engine: Engine, now: datetime, limit: int = 500) -> int:
@@ -63,20 +65,42 @@ def drain_outbox(
     ).all()
     sent = 0
     for item in pending:
+        if not _claim_sms(session, item, now):
+            continue  # another consumer is sending it
         app = session.get(Application, item.application_id) if item.application_id else None
         account = session.get(Account, app.account_id) if app is not None else None
-        item.attempts += 1
         try:
             if account is None or account.mobile_enc is None:
                 raise LookupError("no mobile number on the account")
             sms.send(vault.decrypt(account.mobile_enc), render(item.payload["template"], account))
-            item.sent_at = now
+            item.sent_at = item.done_at = now
             sent += 1
         except Exception as exc:  # noqa: BLE001 - any sender failure is retried later
-            item.last_error = f"{type(exc).__name__}: {exc}"
+            item.last_error, item.lease_until = f"{type(exc).__name__}: {exc}", None  # the next tick retries
             log.warning("outbox %d: SMS failed (attempt %d): %s", item.id, item.attempts, exc)
         session.commit()
     return sent
+
+
+def _claim_sms(session: Session, item: Outbox, now: datetime) -> bool:
+    """Count the attempt and take a lease with a compare-and-set: of two consumers that read
+    the same item only one sends it; a consumer killed while sending leaves it to the tick
+    after the lease."""
+    seen = item.attempts
+    taken = session.execute(
+        update(Outbox)
+        .where(
+            Outbox.id == item.id,
+            Outbox.attempts == seen,
+            Outbox.sent_at.is_(None),
+            or_(Outbox.lease_until.is_(None), Outbox.lease_until <= now),
+        )
+        .values(attempts=seen + 1, lease_until=now + SMS_LEASE)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.commit()
+    session.refresh(item)
+    return bool(taken)
 
 
 # --- jobs (issue 4): background work named by outbox items of kind "job" ---

@@ -17,6 +17,7 @@ from typing import Any
 from huey import RedisHuey, SqliteHuey, crontab
 
 from gzsb.config import Config
+from gzsb.worker import outbox
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +53,18 @@ def render_sms(template: str, account: Any) -> str:
     return flask_app().config["SMS_TEMPLATES"][template].format(name=account.name)
 
 
+# Periodic work holds a lock while it runs: two consumers (or a slow tick and the next
+# one) never run the same tick at once. `huey_consumer -f` clears locks a killed one left.
+TICK_LOCK = "gzsb-tick"
+FORM_SWEEP_LOCK = "gzsb-form-sweep"
+IDENTITY_TICK_LOCK = "gzsb-identity-tick"
+
+
 @huey.periodic_task(crontab(minute="*"))
+@huey.lock_task(TICK_LOCK)
 def tick() -> dict[str, int]:
-    """Every minute: due timers (e.g. unpaid orders) and pending SMS."""
+    """Every minute: due timers (e.g. unpaid orders), pending SMS, and outbox jobs (报名表
+    renders, sandbox notifies) that were never queued or whose worker died."""
     from gzsb.adapters.sms import sms_sender
     from gzsb.bootstrap import engine, vault
     from gzsb.extensions import db
@@ -64,9 +74,10 @@ def tick() -> dict[str, int]:
         now = datetime.now(UTC)
         fired = fire_due_timers(db.session, engine(), now)
         sent = drain_outbox(db.session, vault(), sms_sender(flask_app().config, db.session, vault()), render_sms, now)
-    if fired or sent:
-        log.info("tick: %d timer(s) fired, %d SMS sent", fired, sent)
-    return {"timers": fired, "sms": sent}
+        queued = outbox.redispatch(db.session, enqueue_outbox, now)
+    if fired or sent or queued:
+        log.info("tick: %d timer(s) fired, %d SMS sent, %d job(s) queued", fired, sent, queued)
+    return {"timers": fired, "sms": sent, "jobs": queued}
 
 
 # --- registration forms (2.12) ---
@@ -84,31 +95,62 @@ def _render_form(application_id: int, now: datetime) -> bool:
     return render_form(db.session, application_id, pdf_renderer(current_app.config), storage(), now) is not None
 
 
+def _run_form_job(outbox_id: int, token: int, now: datetime) -> bool | None:
+    """One render job in the current app context; None when it is obsolete."""
+    from gzsb.adapters.pdf import PdfError
+    from gzsb.extensions import db
+
+    item = outbox.start(db.session, outbox_id, token)
+    if item is None or item.application_id is None:
+        return None
+    try:
+        rendered = _render_form(item.application_id, now)
+    except PdfError as exc:
+        # The job ran: the failure is on the form row, whose retry time decides the next job.
+        outbox.finish(db.session, item, now, error=f"PdfError: {exc}")
+        raise
+    except Exception as exc:
+        outbox.fail(db.session, item, f"{type(exc).__name__}: {exc}")  # the lease ends, the tick retries
+        raise
+    outbox.finish(db.session, item, now)
+    return rendered
+
+
 @huey.task(retries=2, retry_delay=30)
-def render_registration_form(application_id: int) -> bool:
-    """Render (or keep) the 报名表 PDF of one approved application."""
+def render_registration_form(outbox_id: int, token: int) -> bool | None:
+    """Render (or keep) the 报名表 PDF of the application an outbox job names."""
     with flask_app().app_context():
-        return _render_form(application_id, datetime.now(UTC))
+        return _run_form_job(outbox_id, token, datetime.now(UTC))
 
 
 def enqueue_form_render(application_id: int) -> None:
-    """Ask the worker for a form. With HUEY_IMMEDIATE (tests) the render happens right here,
-    in the caller's app context and clock (an immediate Huey task would run in the worker's
-    app and retry inline); a failure is recorded on the form row."""
+    """Ask the worker for a form: an outbox job (one per application while unfinished), then
+    the quick path. With HUEY_IMMEDIATE (tests) the render happens right here, in the
+    caller's app context and clock; a failure is recorded on the form row."""
     from flask import current_app
 
     from gzsb.adapters.pdf import PdfError
+    from gzsb.extensions import db
 
+    now = current_app.extensions["gzsb.clock"]()
+    item = outbox.pending(db.session, outbox.RENDER_FORM, application_id)
+    if item is None:
+        item = outbox.add(db.session, outbox.RENDER_FORM, application_id)
+        db.session.commit()
     if not current_app.config.get("HUEY_IMMEDIATE"):
-        render_registration_form(application_id)
+        outbox.dispatch(db.session, item, enqueue_outbox, now)
         return
+    token = outbox.claim(db.session, item, now)
+    if token is None:
+        return  # a run of it is under way
     try:
-        _render_form(application_id, current_app.extensions["gzsb.clock"]())
+        _run_form_job(item.id, token, now)
     except PdfError as exc:  # render_form logged it and stored it on the row; the page says so
         log.info("inline form render of application %d failed: %s", application_id, exc)
 
 
 @huey.periodic_task(crontab(minute="*"))
+@huey.lock_task(FORM_SWEEP_LOCK)
 def form_sweep() -> int:
     """Every minute: approved applications without a fresh form get one rendered, so the PDF
     is usually ready before the student opens the page."""
@@ -118,7 +160,7 @@ def form_sweep() -> int:
     with flask_app().app_context():
         ids = stale_applications(db.session, datetime.now(UTC))
         for application_id in ids:
-            render_registration_form(application_id)
+            enqueue_form_render(application_id)
     if ids:
         log.info("form sweep: %d render(s) requested", len(ids))
     return len(ids)
@@ -128,7 +170,7 @@ def form_sweep() -> int:
 
 
 @huey.task()
-def sandbox_notify(trade_no: str, attempt: int = 0) -> int | None:
+def sandbox_notify(outbox_id: int, token: int) -> int | None:
     """POST the signed notify of a paid sandbox trade; schedule the next send (a retry while
     we do not answer ``success``, then one repeat) as the sandbox's schedule says."""
     from gzsb.adapters.payments import Sandbox, transport
@@ -136,10 +178,38 @@ def sandbox_notify(trade_no: str, attempt: int = 0) -> int | None:
 
     app = flask_app()
     with app.app_context():
-        delay = Sandbox.of(app, db.session).deliver_notify(trade_no, transport(app), attempt)
-    if delay is not None:
-        sandbox_notify.schedule(args=(trade_no, attempt + 1), delay=delay)
+        now = app.extensions["gzsb.clock"]()
+        item = outbox.start(db.session, outbox_id, token)
+        if item is None:
+            return None
+        attempt = int(item.payload.get("attempt", 0))
+        delay = Sandbox.of(app, db.session).deliver_notify(str(item.payload["trade_no"]), transport(app), attempt)
+        if delay is None:
+            outbox.finish(db.session, item, now)
+            return None
+        following = outbox.later(db.session, item, now, delay, attempt=attempt + 1)
+    sandbox_notify.schedule(args=(outbox_id, following), delay=delay)
     return delay
+
+
+def send_sandbox_notify(trade_no: str) -> None:
+    """The sandbox has taken a payment: its notify goes out through the outbox (committed
+    here), queued at once; the tick sends it if the queue loses it."""
+    from flask import current_app
+
+    from gzsb.extensions import db
+
+    item = outbox.add(db.session, outbox.SANDBOX_NOTIFY, None, trade_no=trade_no, attempt=0)
+    db.session.commit()
+    outbox.dispatch(db.session, item, enqueue_outbox, current_app.extensions["gzsb.clock"]())
+
+
+OUTBOX_TASKS = {outbox.RENDER_FORM: render_registration_form, outbox.SANDBOX_NOTIFY: sandbox_notify}
+
+
+def enqueue_outbox(kind: str, outbox_id: int, token: int) -> None:
+    """Queue the Huey task of an outbox job."""
+    OUTBOX_TASKS[kind](outbox_id, token)
 
 
 # --- identity (issue 4): the face match, its safety net, the ID-card retention ---
@@ -201,6 +271,7 @@ def enqueue_job(name: str, outbox_id: int) -> None:
 
 
 @huey.periodic_task(crontab(minute="*"))
+@huey.lock_task(IDENTITY_TICK_LOCK)
 def identity_tick() -> dict[str, int]:
     """Every minute: queue job items nobody queued, queue again those whose worker died (or
     end them as failed), and delete ID-card images past their retention."""

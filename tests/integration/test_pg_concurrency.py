@@ -28,6 +28,7 @@ from tests.support import (
     Applicant,
     identity_uploads,
     new_applicant,
+    order_of,
     student_payload,
     to_confirming,
 )
@@ -113,7 +114,7 @@ def check_race(app: Flask, who: Applicant, scenario: str, with_version: bool) ->
         # One order, one armed timer: the losers left nothing behind.
         timers = db.session.scalar(select(func.count()).select_from(Timer))
         assert timers == timers_before + 1
-        assert after.data["order"]["number"].endswith(f"{seq + 1:03d}")
+        assert order_of(after.id)["number"].endswith(f"{seq + 1:03d}")
     verdicts = list(verify_all(db.session))
     assert verdicts and all(v.ok for v in verdicts), [v.describe() for v in verdicts]
 

@@ -33,7 +33,7 @@ def to_order(who) -> None:
 
 def order_of(who) -> PaymentOrder:
     db.session.expire_all()
-    number = db.session.get(Application, who.application_id).data["order"]["number"]
+    number = support.order_of(who.application_id)["number"]
     return db.session.scalars(select(PaymentOrder).where(PaymentOrder.number == number)).one()
 
 
@@ -110,7 +110,8 @@ def test_a_verified_notify_pays_the_order_once(app, clock, ordered) -> None:
     assert (first.accepted, first.outcome, first.reply) == (True, "paid", "success")
     record = db.session.get(Application, ordered.application_id)
     assert record.state == "approved"  # a 普通 applicant with a 学籍 match needs no materials
-    assert record.data["order"]["status"] == "paid" and record.data["order"]["trade_no"] == "SBX0001"
+    current = support.order_of(record.id)
+    assert current["status"] == "paid" and current["trade_no"] == "SBX0001"
     after = snapshot(ordered)
     # Repeats (the same notify, or a new notify id for the same trade) change nothing.
     for again in (params, notify_params(app, order, clock, notify_id="another")):
@@ -199,8 +200,8 @@ def test_an_unpaid_order_expires_through_the_durable_timer(app, clock, ordered) 
     assert fire_due_timers(db.session, engine(), clock.now) == 1
     db.session.expire_all()
     record = db.session.get(Application, ordered.application_id)
-    assert record.state == "identity_verified" and "order" not in record.data
-    assert record.data["expired_orders"][-1]["number"] == order.number
+    assert record.state == "identity_verified" and support.order_of(record.id) == {}
+    assert payments.expired_orders(db.session, record.id)[-1]["number"] == order.number
     assert order_of_number(order.number).status == "expired"
     # A new 【去支付】 makes a new order with its own number.
     engine().fire(ordered.application_id, "create_order", ordered.actor, {})
@@ -269,3 +270,20 @@ def test_start_payment_refuses_unknown_channels_and_closed_orders(app, clock, or
     handle(app, clock, notify_params(app, order, clock))
     with pytest.raises(ConflictError):
         payments.start_payment(app, db.session, order_of_number(order.number), "alipay", "n", "r", clock.now)
+
+
+def test_a_step_without_services_fails_with_a_clear_error(app, clock, make_applicant) -> None:
+    """Steps reach the database only through the services they are given: an engine built
+    without them refuses, whatever the step, and leaves nothing behind."""
+    from gzsb.bootstrap import redactor
+    from gzsb.errors import ConfigurationError
+    from gzsb.store import SqlStore
+    from gzsb.workflow.engine import Engine
+
+    who = make_applicant()
+    to_verified(who)
+    bare = Engine(SqlStore(db.session), redactor=redactor(), clock=clock)
+    with pytest.raises(ConfigurationError, match="needs services"):
+        bare.fire(who.application_id, "create_order", who.actor, {})
+    assert db.session.get(Application, who.application_id).state == "identity_verified"
+    assert db.session.scalar(select(func.count()).select_from(PaymentOrder)) == 0

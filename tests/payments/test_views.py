@@ -18,6 +18,7 @@ from gzsb.models import Application, HistoryEvent, PaymentOrder, SandboxTrade
 from gzsb.worker import tasks as jobs
 from tests.enrollment.test_views import TOKEN, login
 from tests.payments.test_service import to_order, to_verified
+from tests.support import order_of
 
 
 @pytest.fixture
@@ -48,7 +49,7 @@ def state_of(who) -> str:
 
 def order_number(who) -> str:
     db.session.expire_all()
-    return db.session.get(Application, who.application_id).data["order"]["number"]
+    return order_of(who.application_id)["number"]
 
 
 def token(html: str) -> str:

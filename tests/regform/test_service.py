@@ -6,6 +6,7 @@ import itertools
 import re
 import subprocess
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from gzsb.common.uploads import accept_image, discard, store_image
 from gzsb.extensions import db
 from gzsb.models import Application, ConfirmationPoint, RegistrationForm, Upload
 from gzsb.regform import service as forms
-from tests.support import new_applicant, pay, to_confirming, to_payment
+from tests.support import new_applicant, order_of, pay, to_confirming, to_payment
 
 KEY = "test-form-key"
 
@@ -102,7 +103,7 @@ def test_the_pdf_holds_the_students_data_serial_and_code(app, make_applicant, en
         "天津理工大学",
         "计算机科学与技术",
         "南开区招生考试中心",
-        record.data["order"]["number"],
+        order_of(record.id)["number"],
         "160.00元",
         form.serial,
         forms.format_code(forms.verification_code(app.config["FORM_KEY"], form.serial, form.digest)),
@@ -276,13 +277,19 @@ def test_the_sweep_skips_fresh_forms(app, make_applicant, eng, clock, renderer) 
 
 
 def test_the_worker_task_renders_into_the_cache(app, make_applicant, eng) -> None:
+    from gzsb.models import Outbox
+    from gzsb.worker import outbox
     from gzsb.worker import tasks as jobs
 
     who = make_applicant()
     record = approve(eng, who)
     jobs.use_app(app)
-    assert jobs.render_registration_form.call_local(record.id) is True
+    item = outbox.add(db.session, outbox.RENDER_FORM, record.id)
+    token = outbox.claim(db.session, item, datetime.now(UTC))
+    assert token is not None
+    assert jobs.render_registration_form.call_local(item.id, token) is True
     db.session.expire_all()
+    assert db.session.get(Outbox, item.id).done_at is not None
     assert forms.fresh_pdf(db.session, db.session.get(Application, record.id)) is not None
     assert jobs.form_sweep.call_local() == 0
 

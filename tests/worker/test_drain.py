@@ -16,11 +16,11 @@ def test_tick_sends_queued_sms_once_with_the_template(app, make_applicant) -> No
     eng.fire(who.application_id, "confirm_info", who.actor, {})
     eng.fire(who.application_id, "request_manual_identity", who.actor, {"note": "无身份证"})
     jobs.use_app(app)
-    assert jobs.tick.call_local() == {"timers": 0, "sms": 1}
+    assert jobs.tick.call_local() == {"timers": 0, "sms": 1, "jobs": 0}
     (message,) = db.session.scalars(select(SmsMessage)).all()
     student = demo_student(who.index)
     assert student.name in message.body and "人工审核" in message.body
     assert vault().decrypt(message.to_enc) == student.mobile
     assert message.to_masked == student.mobile[:3] + "****" + student.mobile[-4:]
     assert db.session.scalars(select(Outbox).where(Outbox.kind == "sms")).one().sent_at is not None
-    assert jobs.tick.call_local() == {"timers": 0, "sms": 0}
+    assert jobs.tick.call_local() == {"timers": 0, "sms": 0, "jobs": 0}

@@ -10,6 +10,7 @@ from gzsb.bootstrap import engine
 from gzsb.errors import EventNotAvailable, Forbidden, GuardRefused, InvalidInput, StaleApplication
 from gzsb.extensions import db
 from gzsb.models import Application, HistoryEvent, Outbox, Timer
+from gzsb.payments.service import expired_orders
 from gzsb.worker.drain import fire_due_timers
 from gzsb.workflow.engine import Actor
 from tests.support import CONSENT, MISMATCHED, SYSTEM, identity_uploads, pay, student_payload, to_confirming, to_payment
@@ -158,7 +159,7 @@ def test_unpaid_order_expires_through_the_durable_timer(app, make_applicant, eng
     assert fire_due_timers(db.session, engine(), clock.now) == 1
     application = db.session.get(Application, who.application_id)
     assert application.state == "identity_verified"
-    assert application.data["expired_orders"][0]["status"] == "expired"
+    assert expired_orders(db.session, application.id)[0]["status"] == "expired"
     assert db.session.get(Timer, timer.id).outcome == "fired"
     assert fire_due_timers(db.session, engine(), clock.advance(hours=30)) == 0
 

@@ -33,7 +33,16 @@ from gzsb.workflow.history import (
 from gzsb.workflow.loader import load_flow, load_flow_file
 from gzsb.workflow.spec import FlowSpec
 from tests.drive import application, chain, history, sql, to_approved, uid_of
-from tests.support import MATCHED, MISMATCHED, SYSTEM, Applicant, new_applicant, to_confirming, to_payment
+from tests.support import (
+    MATCHED,
+    MISMATCHED,
+    SYSTEM,
+    Applicant,
+    new_applicant,
+    order_of,
+    to_confirming,
+    to_payment,
+)
 
 FLOW_FILE = ROOT / "flows" / "enrollment.yaml"
 FLOW = load_flow_file(FLOW_FILE)
@@ -175,7 +184,7 @@ def test_head_rolled_back_names_the_first_event_after_it(app: Flask, cast: Cast)
 
 def _forge_payment(record: Application, seq: int) -> HistoryEvent:
     """A payment_succeeded event a forger computed with the public hash function."""
-    order = record.data["order"]
+    order = order_of(record.id)
     payload = canonical(
         {"amount_fen": order["amount_fen"], "channel": "alipay", "order": order["number"], "trade_no": "F"}
     )
@@ -594,12 +603,12 @@ def test_applications_verify_under_their_own_flow_version(app: Flask, eng: Engin
     old_record, new_record = application(old.application_id), application(new.application_id)
     assert old_record.flow_version_id != new_record.flow_version_id == version2.id
     # Each ran under its own settings: the fee of the version it started on.
-    assert old_record.data["order"]["amount_fen"] == 16000
-    assert new_record.data["order"]["amount_fen"] == 20000
+    assert order_of(old_record.id)["amount_fen"] == 16000
+    assert order_of(new_record.id)["amount_fen"] == 20000
     # The old one keeps its version for the rest of its life.
     eng.fire(old.application_id, "payment_expired", SYSTEM, {})
     eng.fire(old.application_id, "create_order", old.actor, {})
-    assert application(old.application_id).data["order"]["amount_fen"] == 16000
+    assert order_of(old.application_id)["amount_fen"] == 16000
 
     found = verdicts()
     assert all(v.ok for v in found.values()), [v.describe() for v in found.values()]
