@@ -45,7 +45,7 @@ def import_areas() -> None:
 
 
 # Areas with more than one views module name the extra ones here.
-EXTRA_VIEWS = ("gzsb.enrollment.catalog_views", "gzsb.enrollment.api")
+EXTRA_VIEWS = ("gzsb.enrollment.catalog_views", "gzsb.enrollment.api", "gzsb.accounts.devsms")
 
 
 def blueprints() -> list[Any]:

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from gzsb.accounts.idcard import parse_id_number
-from gzsb.accounts.views import current_account, login_required
+from gzsb.accounts.session import current_account, login_required
 from gzsb.adapters.storage import StorageError
 from gzsb.bootstrap import engine, storage, vault
 from gzsb.common.security import mask_id_number, mask_mobile

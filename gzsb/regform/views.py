@@ -16,7 +16,7 @@ from urllib.parse import quote
 from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from gzsb.accounts.views import current_account, login_required
+from gzsb.accounts.session import current_account, login_required
 from gzsb.common.beijing import beijing_text
 from gzsb.enrollment.views import own_application
 from gzsb.errors import NotFound
