@@ -82,3 +82,4 @@ def portrait_png(seed: int, size: tuple[int, int] = (240, 320)) -> bytes:
     draw.arc((cx - 20, 188, cx + 20, 208), 20, 160, fill=(170, 80, 80), width=3)  # mouth
     out = io.BytesIO()
     image.save(out, "PNG", optimize=True)
+    return out.getvalue()
