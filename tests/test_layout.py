@@ -56,10 +56,9 @@ AREA_EXTRAS = {
     },
     "enrollment": {
         "api": "the JSON API of the engine (its own blueprint)",
-        "catalog": "the catalogue of 招生院校/专业: import and search",
+        "catalog": "the catalogue of 招生院校/专业: CSV rows, import and search",
         "catalog_views": "catalogue search and 学籍 pages (their own blueprint)",
         "registry": "the 学籍/学历 registry import",
-        "images": "photo checks shared by the registry import",
     },
     "regform": {
         "content": "the 报名表's content, serial number and verification code",

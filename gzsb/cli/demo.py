@@ -24,7 +24,8 @@ from gzsb.bootstrap import engine, vault
 from gzsb.cli.demo_images import demo_identity_images, demo_material, portrait_png
 from gzsb.common.security import Vault, mask_id_number
 from gzsb.config import ROOT
-from gzsb.enrollment.catalog import import_catalog, import_registry
+from gzsb.enrollment.catalog import import_catalog
+from gzsb.enrollment.registry import import_registry
 from gzsb.extensions import db
 from gzsb.models import Account, Application, ConfirmationPoint, RegistryRecord
 from gzsb.store import FLOWS, start_application

@@ -9,7 +9,8 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from gzsb.cli.catalog import finish, unusable
-from gzsb.enrollment.catalog import FileProblem, import_registry
+from gzsb.enrollment.catalog import FileProblem
+from gzsb.enrollment.registry import import_registry
 from gzsb.extensions import db
 
 log = logging.getLogger(__name__)

@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session
 from gzsb.adapters.pdf import PdfError, PdfRenderer
 from gzsb.adapters.storage import Storage, StorageError
 from gzsb.common.beijing import as_utc, beijing_text
+from gzsb.common.images import image_kind
 from gzsb.common.security import mask_mobile
-from gzsb.enrollment.catalog import image_kind
 from gzsb.enrollment.steps import preference_label
 from gzsb.models import (
     Application,
