@@ -292,3 +292,25 @@ def test_no_module_is_too_long() -> None:
         if (n := len(path.read_text(encoding="utf-8").splitlines())) > 420 and m not in owned_elsewhere
     }
     assert not long, f"split these modules: {long}"
+
+
+# ------------------------------------------------------------------------ the unit tier
+
+APP_FIXTURES = {"app", "client", "pg_app", "journey", "make_applicant", "eng"}
+
+
+def test_unit_tests_build_no_app() -> None:
+    # `pytest -m unit` stays fast only if its tests need no Flask app and no database.
+    tests = PACKAGE.parent / "tests"
+    offenders = []
+    for path in sorted(tests.rglob("test_*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        if "pytest.mark.unit" not in ast.unparse(tree):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef):
+                used = {a.arg for a in node.args.args} & APP_FIXTURES
+                offenders += [f"{path.name}::{node.name} uses {sorted(used)}"] if used else []
+            if isinstance(node, ast.Name) and node.id in {"create_app", "_make_app"}:
+                offenders.append(f"{path.name} calls {node.id}")
+    assert not offenders, offenders
