@@ -61,37 +61,37 @@ def services() -> FakeServices:
 
 
 @pytest.fixture
-def eng(store: MemoryStore, services: FakeServices, clock: Clock) -> Engine:
+def engine(store: MemoryStore, services: FakeServices, clock: Clock) -> Engine:
     import_areas()  # registers every area's guards and steps by name (no app is built)
     return Engine(store, redactor=Redactor("unit-history-key", SENSITIVE_FIELDS), services=services, clock=clock)
 
 
-def to_confirming(eng: Engine, record: MemoryRecord) -> None:
-    eng.fire(record.id, "accept_pledge", STUDENT, {"agree": True})
-    eng.fire(record.id, "submit_basic_info", STUDENT, basic_info())
-    eng.fire(record.id, "check_xueji", STUDENT, {})
-    eng.fire(record.id, "confirm_xueji", STUDENT, {"answer": "correct"})
-    eng.fire(record.id, "submit_preferences", STUDENT, CHOICES)
+def to_confirming(engine: Engine, record: MemoryRecord) -> None:
+    engine.fire(record.id, "accept_pledge", STUDENT, {"agree": True})
+    engine.fire(record.id, "submit_basic_info", STUDENT, basic_info())
+    engine.fire(record.id, "check_xueji", STUDENT, {})
+    engine.fire(record.id, "confirm_xueji", STUDENT, {"answer": "correct"})
+    engine.fire(record.id, "submit_preferences", STUDENT, CHOICES)
 
 
 def state_of(store: MemoryStore, record: MemoryRecord) -> tuple[Any, ...]:
     return record.state, record.seq, record.version, record.head, repr(record.data), len(store.history[record.id])
 
 
-def test_a_student_walks_to_payment_and_the_history_replays(eng: Engine, store: MemoryStore) -> None:
+def test_a_student_walks_to_payment_and_the_history_replays(engine: Engine, store: MemoryStore) -> None:
     record = store.start()
-    to_confirming(eng, record)
+    to_confirming(engine, record)
     assert record.data["preferences"][0]["institution_name"] == "天津理工大学"
     assert record.confirmation_point_id == 1
-    eng.fire(record.id, "confirm_info", STUDENT, {})
-    eng.fire(record.id, "give_face_consent", STUDENT, {"agree": True})
-    store_uploads = eng.services.uploads
+    engine.fire(record.id, "confirm_info", STUDENT, {})
+    engine.fire(record.id, "give_face_consent", STUDENT, {"agree": True})
+    store_uploads = engine.services.uploads
     store_uploads[(record.id, "photo")], store_uploads[(record.id, "id_card")] = {"p1"}, {"c1"}
-    eng.fire(record.id, "upload_identity", STUDENT, {"photo": "p1", "id_card": "c1"})
+    engine.fire(record.id, "upload_identity", STUDENT, {"photo": "p1", "id_card": "c1"})
     assert ("job" in {kind for _, kind, _ in store.outboxed}) and record.state == "face_checking"
     matched = {"matched": True, "distance": 0.3, "threshold": 0.6, "model": "Dlib"}
-    eng.fire(record.id, "face_matched", SYSTEM, matched)
-    fired = eng.fire(record.id, "create_order", STUDENT, {})
+    engine.fire(record.id, "face_matched", SYSTEM, matched)
+    fired = engine.fire(record.id, "create_order", STUDENT, {})
     assert fired.to_state == "payment_pending" and record.data["order"]["amount_fen"] > 0
     assert store.sms_templates(record.id) == ["identity_verified"]
     [timer] = store.pending_timers(record.id)
@@ -102,46 +102,46 @@ def test_a_student_walks_to_payment_and_the_history_replays(eng: Engine, store: 
     assert ID_NUMBER not in repr(store.history[record.id])  # personal data is hashed in the history
 
 
-def test_refusals_change_nothing(eng: Engine, store: MemoryStore, clock: Clock) -> None:
+def test_refusals_change_nothing(engine: Engine, store: MemoryStore, clock: Clock) -> None:
     record = store.start()
     before = state_of(store, record)
     with pytest.raises(Forbidden):
-        eng.fire(record.id, "accept_pledge", SYSTEM, {"agree": True})
+        engine.fire(record.id, "accept_pledge", SYSTEM, {"agree": True})
     with pytest.raises(EventNotAvailable):
-        eng.fire(record.id, "create_order", STUDENT, {})
+        engine.fire(record.id, "create_order", STUDENT, {})
     with pytest.raises(InvalidInput) as invalid:
-        eng.fire(record.id, "accept_pledge", STUDENT, {})
+        engine.fire(record.id, "accept_pledge", STUDENT, {})
     assert invalid.value.fields == {"agree": ["请先阅读并勾选考试承诺书"]}
     clock.now += timedelta(days=60)
     with pytest.raises(GuardRefused) as refused:
-        eng.fire(record.id, "accept_pledge", STUDENT, {"agree": True})
+        engine.fire(record.id, "accept_pledge", STUDENT, {"agree": True})
     assert refused.value.reasons[0].startswith("报名时间已截止")
     with pytest.raises(NotFound):
-        eng.fire(999, "accept_pledge", STUDENT, {"agree": True})
+        engine.fire(999, "accept_pledge", STUDENT, {"agree": True})
     assert state_of(store, record) == before
 
 
-def test_a_step_failing_after_changes_rolls_the_store_back(eng: Engine, store: MemoryStore) -> None:
+def test_a_step_failing_after_changes_rolls_the_store_back(engine: Engine, store: MemoryStore) -> None:
     record = store.start()
-    eng.fire(record.id, "accept_pledge", STUDENT, {"agree": True})
+    engine.fire(record.id, "accept_pledge", STUDENT, {"agree": True})
     before = state_of(store, record)
     other = "12010120030101125" + check_digit("12010120030101125")  # valid, same birth date and sex
     with pytest.raises(InvalidInput) as invalid:  # the services refuse: not the account's ID number
-        eng.fire(record.id, "submit_basic_info", STUDENT, basic_info(id_number=other))
+        engine.fire(record.id, "submit_basic_info", STUDENT, basic_info(id_number=other))
     assert invalid.value.fields == {"id_number": ["身份证号须与注册时一致"]}
     assert state_of(store, record) == before
 
 
-def test_services_decide_registry_and_catalogue(eng: Engine, store: MemoryStore, services: FakeServices) -> None:
+def test_services_decide_registry_and_catalogue(engine: Engine, store: MemoryStore, services: FakeServices) -> None:
     record = store.start()
-    eng.fire(record.id, "accept_pledge", STUDENT, {"agree": True})
-    eng.fire(record.id, "submit_basic_info", STUDENT, basic_info())
+    engine.fire(record.id, "accept_pledge", STUDENT, {"agree": True})
+    engine.fire(record.id, "submit_basic_info", STUDENT, basic_info())
     services.registry.clear()
-    eng.fire(record.id, "check_xueji", STUDENT, {})
+    engine.fire(record.id, "check_xueji", STUDENT, {})
     assert record.data["xueji"]["status"] == "not_found"
     with pytest.raises(InvalidInput):
-        eng.fire(record.id, "submit_preferences", STUDENT, {"choices": [{"institution": "99999", "major": "1"}]})
-    options = {o.event: o for o in eng.options(record, STUDENT)}
+        engine.fire(record.id, "submit_preferences", STUDENT, {"choices": [{"institution": "99999", "major": "1"}]})
+    options = {o.event: o for o in engine.options(record, STUDENT)}
     assert options["submit_preferences"].available
     assert not options["confirm_xueji"].available  # the xueji_found guard: nothing was found
 
