@@ -1,6 +1,6 @@
 # make run    set up (system packages, .venv, dependencies), migrate, publish the flow,
 #             seed the demo, then serve on http://127.0.0.1:$(PORT) with the Huey worker
-# make test   the same set-up, then ruff (lint + format check) and pytest
+# make test   the same set-up, then ruff (lint + format check), mypy, the unit tier, the rest of pytest
 # make help   everything else
 
 SHELL := /bin/bash
@@ -26,11 +26,13 @@ export FLASK_APP := gzsb.app:create_app
 # `make run` is a development server: the SMS outbox page (/dev/sms) shows the codes.
 run: export SMS_DEV_PAGE := 1
 
-.PHONY: help setup system-packages deps run test lint fmt bench clean distclean
+.PHONY: help setup system-packages deps run test unit typecheck lint fmt bench clean distclean
 
 help:
 	@echo "make run        set up everything, migrate, publish $(FLOW), seed the demo, serve on :$(PORT)"
-	echo "make test       set up, then ruff check + ruff format --check + pytest (PYTEST_ARGS=...)"
+	echo "make test       set up, then ruff, mypy (gzsb/workflow), pytest -m unit, the rest of pytest (PYTEST_ARGS=...)"
+	echo "make unit       the fast unit tier only (no Flask app, no database)"
+	echo "make typecheck  mypy on gzsb/workflow"
 	echo "make lint       ruff check and format check only"
 	echo "make fmt        ruff check --fix and ruff format"
 	echo "make bench      python -m bench.run (BENCH_ARGS=...)"
@@ -113,10 +115,20 @@ run: setup
 
 # ------------------------------------------------------------------ checks
 
+# Cheapest first: lint, types of the engine, the unit tier (seconds, no Flask app), the rest.
 test: setup
 	@$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/mypy
+	$(BIN)/pytest -m unit $(PYTEST_ARGS) || [ $$? -eq 5 ]  # 5: PYTEST_ARGS selected no unit test
+	$(BIN)/pytest -m "not unit" $(PYTEST_ARGS)
+
+# Only the fast tier: `make unit` while editing the engine or steps.
+unit: deps
+	@$(BIN)/pytest -m unit $(PYTEST_ARGS)
+
+typecheck: deps
+	@$(BIN)/mypy
 
 lint: deps
 	@$(BIN)/ruff check $(LINT_PATHS)
@@ -132,7 +144,7 @@ bench: setup
 # ------------------------------------------------------------------ cleaning
 
 clean:
-	@rm -rf .pytest_cache .ruff_cache .hypothesis test-artifacts bench/out build dist *.egg-info flow.svg
+	@rm -rf .pytest_cache .ruff_cache .mypy_cache .hypothesis test-artifacts bench/out build dist *.egg-info flow.svg
 	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
 
 # Also the virtualenv and the local database (instance/): a fresh start.

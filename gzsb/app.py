@@ -12,6 +12,8 @@ from flask import Flask, g, jsonify, render_template, request
 from sqlalchemy import event
 from sqlalchemy.engine import Engine as SqlEngine
 
+from gzsb import cli
+from gzsb.accounts.session import current_account
 from gzsb.adapters.storage import make_storage
 from gzsb.bootstrap import blueprints, registries
 from gzsb.common.security import Vault
@@ -67,9 +69,6 @@ def create_app(config: type[Config] | Any = Config, *, clock: Callable[[], datet
 
     for blueprint in blueprints():
         app.register_blueprint(blueprint)
-
-    from gzsb.accounts.views import current_account
-    from gzsb.cli import commands as cli
 
     app.context_processor(lambda: {"account": current_account()})
     app.before_request(_fresh_g)

@@ -18,10 +18,10 @@ from typing import Any
 
 from flask import Blueprint, current_app, g, redirect, render_template, request, session, url_for
 from sqlalchemy import update
-from werkzeug.exceptions import HTTPException
 
 from gzsb.accounts.passwords import MAX_LENGTH, MIN_LENGTH, password_problems
 from gzsb.accounts.service import check_password, find_account, set_password
+from gzsb.accounts.session import LOCK_AFTER, LOCK_FOR, current_account, login_required, start_session
 from gzsb.bootstrap import vault
 from gzsb.common.beijing import as_utc
 from gzsb.errors import Forbidden
@@ -35,30 +35,13 @@ DISABLED = "该账号已停用，如有疑问请联系管理员"
 MUST_CHANGE = "请先修改初始密码"
 # Pages an account that must change its password may still open.
 OPEN_ENDPOINTS = {"static", "first_login.change_password", "auth.logout", "auth.login"}
+
+
 # Wrong current passwords on the change page before the account is locked and logged out.
-LOCK_AFTER = 5
-AUDIT_HOME = "/audit/"
-
-
 def _session_account() -> Account | None:
     # This hook runs before app.py's _fresh_g: a cached account may be another request's.
     g.pop("account", None)
-    from gzsb.accounts.views import current_account
-
     return current_account()
-
-
-def _endpoint_exists(endpoint: str) -> bool:
-    return endpoint in current_app.view_functions
-
-
-def auditor_home() -> str:
-    """The auditor console at /audit/ when its area is installed, else a page of ours."""
-    try:
-        endpoint, _ = current_app.url_map.bind("localhost").match(AUDIT_HOME, method="GET")
-    except HTTPException:
-        return url_for("first_login.auditor")
-    return url_for(endpoint)
 
 
 def home_for(account: Account) -> str:
@@ -67,10 +50,10 @@ def home_for(account: Account) -> str:
         return url_for("first_login.change_password")
     if account.role == "staff":
         return url_for("staff.dashboard")
-    if account.role == "admin" and _endpoint_exists("admin.home"):
+    if account.role == "admin":
         return url_for("admin.home")
     if account.role == "auditor":
-        return auditor_home()
+        return url_for("audit.home")
     return url_for("enrollment.process")
 
 
@@ -119,8 +102,6 @@ def _count_failure(account: Account) -> bool:
     if account.failed_logins < LOCK_AFTER:
         db.session.commit()
         return False
-    from gzsb.accounts.views import LOCK_FOR
-
     now = as_utc(current_app.extensions["gzsb.clock"]())
     account.locked_until, account.failed_logins = now + LOCK_FOR, 0
     account.session_epoch = Account.session_epoch + 1
@@ -131,8 +112,6 @@ def _count_failure(account: Account) -> bool:
 
 @bp.route("/account/password", methods=["GET", "POST"])
 def change_password() -> Any:
-    from gzsb.accounts.views import current_account, login_required, start_session
-
     @login_required()
     def view() -> Any:
         account = current_account()
@@ -164,17 +143,5 @@ def change_password() -> Any:
         start_session(account)  # this one goes on under the new epoch
         log.info("account %d chose its own password", account.id)
         return redirect(home_for(account))
-
-    return view()
-
-
-@bp.get("/auditor")
-def auditor() -> Any:
-    """A small home for auditors while the auditor console is not installed."""
-    from gzsb.accounts.views import login_required
-
-    @login_required("auditor")
-    def view() -> Any:
-        return render_template("admin/auditor_home.html")
 
     return view()

@@ -1,39 +1,38 @@
-"""Accounts in the browser: home-page facts, 注册, 登录, 退出, 找回密码, 找回用户名, the SMS dev page.
+"""Accounts in the browser: home-page facts, 注册, 登录, 退出, 找回密码, 找回用户名.
 
-Sessions carry the account's epoch, so logging out or changing the password ends them on
-the server (an old cookie no longer works).
+Sessions carry the account's epoch (``gzsb.accounts.session``), so logging out or changing
+the password ends them on the server (an old cookie no longer works).
 
 Rate limits:
 
 - per account: ``LOCK_AFTER`` wrong passwords lock the account for ``LOCK_FOR`` (database);
-- per client IP: ``IP_LOGIN_FAILURES`` failed logins (or 找回用户名 misses) within
-  ``IP_WINDOW_SECONDS`` pause that client for ``IP_BLOCK_SECONDS`` (429), and at most
-  ``IP_SMS_PER_HOUR`` verification codes per hour. These counters live in memory, per
-  process (``ClientLimiter``): simple and free of database writes on the hot path, but with
-  N server processes a client gets up to N times the budget and a restart forgets it. The
-  per-account lock and the per-number SMS limits (database) are the ones that hold across
-  processes; the IP limits slow down spraying many accounts from one client;
+- per client IP: ``gzsb.accounts.ratelimit`` (in memory, per process);
 - per mobile number: the SMS code rules of ``gzsb.accounts.otp`` (database).
 """
 
 from __future__ import annotations
 
 import logging
-import re
-import threading
-from collections import deque
 from collections.abc import Callable
-from datetime import datetime, timedelta
-from functools import wraps
+from datetime import datetime
 from typing import Any
 
-from flask import Blueprint, abort, current_app, g, redirect, render_template, request, session, url_for
-from sqlalchemy import select
+from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 
 from gzsb.accounts import first_login, otp
-from gzsb.accounts.idcard import IdNumber, parse_id_number
+from gzsb.accounts.forms import (
+    NAME,
+    Form,
+    check_code_shape,
+    check_id_number,
+    check_mobile,
+    check_new_password,
+    derived_person,
+    password_rules,
+)
+from gzsb.accounts.idcard import IdNumber
 from gzsb.accounts.names import FEE_YUAN, REGISTRATION
-from gzsb.accounts.passwords import MAX_LENGTH, MIN_LENGTH, password_problems
+from gzsb.accounts.ratelimit import TOO_MANY, client, ip_failure, ip_sms_allowed, limiter
 from gzsb.accounts.service import (
     check_password,
     check_password_of_nobody,
@@ -44,24 +43,21 @@ from gzsb.accounts.service import (
     mobile_taken,
     set_password,
 )
+from gzsb.accounts.session import LOCK_AFTER, LOCK_FOR, current_account, start_session
 from gzsb.adapters.sms import SmsFailed, sms_sender
 from gzsb.bootstrap import vault
-from gzsb.common.beijing import BEIJING, as_utc, beijing_text
+from gzsb.common.beijing import as_utc, beijing_text
 from gzsb.common.security import install_log_masking, mask_id_number, mask_mobile
-from gzsb.errors import AuthRequired, ConflictError, Forbidden, NotFound, RateLimited
+from gzsb.errors import ConflictError, NotFound, RateLimited
 from gzsb.extensions import db
-from gzsb.models import Account, SmsMessage
+from gzsb.models import Account
+from gzsb.store import FLOWS
 
 log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__)
 bp.record_once(lambda _state: install_log_masking())
 
-LOCK_AFTER = 5
-LOCK_FOR = timedelta(minutes=15)
-MOBILE = re.compile(r"^1[3-9]\d{9}$")
-NAME = re.compile(r"^[\u4e00-\u9fff·•A-Za-z ]{2,30}$")
 
-TOO_MANY = "操作过于频繁，请稍后再试"
 RESET_SENT = "如果身份证号和手机号与注册信息一致，验证码已发送到该手机，{minutes}分钟内有效。"
 RESET_CODE_GONE = "验证码已失效，请重新获取"
 ID_TAKEN = "该身份证号已注册"
@@ -69,196 +65,8 @@ MOBILE_TAKEN = "该手机号已绑定其他账号"
 USERNAME_MISS = "未找到与所填信息一致的账号，请核对身份证号和姓名；如仍有问题，请联系所在确认点。"
 
 
-# ---------------------------------------------------------------------------- sessions
-
-
-def current_account() -> Account | None:
-    if "account" not in g:
-        account = None
-        account_id = session.get("account_id")
-        if account_id is not None:
-            account = db.session.get(Account, account_id)
-            if account is not None and account.session_epoch != session.get("epoch"):
-                account = None
-        g.account = account
-    return g.account
-
-
-def login_required(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
-        @wraps(view)
-        def wrapped(*args: Any, **kwargs: Any) -> Any:
-            account = current_account()
-            if account is None:
-                if request.path.startswith("/api/"):
-                    raise AuthRequired("not logged in")
-                return redirect(url_for("auth.login", next=request.path))
-            if roles and account.role not in roles:
-                raise Forbidden(f"role {account.role!r} may not open {request.path}")
-            return view(*args, **kwargs)
-
-        return wrapped
-
-    return decorate
-
-
-def start_session(account: Account) -> None:
-    session.clear()
-    session["account_id"], session["epoch"] = account.id, account.session_epoch
-    g.account = account
-
-
 def _now() -> datetime:
     return as_utc(current_app.extensions["gzsb.clock"]())
-
-
-# ------------------------------------------------------------------- per-client limits
-
-
-class ClientLimiter:
-    """Sliding-window counters per (bucket, client), in this process's memory.
-
-    ``hit`` records one event; when ``limit`` events fall within ``window`` the client is
-    blocked for ``block``. Thread-safe; old entries are dropped as they age out.
-    """
-
-    MAX_KEYS = 50_000
-
-    def __init__(self) -> None:
-        self._events: dict[tuple[str, str], deque[datetime]] = {}
-        self._blocked: dict[tuple[str, str], datetime] = {}
-        self._lock = threading.Lock()
-
-    def blocked(self, bucket: str, client: str, now: datetime) -> bool:
-        with self._lock:
-            until = self._blocked.get((bucket, client))
-            if until is None:
-                return False
-            if until <= now:
-                del self._blocked[(bucket, client)]
-                return False
-            return True
-
-    def hit(self, bucket: str, client: str, now: datetime, *, limit: int, window: timedelta, block: timedelta) -> bool:
-        """Count one event; True if the client is now blocked."""
-        key = (bucket, client)
-        with self._lock:
-            if len(self._events) > self.MAX_KEYS:
-                self._prune(now, window)
-            events = self._events.setdefault(key, deque())
-            events.append(now)
-            while events and events[0] <= now - window:
-                events.popleft()
-            if len(events) >= limit:
-                self._blocked[key] = now + block
-                events.clear()
-                return True
-            return False
-
-    def _prune(self, now: datetime, window: timedelta) -> None:
-        for key in [k for k, v in self._events.items() if not v or v[-1] <= now - window]:
-            del self._events[key]
-        for key in [k for k, until in self._blocked.items() if until <= now]:
-            del self._blocked[key]
-
-
-def limiter() -> ClientLimiter:
-    return current_app.extensions.setdefault("gzsb.client_limiter", ClientLimiter())
-
-
-def _client() -> str:
-    # Behind a reverse proxy, the deployment must apply werkzeug's ProxyFix so that this is
-    # the real client and not the proxy.
-    return request.remote_addr or "unknown"
-
-
-def _ip_window() -> tuple[timedelta, timedelta]:
-    config = current_app.config
-    return timedelta(seconds=config["IP_WINDOW_SECONDS"]), timedelta(seconds=config["IP_BLOCK_SECONDS"])
-
-
-def _ip_failure(bucket: str, now: datetime) -> None:
-    window, block = _ip_window()
-    if limiter().hit(bucket, _client(), now, limit=current_app.config["IP_LOGIN_FAILURES"], window=window, block=block):
-        log.warning("client %s paused after repeated %s failures", _client(), bucket)
-
-
-def _ip_sms_allowed(now: datetime) -> None:
-    """At most IP_SMS_PER_HOUR codes per client and hour (SMS pumping through one client)."""
-    if limiter().blocked("sms", _client(), now):
-        raise RateLimited("too many SMS from this client", public=TOO_MANY)
-    hour = timedelta(hours=1)
-    # The hit that reaches the limit still goes through; the next one is refused.
-    limiter().hit("sms", _client(), now, limit=current_app.config["IP_SMS_PER_HOUR"], window=hour, block=hour)
-
-
-# ----------------------------------------------------------------------- form helpers
-
-
-class Form:
-    """Typed values (stripped; passwords never kept) and Chinese errors per field."""
-
-    def __init__(self, fields: tuple[str, ...]) -> None:
-        self.values: dict[str, Any] = {name: request.form.get(name, "").strip() for name in fields}
-        self.errors: dict[str, list[str]] = {}
-
-    def error(self, field: str, message: str) -> None:
-        self.errors.setdefault(field, []).append(message)
-
-    def ok(self, *fields: str) -> bool:
-        return not any(self.errors.get(f) for f in fields) if fields else not self.errors
-
-
-def _check_id_number(form: Form, field: str, now: datetime) -> IdNumber | None:
-    raw = form.values[field]
-    if not raw:
-        form.error(field, "请输入身份证号")
-        return None
-    try:
-        person = parse_id_number(raw, today=now.astimezone(BEIJING).date())
-    except ValueError as exc:
-        form.error(field, str(exc))
-        return None
-    form.values[field] = person.value  # upper-case X, no spaces
-    return person
-
-
-def _derived(raw: str, now: datetime) -> IdNumber | None:
-    """Birth date and sex to show beside a valid ID number (None, silently, if invalid)."""
-    try:
-        return parse_id_number(raw, today=now.astimezone(BEIJING).date()) if raw else None
-    except ValueError:
-        return None
-
-
-def _check_mobile(form: Form, field: str = "mobile") -> str | None:
-    mobile = form.values[field].replace(" ", "")
-    form.values[field] = mobile
-    if not mobile:
-        form.error(field, "请输入手机号")
-        return None
-    if not MOBILE.match(mobile):
-        form.error(field, "请输入11位手机号码")
-        return None
-    return mobile
-
-
-def _check_new_password(form: Form, id_number: str | None, mobile: str | None) -> str:
-    password = request.form.get("password", "")
-    for problem in password_problems(password, id_number=id_number, mobile=mobile):
-        form.error("password", problem)
-    if password and request.form.get("password2", "") != password:
-        form.error("password2", "两次输入的密码不一致")
-    return password
-
-
-def _check_code_shape(form: Form) -> str:
-    code = form.values["code"]
-    if not code:
-        form.error("code", "请输入短信验证码")
-    elif not (code.isascii() and code.isdigit() and len(code) == otp.DIGITS):
-        form.error("code", "请输入6位数字短信验证码")
-    return code
 
 
 def _policy() -> otp.OtpPolicy:
@@ -277,7 +85,7 @@ def _deliver(mobile: str, purpose: str) -> Callable[[str], None]:
 def _send_code(form: Form, mobile: str, purpose: str, *, deliver: bool, now: datetime) -> int:
     """Issue a code (a decoy when ``deliver`` is False); errors go to the code field. HTTP status."""
     try:
-        _ip_sms_allowed(now)
+        ip_sms_allowed(now)
         otp.issue(
             db.session,
             _policy(),
@@ -294,18 +102,12 @@ def _send_code(form: Form, mobile: str, purpose: str, *, deliver: bool, now: dat
     return 200
 
 
-def _password_rules() -> str:
-    return f"{MIN_LENGTH}～{MAX_LENGTH}位，须同时包含字母和数字，不能是常见密码，不能包含出生日期或手机号"
-
-
 # ------------------------------------------------------------------------------ home
 
 
 @bp.app_template_global("exam_overview")
 def exam_overview() -> dict[str, Any] | None:
     """The registration window of the published flow, in Beijing time, and whether it is open."""
-    from gzsb.store import FLOWS
-
     try:
         version = FLOWS.current(db.session, current_app.config["FLOW_NAME"])
     except NotFound:
@@ -335,7 +137,7 @@ def login() -> Any:
     login_name = request.form.get("login", "").strip()
     if request.method == "POST":
         now = _now()
-        if limiter().blocked("login", _client(), now):
+        if limiter().blocked("login", client(), now):
             minutes = current_app.config["IP_BLOCK_SECONDS"] // 60
             return render_template(
                 "login.html", error=f"操作过于频繁，请{minutes}分钟后再试", login_name=login_name
@@ -357,7 +159,7 @@ def login() -> Any:
                 account.locked_until, account.failed_logins = now + LOCK_FOR, 0
                 log.warning("account %d locked after %d wrong passwords", account.id, LOCK_AFTER)
             db.session.commit()
-        _ip_failure("login", now)
+        ip_failure("login", now)
         error = "账号已被临时锁定，请15分钟后再试" if locked else "账号或密码错误"
     return render_template("login.html", error=error, login_name=login_name), (401 if error else 200)
 
@@ -384,7 +186,7 @@ def _render_register(form: Form, person: IdNumber | None, status: int, notice: s
         errors=form.errors,
         person=person,
         notice=notice,
-        password_rules=_password_rules(),
+        password_rules=password_rules(),
     ), status
 
 
@@ -394,7 +196,7 @@ def _register_identity(form: Form, now: datetime) -> IdNumber | None:
         form.error("name", "请输入姓名")
     elif not NAME.match(form.values["name"]):
         form.error("name", "请输入与身份证一致的姓名")
-    person = _check_id_number(form, "id_number", now)
+    person = check_id_number(form, "id_number", now)
     again = form.values["id_number2"].upper().replace(" ", "")
     form.values["id_number2"] = again
     if not again:
@@ -414,8 +216,8 @@ def register_code() -> Any:
     """【获取验证码】: the whole form comes along so nothing typed is lost."""
     now = _now()
     form = Form(REGISTER_FIELDS)
-    person = _derived(form.values["id_number"], now)
-    mobile = _check_mobile(form)
+    person = derived_person(form.values["id_number"], now)
+    mobile = check_mobile(form)
     if mobile is not None and mobile_taken(db.session, vault(), mobile):
         form.error("mobile", MOBILE_TAKEN)
     if not form.ok():
@@ -430,9 +232,9 @@ def register() -> Any:
     now = _now()
     form = Form(REGISTER_FIELDS)
     person = _register_identity(form, now)
-    mobile = _check_mobile(form)
-    password = _check_new_password(form, person.value if person else None, mobile)
-    code = _check_code_shape(form)
+    mobile = check_mobile(form)
+    password = check_new_password(form, person.value if person else None, mobile)
+    code = check_code_shape(form)
     if not form.values["agree"]:
         form.error("agree", "请阅读并同意《考生注册协议》")
     status = 422
@@ -475,12 +277,12 @@ def _render_reset(form: Form, status: int, notice: str = "", done: bool = False)
         errors=form.errors,
         notice=notice,
         done=done,
-        password_rules=_password_rules(),
+        password_rules=password_rules(),
     ), status
 
 
 def _reset_identity(form: Form, now: datetime) -> tuple[IdNumber | None, str | None]:
-    return _check_id_number(form, "id_number", now), _check_mobile(form)
+    return check_id_number(form, "id_number", now), check_mobile(form)
 
 
 def _matching_account(person: IdNumber, mobile: str) -> Account | None:
@@ -516,8 +318,8 @@ def recover_password() -> Any:
     now = _now()
     form = Form(RESET_FIELDS)
     person, mobile = _reset_identity(form, now)
-    password = _check_new_password(form, person.value if person else None, mobile)
-    code = _check_code_shape(form)
+    password = check_new_password(form, person.value if person else None, mobile)
+    code = check_code_shape(form)
     if not form.ok():
         return _render_reset(form, 422)
     assert person is not None and mobile is not None
@@ -563,10 +365,10 @@ def recover_username() -> Any:
     if request.method == "GET":
         return _render_username(form, 200)
     now = _now()
-    if limiter().blocked("recover", _client(), now):
+    if limiter().blocked("recover", client(), now):
         form.error("id_number", TOO_MANY)
         return _render_username(form, 429)
-    person = _check_id_number(form, "id_number", now)
+    person = check_id_number(form, "id_number", now)
     if not form.values["name"]:
         form.error("name", "请输入姓名")
     if not form.ok():
@@ -574,33 +376,8 @@ def recover_username() -> Any:
     assert person is not None
     account = find_by_id_number(db.session, vault(), person.value)
     if account is None or account.name != form.values["name"]:
-        _ip_failure("recover", now)
+        ip_failure("recover", now)
         return _render_username(form, 200, miss=True)
     mobile = vault().decrypt(account.mobile_enc) if account.mobile_enc else ""
     found = {"id_number": mask_id_number(person.value), "mobile": mask_mobile(mobile) if mobile else "未绑定"}
     return _render_username(form, 200, found=found)
-
-
-# -------------------------------------------------------------------- SMS dev page
-
-
-def dev_sms_enabled() -> bool:
-    return bool(current_app.debug or current_app.testing or current_app.config.get("SMS_DEV_PAGE"))
-
-
-@bp.get("/dev/sms")
-def dev_sms() -> Any:
-    """Messages of the offline SMS adapter, newest first (development only: 404 otherwise)."""
-    if not dev_sms_enabled():
-        abort(404)
-    messages = db.session.scalars(select(SmsMessage).order_by(SmsMessage.id.desc()).limit(100)).all()
-    rows = [
-        {
-            "id": m.id,
-            "to": m.to_masked,
-            "body": m.body,
-            "at": beijing_text(m.created_at, "%Y-%m-%d %H:%M:%S"),
-        }
-        for m in messages
-    ]
-    return render_template("dev_sms.html", messages=rows)

@@ -13,7 +13,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, flash, make_response, redirect, render_template, request, url_for
 
-from gzsb.accounts.views import current_account, login_required
+from gzsb.accounts.session import current_account, login_required
 from gzsb.admin import service as admin
 from gzsb.bootstrap import vault
 from gzsb.common.beijing import BEIJING, as_utc

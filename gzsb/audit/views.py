@@ -16,7 +16,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, redirect, render_template, request, url_for
 
-from gzsb.accounts.views import current_account, login_required
+from gzsb.accounts.session import current_account, login_required
 from gzsb.audit import console
 from gzsb.bootstrap import vault
 from gzsb.common.beijing import BEIJING, as_utc

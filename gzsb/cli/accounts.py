@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import click
-from flask import Flask, current_app
+from flask import current_app
 from flask.cli import AppGroup
 
 from gzsb.admin import service as admin
@@ -232,6 +232,4 @@ def points_delete(code: str, by: str | None) -> None:
     _point_change(code, by, "deleted", lambda who, p: admin.delete_point(db.session, who, _now(), p))
 
 
-def register(app: Flask) -> None:
-    app.cli.add_command(accounts_cli)
-    app.cli.add_command(points_cli)
+groups = (accounts_cli, points_cli)

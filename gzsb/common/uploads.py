@@ -22,7 +22,7 @@ from flask import Response
 from sqlalchemy.orm import Session
 
 from gzsb.adapters.storage import Storage, StorageError
-from gzsb.enrollment.catalog import EXTENSIONS, MIMETYPES, ImageProblem, clean_image, image_kind, read_capped
+from gzsb.common.images import EXTENSIONS, MIMETYPES, ImageProblem, clean_image, image_kind, read_capped
 from gzsb.errors import NotFound
 from gzsb.models import Upload
 

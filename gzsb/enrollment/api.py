@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 
-from gzsb.accounts.views import current_account, login_required
+from gzsb.accounts.session import current_account, login_required
 from gzsb.bootstrap import engine
 from gzsb.enrollment.views import current_actor, flow_of, own_application, stage_rows
 from gzsb.errors import Forbidden, InvalidInput, NotFound

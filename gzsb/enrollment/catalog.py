@@ -1,4 +1,4 @@
-"""The 招生院校/专业 catalogue and the 学籍/学历 registry: CSV imports and image checks.
+"""The 招生院校/专业 catalogue and the 学籍/学历 registry: CSV imports and search.
 
 Both imports work row by row: a bad row is reported with its line number (English, for
 the admin's terminal) and skipped, every good row is kept. Importing the same file again
@@ -9,9 +9,7 @@ updates the rows it finds and never duplicates them:
 
 Rows missing from a later file are left alone (an import never deletes).
 
-Images (registry photos here, evidence uploads in ``gzsb.enrollment.catalog_views``) go through
-``clean_image``: size cap before reading, JPEG/PNG by magic bytes, pixel cap before decoding,
-then re-encoded (which also drops EXIF metadata such as GPS positions).
+The registry import is in ``gzsb.enrollment.registry``; image checks in ``gzsb.common.images``.
 """
 
 from __future__ import annotations
@@ -22,88 +20,14 @@ import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date
 from pathlib import Path
-from typing import Any, BinaryIO
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gzsb.accounts.idcard import parse_id_number
-from gzsb.common.security import Vault, mask_id_number
-from gzsb.models import Institution, Major, RegistryRecord
+from gzsb.models import Institution, Major
 
 log = logging.getLogger(__name__)
-
-# ------------------------------------------------------------------------------ images
-
-MAX_PHOTO_BYTES = 2 * 1024 * 1024
-MAX_PIXELS = 40_000_000
-_MAGIC = ((b"\xff\xd8\xff", "jpeg"), (b"\x89PNG\r\n\x1a\n", "png"))
-MIMETYPES = {"jpeg": "image/jpeg", "png": "image/png"}
-EXTENSIONS = {"jpeg": "jpg", "png": "png"}
-
-
-class ImageProblem(ValueError):
-    """An image was refused; ``english`` for CLIs and logs, ``chinese`` for students."""
-
-    def __init__(self, english: str, chinese: str) -> None:
-        super().__init__(english)
-        self.english = english
-        self.chinese = chinese
-
-
-def image_kind(head: bytes) -> str | None:
-    """'jpeg' or 'png' from the first bytes, else None (the file name is never trusted)."""
-    for magic, kind in _MAGIC:
-        if head.startswith(magic):
-            return kind
-    return None
-
-
-def read_capped(stream: BinaryIO, max_bytes: int) -> bytes:
-    """At most ``max_bytes``; one byte more means the file is too large."""
-    data = stream.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        if max_bytes >= 1024 * 1024:
-            limit = f"{max_bytes // (1024 * 1024)}MB"
-        else:
-            limit = f"{max_bytes // 1024}KB" if max_bytes >= 1024 else f"{max_bytes}B"
-        raise ImageProblem(f"larger than {limit}", f"图片不能超过{limit}")
-    return data
-
-
-def clean_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> tuple[bytes, str]:
-    """Check and re-encode a JPEG or PNG; returns (bytes, kind)."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    kind = image_kind(data[:8])
-    if kind is None:
-        raise ImageProblem("not a JPEG or PNG file", "仅支持JPG或PNG格式的图片")
-    try:
-        with Image.open(io.BytesIO(data)) as probe:
-            # Only the header is read so far: refuse decompression bombs before decoding.
-            width, height = probe.size
-            if width * height > max_pixels or width < 1 or height < 1:
-                raise ImageProblem(f"{width}x{height} pixels is too large", "图片尺寸过大")
-            if probe.format not in ("JPEG", "PNG") or probe.format.lower() != kind:
-                raise ImageProblem("content does not match its JPEG/PNG signature", "图片文件已损坏或格式不符")
-            probe.load()
-            # Phones store portrait shots sideways plus an EXIF rotation; apply it before the
-            # re-encoding drops EXIF, or the picture would be stored lying on its side.
-            image = ImageOps.exif_transpose(probe) or probe.copy()
-    except ImageProblem:
-        raise
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise ImageProblem(f"cannot be decoded ({exc.__class__.__name__})", "图片文件已损坏，无法识别") from None
-    out = io.BytesIO()
-    if kind == "jpeg":
-        if image.mode not in ("RGB", "L"):
-            image = image.convert("RGB")
-        image.save(out, "JPEG", quality=90)
-    else:
-        image.save(out, "PNG", optimize=True)
-    return out.getvalue(), kind
 
 
 # --------------------------------------------------------------------------- CSV rows
@@ -206,7 +130,7 @@ class RowProblem(ValueError):
     pass
 
 
-def _required(row: dict, name: str, max_length: int) -> str:
+def required_text(row: dict, name: str, max_length: int) -> str:
     value = row.get(name, "")
     if not value:
         raise RowProblem(f"{name} is required")
@@ -216,7 +140,7 @@ def _required(row: dict, name: str, max_length: int) -> str:
 
 
 def _code(row: dict, name: str) -> str:
-    value = _required(row, name, 20).upper()
+    value = required_text(row, name, 20).upper()
     if not re.fullmatch(r"[0-9A-Z]{2,20}", value):
         raise RowProblem(f"{name} {value!r} must be 2-20 letters or digits")
     return value
@@ -256,9 +180,9 @@ def parse_catalog_row(row: dict) -> CatalogRow:
             raise RowProblem(f"places {places} is out of range 0-100000")
     return CatalogRow(
         _code(row, "institution_code"),
-        _required(row, "institution_name", 100),
+        required_text(row, "institution_name", 100),
         _code(row, "major_code"),
-        _required(row, "major_name", 100),
+        required_text(row, "major_name", 100),
         places,
     )
 
@@ -314,148 +238,6 @@ def import_catalog(session: Session, path: Path | str) -> ImportReport:
             changed = (major.name, major.places) != (row.major_name, row.places)
             major.name, major.places = row.major_name, row.places
             report.count("major(s)", "updated" if changed else "unchanged")
-    session.commit()
-    log.info("%s", report.summary())
-    return report
-
-
-# -------------------------------------------------------------------------- registry
-
-REGISTRY_COLUMNS = {
-    "id_number": ("身份证号", "id number"),
-    "name": ("姓名",),
-    "school": ("毕业院校", "院校", "学校"),
-    "major": ("专业", "所学专业"),
-    "level": ("层次",),
-    "study_form": ("学习形式",),
-    "graduation_year": ("毕业年份", "毕业年度", "year"),
-    "photo": ("照片", "photo_file"),
-}
-REGISTRY_REQUIRED = ("id_number", "name", "school", "major", "graduation_year")
-LEVELS = ("专科", "高职", "本科")
-FIRST_YEAR = 1990
-# Students still at college are in the registry with their expected year (3-year programmes).
-YEARS_AHEAD = 3
-
-_ID_PROBLEMS = {
-    "身份证号应为18位，最后一位可以是数字或X": "must be 18 characters, digits with a final digit or X",
-    "身份证号中的出生日期无效": "holds an invalid birth date",
-    "身份证号校验位不正确，请核对": "has a wrong check digit",
-}
-
-
-@dataclass(frozen=True)
-class RegistryRow:
-    id_number: str
-    name: str
-    school: str
-    major: str
-    level: str
-    study_form: str
-    graduation_year: int
-    photo: bytes | None
-
-
-def _photo(name: str, photos: Path | None) -> bytes | None:
-    if not name:
-        return None
-    if photos is None:
-        raise RowProblem(f"photo {name!r} given but no photo folder")
-    if "/" in name or "\\" in name or name in (".", "..") or name.startswith("."):
-        raise RowProblem(f"photo {name!r} must be a plain file name inside the photo folder")
-    path = photos / name
-    try:
-        if not path.resolve().is_relative_to(photos.resolve()):
-            raise RowProblem(f"photo {name!r} is outside the photo folder")
-        with path.open("rb") as handle:
-            data = read_capped(handle, MAX_PHOTO_BYTES)
-    except FileNotFoundError:
-        raise RowProblem(f"photo {name!r} not found in {photos}") from None
-    except ImageProblem as exc:
-        raise RowProblem(f"photo {name!r} is {exc.english}") from None
-    except OSError as exc:
-        raise RowProblem(f"photo {name!r} cannot be read: {exc.strerror or exc}") from None
-    try:
-        cleaned, _kind = clean_image(data)
-    except ImageProblem as exc:
-        raise RowProblem(f"photo {name!r}: {exc.english}") from None
-    return cleaned
-
-
-def parse_registry_row(row: dict, photos: Path | None, this_year: int) -> RegistryRow:
-    raw_id = _required(row, "id_number", 18 + 2)
-    try:
-        number = parse_id_number(raw_id).value
-    except ValueError as exc:
-        raise RowProblem(f"id_number {mask_id_number(raw_id)} {_ID_PROBLEMS.get(str(exc), 'is not valid')}") from None
-    year_text = _required(row, "graduation_year", 4)
-    try:
-        year = int(year_text)
-    except ValueError:
-        raise RowProblem(f"graduation_year {year_text!r} is not a year") from None
-    if not FIRST_YEAR <= year <= this_year + YEARS_AHEAD:
-        raise RowProblem(f"graduation_year {year} is out of range {FIRST_YEAR}-{this_year + YEARS_AHEAD}")
-    level = row.get("level") or "专科"
-    if level not in LEVELS:
-        raise RowProblem(f"level {level!r} is not one of {', '.join(LEVELS)}")
-    study_form = row.get("study_form") or "普通全日制"
-    if len(study_form) > 20:
-        raise RowProblem("study_form is longer than 20 characters")
-    return RegistryRow(
-        number,
-        _required(row, "name", 50),
-        _required(row, "school", 100),
-        _required(row, "major", 100),
-        level,
-        study_form,
-        year,
-        _photo(row.get("photo", ""), photos),
-    )
-
-
-def import_registry(
-    session: Session, vault: Vault, path: Path | str, photos: Path | str | None = None, *, this_year: int | None = None
-) -> ImportReport:
-    """Upsert registry records by the ID number's blind index; commits the good rows.
-
-    ``photos`` defaults to the CSV's folder. An empty photo cell keeps the photo a
-    record already has.
-    """
-    path = Path(path)
-    folder = Path(photos) if photos is not None else path.parent
-    this_year = this_year or date.today().year
-    report = ImportReport("registry")
-    seen: dict[str, int] = {}
-    for line, raw in read_rows(path, REGISTRY_COLUMNS, REGISTRY_REQUIRED):
-        report.rows += 1
-        try:
-            row = parse_registry_row(raw, folder, this_year)
-            key = vault.index(row.id_number)
-            if key in seen:
-                raise RowProblem(f"id_number {mask_id_number(row.id_number)} repeats line {seen[key]}")
-        except RowProblem as exc:
-            report.bad(line, str(exc))
-            continue
-        seen[key] = line
-        record = session.scalars(select(RegistryRecord).where(RegistryRecord.id_number_index == key)).first()
-        values: dict[str, Any] = {
-            "name": row.name,
-            "school": row.school,
-            "major": row.major,
-            "level": row.level,
-            "study_form": row.study_form,
-            "graduation_year": row.graduation_year,
-        }
-        if row.photo is not None:
-            values["photo"] = row.photo
-        if record is None:
-            session.add(RegistryRecord(id_number_index=key, **values))
-            report.count("record(s)", "created")
-        else:
-            changed = any(getattr(record, k) != v for k, v in values.items())
-            for k, v in values.items():
-                setattr(record, k, v)
-            report.count("record(s)", "updated" if changed else "unchanged")
     session.commit()
     log.info("%s", report.summary())
     return report

@@ -22,13 +22,14 @@ from sqlalchemy import select
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from gzsb.accounts.idcard import parse_id_number
-from gzsb.accounts.views import current_account, login_required
+from gzsb.accounts.session import current_account, login_required
 from gzsb.adapters.storage import StorageError
 from gzsb.bootstrap import engine, storage, vault
+from gzsb.common.images import EXTENSIONS, ImageProblem, clean_image, read_capped
 from gzsb.common.security import mask_id_number, mask_mobile
 from gzsb.common.uploads import image_response
 from gzsb.enrollment import steps
-from gzsb.enrollment.catalog import EXTENSIONS, ImageProblem, catalogue, clean_image, read_capped
+from gzsb.enrollment.catalog import catalogue, search_catalog
 from gzsb.enrollment.names import REPORT_XUEJI_ERROR
 from gzsb.enrollment.views import current_actor, form_payload, own_application, render_state
 from gzsb.errors import GuardRefused, InvalidInput, NotFound
@@ -125,8 +126,6 @@ def _mask_mobile(value: Any) -> str:
 @login_required()
 def search() -> Any:
     """The pop-up's search: (institution, major) pairs matching every word of ``q``."""
-    from gzsb.enrollment.catalog import search_catalog
-
     query = request.args.get("q", "", type=str)[:100]
     institution = request.args.get("institution", "", type=str)[:20]
     results = search_catalog(db.session, query, institution=institution, limit=SEARCH_LIMIT + 1)

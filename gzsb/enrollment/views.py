@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from gzsb.accounts.views import current_account, login_required
+from gzsb.accounts.session import current_account, login_required
 from gzsb.bootstrap import engine
 from gzsb.errors import GuardRefused, InvalidInput
 from gzsb.extensions import db

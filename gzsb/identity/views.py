@@ -14,7 +14,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, make_response, redirect, render_template, request, url_for
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from gzsb.accounts.views import login_required
+from gzsb.accounts.session import login_required
 from gzsb.adapters.faces import face_matcher
 from gzsb.bootstrap import engine, storage
 from gzsb.common.uploads import image_response, read_upload

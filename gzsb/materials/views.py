@@ -13,7 +13,7 @@ from typing import Any
 from flask import Blueprint, current_app, redirect, request, url_for
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from gzsb.accounts.views import login_required
+from gzsb.accounts.session import login_required
 from gzsb.bootstrap import storage
 from gzsb.common.beijing import beijing_text
 from gzsb.common.uploads import ImageProblem, image_response, read_upload

@@ -13,7 +13,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, redirect, render_template, request, url_for
 
-from gzsb.accounts.views import current_account, login_required
+from gzsb.accounts.session import current_account, login_required
 from gzsb.adapters.payments import CHANNEL_NAMES, Sandbox, yuan_text
 from gzsb.bootstrap import engine
 from gzsb.common.beijing import beijing_text

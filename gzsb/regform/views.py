@@ -16,12 +16,13 @@ from urllib.parse import quote
 from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from gzsb.accounts.views import current_account, login_required
+from gzsb.accounts.session import current_account, login_required
 from gzsb.common.beijing import beijing_text
 from gzsb.enrollment.views import own_application
 from gzsb.errors import NotFound
 from gzsb.extensions import db
 from gzsb.models import Application
+from gzsb.regform import content
 from gzsb.regform import service as forms
 from gzsb.worker.tasks import enqueue_form_render
 
@@ -94,7 +95,7 @@ def verify_form() -> Any:
     serial = request.args.get("serial", "", type=str).strip().upper()[:40]
     code = request.args.get("code", "", type=str)[:40]
     if serial:
-        return redirect(url_for("forms.verify", serial=serial, code=forms.normalize_code(code)))
+        return redirect(url_for("forms.verify", serial=serial, code=content.normalize_code(code)))
     return _verify_page("", "", None)
 
 
@@ -103,13 +104,13 @@ def verify(serial: str) -> Any:
     code = request.args.get("code", "", type=str)[:40]
     verdict = None
     if code or not SERIAL.match(serial):
-        verdict = forms.Verdict(forms.INVALID)
+        verdict = content.Verdict(content.INVALID)
         if SERIAL.match(serial):
-            verdict = forms.verify(db.session, serial, code, current_app.config["FORM_KEY"])
+            verdict = content.verify(db.session, serial, code, current_app.config["FORM_KEY"])
     return _verify_page(serial, code, verdict)
 
 
-def _verify_page(serial: str, code: str, verdict: forms.Verdict | None) -> Any:
+def _verify_page(serial: str, code: str, verdict: content.Verdict | None) -> Any:
     response = Response(render_template("verify.html", serial=serial[:40], code=code, verdict=verdict))
     # The code is in the address: keep it out of caches, referrers and search engines.
     response.headers["Cache-Control"] = "no-store"

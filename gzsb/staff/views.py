@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 
-from gzsb.accounts.views import current_account, login_required
+from gzsb.accounts.session import current_account, login_required
 from gzsb.adapters.storage import StorageError
 from gzsb.bootstrap import engine, storage
 from gzsb.common.uploads import image_response, read_upload

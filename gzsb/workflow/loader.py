@@ -114,7 +114,7 @@ class _Strict(Schema):
         unknown = RAISE
 
 
-_WHEN = {
+_WHEN: dict[str, Any] = {
     "invalid": "not a date-time with a zone; write e.g. 2027-01-05T09:00:00+08:00",
     "invalid_awareness": "needs a zone; write e.g. 2027-01-05T09:00:00+08:00",
 }

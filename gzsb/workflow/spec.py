@@ -91,6 +91,9 @@ class FlowSpec:
     source: str = "<flow>"
     text: str = ""
     sha256: str = ""
+    # Lookup tables built once in __post_init__ (declared so type checkers know them).
+    _branch_index: Mapping[tuple[str, str], tuple[TransitionSpec, ...]] = field(init=False, repr=False, compare=False)
+    _events_by_source: Mapping[str, tuple[str, ...]] = field(init=False, repr=False, compare=False)
 
     def branches(self, event: str, source: str) -> tuple[TransitionSpec, ...]:
         """Transitions for ``event`` from ``source`` in declaration order (first passing wins)."""

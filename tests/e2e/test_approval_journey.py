@@ -33,7 +33,8 @@ from playwright.sync_api import expect
 from sqlalchemy import select
 
 from gzsb.bootstrap import engine
-from gzsb.cli.demo import DEMO_PASSWORD, STAFF, Student, demo_student, document_png
+from gzsb.cli.demo import DEMO_PASSWORD, STAFF, Student, demo_student
+from gzsb.cli.demo_images import document_png
 from gzsb.common.security import mask_id_number
 from gzsb.config import ROOT
 from gzsb.extensions import db

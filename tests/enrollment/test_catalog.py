@@ -11,14 +11,9 @@ from sqlalchemy import func, select
 
 from gzsb.bootstrap import vault
 from gzsb.cli.demo import CATALOG_CSV, REGISTRY_CSV, REGISTRY_PHOTOS, demo_student, portrait_png, registry_csv_row
-from gzsb.enrollment.catalog import (
-    FileProblem,
-    ImageProblem,
-    clean_image,
-    import_catalog,
-    import_registry,
-    search_catalog,
-)
+from gzsb.common.images import ImageProblem, clean_image
+from gzsb.enrollment.catalog import FileProblem, import_catalog, search_catalog
+from gzsb.enrollment.registry import import_registry
 from gzsb.extensions import db
 from gzsb.models import Institution, Major, RegistryRecord
 

@@ -19,6 +19,7 @@ from gzsb.cli.demo import demo_student, portrait_png
 from gzsb.common.uploads import accept_image, discard, store_image
 from gzsb.extensions import db
 from gzsb.models import Application, ConfirmationPoint, RegistrationForm, Upload
+from gzsb.regform import content
 from gzsb.regform import service as forms
 from tests.support import new_applicant, order_of, pay, to_confirming, to_payment
 
@@ -106,7 +107,7 @@ def test_the_pdf_holds_the_students_data_serial_and_code(app, make_applicant, en
         order_of(record.id)["number"],
         "160.00元",
         form.serial,
-        forms.format_code(forms.verification_code(app.config["FORM_KEY"], form.serial, form.digest)),
+        content.format_code(content.verification_code(app.config["FORM_KEY"], form.serial, form.digest)),
         "2027年高职升本考试报名表",
     ):
         assert expected in text, expected
@@ -136,7 +137,7 @@ def test_names_missing_from_the_choices_come_from_the_catalogue(app, make_applic
     data["preferences"] = [{"institution": "10060", "major": "080901"}, {"institution": "99999", "major": "000000"}]
     record.data = data
     db.session.commit()
-    first, unknown = forms.form_content(db.session, record)["preferences"]
+    first, unknown = content.form_content(db.session, record)["preferences"]
     assert (first["institution_name"], first["major_name"]) == ("天津理工大学", "计算机科学与技术")
     assert (unknown["institution"], unknown["institution_name"], unknown["major_name"]) == ("99999", "", "")
 
@@ -147,7 +148,7 @@ def test_user_text_prints_as_text_and_reads_no_local_file(app, make_applicant, e
     record = approve(eng, who, address=evil)
     html = forms.form_html(
         forms.printed_form(
-            forms.form_content(db.session, record), "2027-NK01-000009", "A" * 16, "http://x", None, clock()
+            content.form_content(db.session, record), "2027-NK01-000009", "A" * 16, "http://x", None, clock()
         )
     )
     assert "&lt;iframe src=file:///etc/passwd&gt;" in html and "<iframe" not in html
@@ -160,12 +161,12 @@ def test_serials_are_assigned_once_per_application_and_count_up_per_point(app, m
     first, second, other = make_applicant(), make_applicant(), make_applicant()
     a, b = approve(eng, first), approve(eng, second)
     c = approve(eng, other, confirmation_point="HX01")
-    serials = [forms.ensure_form(db.session, r, clock()).serial for r in (a, b, c)]
+    serials = [content.ensure_form(db.session, r, clock()).serial for r in (a, b, c)]
     numbers = [int(s.rsplit("-", 1)[1]) for s in serials]
     assert serials[0].startswith("2027-NK01-") and serials[1].startswith("2027-NK01-")
     assert numbers[1] == numbers[0] + 1
     assert serials[2] == "2027-HX01-000001"
-    assert forms.ensure_form(db.session, a, clock()).serial == serials[0]
+    assert content.ensure_form(db.session, a, clock()).serial == serials[0]
     assert (
         db.session.scalar(select(RegistrationForm.serial).where(RegistrationForm.application_id == a.id)) == serials[0]
     )
@@ -195,11 +196,11 @@ def test_verification_tells_valid_changed_and_invalid(app, make_applicant, eng, 
     who = make_applicant()
     record = approve(eng, who)
     form = render(record.id, renderer, clock)
-    old_code = forms.verification_code(key, form.serial, form.digest)
+    old_code = content.verification_code(key, form.serial, form.digest)
 
-    verdict = forms.verify(db.session, form.serial, forms.format_code(old_code).lower(), key)
+    verdict = content.verify(db.session, form.serial, content.format_code(old_code).lower(), key)
     student = demo_student(who.index)
-    assert verdict.status == forms.VALID
+    assert verdict.status == content.VALID
     assert verdict.details["name"] == student.name[0] + "*" * (len(student.name) - 1)
     assert verdict.details["id_number"] == student.id_number[:6] + "*" * 8 + student.id_number[-4:]
     assert verdict.details["point"] == "南开区招生考试中心"
@@ -207,26 +208,28 @@ def test_verification_tells_valid_changed_and_invalid(app, make_applicant, eng, 
     assert student.name not in str(verdict.details) and student.id_number not in str(verdict.details)
 
     correct(record, postcode="300384")
-    assert forms.verify(db.session, form.serial, old_code, key).status == forms.CHANGED  # before the re-render
+    assert content.verify(db.session, form.serial, old_code, key).status == content.CHANGED  # before the re-render
     render(record.id, renderer, clock)
-    assert forms.verify(db.session, form.serial, old_code, key).status == forms.CHANGED
-    new_code = forms.verification_code(key, form.serial, forms.content_digest(forms.form_content(db.session, record)))
-    assert forms.verify(db.session, form.serial, new_code, key).status == forms.VALID
+    assert content.verify(db.session, form.serial, old_code, key).status == content.CHANGED
+    digest = content.content_digest(content.form_content(db.session, record))
+    new_code = content.verification_code(key, form.serial, digest)
+    assert content.verify(db.session, form.serial, new_code, key).status == content.VALID
 
-    wrong = forms.verify(db.session, form.serial, "A" * 16, key)
-    unknown = forms.verify(db.session, "2027-NK01-999999", old_code, key)
-    other_key = forms.verify(db.session, form.serial, forms.verification_code("other", form.serial, form.digest), key)
-    assert wrong == unknown == forms.Verdict(forms.INVALID) == other_key
-    assert forms.verify(db.session, form.serial, "", key).status == forms.INVALID
+    wrong = content.verify(db.session, form.serial, "A" * 16, key)
+    unknown = content.verify(db.session, "2027-NK01-999999", old_code, key)
+    forged = content.verification_code("other", form.serial, form.digest)
+    other_key = content.verify(db.session, form.serial, forged, key)
+    assert wrong == unknown == content.Verdict(content.INVALID) == other_key
+    assert content.verify(db.session, form.serial, "", key).status == content.INVALID
 
 
 def test_codes_are_keyed_and_bound_to_serial_and_digest() -> None:
-    code = forms.verification_code(KEY, "2027-NK01-000001", "d" * 64)
+    code = content.verification_code(KEY, "2027-NK01-000001", "d" * 64)
     assert re.fullmatch(r"[A-Z2-7]{16}", code)
-    assert code != forms.verification_code("other", "2027-NK01-000001", "d" * 64)
-    assert code != forms.verification_code(KEY, "2027-NK01-000002", "d" * 64)
-    assert code != forms.verification_code(KEY, "2027-NK01-000001", "e" * 64)
-    assert forms.normalize_code(forms.format_code(code).lower()) == code
+    assert code != content.verification_code("other", "2027-NK01-000001", "d" * 64)
+    assert code != content.verification_code(KEY, "2027-NK01-000002", "d" * 64)
+    assert code != content.verification_code(KEY, "2027-NK01-000001", "e" * 64)
+    assert content.normalize_code(content.format_code(code).lower()) == code
 
 
 def test_only_approved_applications_get_a_form(app, make_applicant, eng, clock, renderer) -> None:
@@ -305,7 +308,7 @@ def _assign_together(flask_app, application_ids: list[int], now) -> list[str]:
             try:
                 record = db.session.get(Application, application_id)
                 barrier.wait(timeout=30)
-                serials[application_id] = forms.ensure_form(db.session, record, now).serial
+                serials[application_id] = content.ensure_form(db.session, record, now).serial
             except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
                 errors.append(exc)
             finally:
@@ -342,5 +345,5 @@ def test_concurrent_first_visits_get_distinct_serials_on_postgresql(pg_app, cloc
     # The cache and the verification work on PostgreSQL too (bytea, JSON, deferred column).
     form = forms.render_form(db.session, ids[0], renderer, storage(), clock())
     assert form is not None and forms.fresh_pdf(db.session, db.session.get(Application, ids[0])) is not None
-    code = forms.verification_code(pg_app.config["FORM_KEY"], form.serial, form.digest)
-    assert forms.verify(db.session, form.serial, code, pg_app.config["FORM_KEY"]).status == forms.VALID
+    code = content.verification_code(pg_app.config["FORM_KEY"], form.serial, form.digest)
+    assert content.verify(db.session, form.serial, code, pg_app.config["FORM_KEY"]).status == content.VALID

@@ -16,7 +16,7 @@ from gzsb.bootstrap import vault
 from gzsb.cli.demo import demo_student, id_number
 from gzsb.extensions import db
 from gzsb.models import Application, ConfirmationPoint, RegistrationForm
-from gzsb.regform import service as forms
+from gzsb.regform import content
 from tests.support import CSRF_TOKEN, PASSWORD_HASH, csrf_token, log_in, pay, to_confirming, to_payment
 
 TOKEN = CSRF_TOKEN
@@ -156,7 +156,7 @@ def test_the_verify_page_is_public_and_shows_only_masked_data(app, make_applican
     owner = student_client(app, who)
     owner.get("/application")
     form = form_of(record)
-    code = forms.verification_code(app.config["FORM_KEY"], form.serial, form.digest)
+    code = content.verification_code(app.config["FORM_KEY"], form.serial, form.digest)
     assert LOGOUT in owner.get(f"/verify/{form.serial}?code={code}").get_data(as_text=True)  # 【退出】 when logged in
     anonymous = app.test_client()
     response = anonymous.get(f"/verify/{form.serial}?code={code}")
@@ -169,7 +169,7 @@ def test_the_verify_page_is_public_and_shows_only_masked_data(app, make_applican
     assert response.headers["Cache-Control"] == "no-store" and response.headers["Referrer-Policy"] == "no-referrer"
     assert LOGOUT not in html  # nobody is logged in
 
-    typed = anonymous.get(f"/verify?serial={form.serial.lower()}&code={forms.format_code(code)}")
+    typed = anonymous.get(f"/verify?serial={form.serial.lower()}&code={content.format_code(code)}")
     assert typed.status_code == 302
     assert "报名表真实有效" in anonymous.get(typed.headers["Location"]).get_data(as_text=True)
 
@@ -199,7 +199,7 @@ def test_a_changed_application_makes_the_old_paper_outdated(app, make_applicant,
     client = student_client(app, who)
     client.get("/application")
     form = form_of(record)
-    old_code = forms.verification_code(app.config["FORM_KEY"], form.serial, form.digest)
+    old_code = content.verification_code(app.config["FORM_KEY"], form.serial, form.digest)
     data = dict(record.data)
     data["basic_info"] = {**data["basic_info"], "address": "天津市西青区宾水西道391号"}
     record.data = data

@@ -1,0 +1,126 @@
+"""What a face matcher is and returns: the interface of ``gzsb.adapters.faces``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+
+class FaceProblem(Exception):
+    """An image is not usable for a face match: English for logs, Chinese for the student."""
+
+    def __init__(self, english: str, chinese: str, code: str) -> None:
+        super().__init__(english)
+        self.english = english
+        self.chinese = chinese
+        self.code = code
+
+
+NO_FACE = ("no face found", "未检测到人脸，请上传正面、清晰、光线均匀的照片", "no_face")
+MANY_FACES = ("more than one face", "检测到多张人脸，请确保照片中只有本人", "many_faces")
+PARTIAL_FACE = ("face cut at the image edge", "人脸不完整，请确保整张脸都在照片内", "partial_face")
+SMALL_FACE = ("face too small", "人脸过小，请靠近拍摄或裁剪后重新上传", "small_face")
+
+
+@dataclass(frozen=True)
+class Face:
+    """A face box in the uploaded image's pixels; may reach past the edges (a cut face)."""
+
+    left: int
+    top: int
+    right: int
+    bottom: int
+    score: float = 0.0
+
+    @property
+    def size(self) -> int:
+        return min(self.right - self.left, self.bottom - self.top)
+
+
+@dataclass(frozen=True)
+class Detection:
+    width: int
+    height: int
+    faces: tuple[Face, ...]
+    millis: float = 0.0
+
+    def problem(self, min_size: int) -> FaceProblem | None:
+        """Why this image cannot be matched, or None: exactly one whole face of min_size."""
+        if not self.faces:
+            return FaceProblem(*NO_FACE)
+        if len(self.faces) > 1:
+            return FaceProblem(*MANY_FACES)
+        face = self.faces[0]
+        # A few pixels of slack: dlib's box may graze the edge of a tightly cropped photo.
+        slack = max(2, round(0.02 * face.size))
+        if (
+            face.left < -slack
+            or face.top < -slack
+            or face.right > self.width + slack
+            or face.bottom > self.height + slack
+        ):
+            return FaceProblem(*PARTIAL_FACE)
+        if face.size < min_size:
+            return FaceProblem(*SMALL_FACE)
+        return None
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    matched: bool
+    distance: float
+    threshold: float
+    model: str
+    faces: dict[str, int] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)  # milliseconds: decode, detect, embed, total
+
+    @property
+    def reason(self) -> str:
+        return "" if self.matched else "人脸不一致"
+
+    def payload(self) -> dict[str, Any]:
+        """What the face_matched / face_mismatch step records."""
+        return {
+            "matched": self.matched,
+            "distance": round(float(self.distance), 4),
+            "threshold": self.threshold,
+            "model": self.model,
+            "reason": self.reason,
+        }
+
+
+class FaceMatcher(Protocol):
+    name: str
+
+    def detect(self, image: bytes) -> Detection: ...
+
+    def verify(self, photo: bytes, id_card: bytes) -> MatchResult: ...
+
+
+@dataclass(frozen=True)
+class FaceSettings:
+    model: str = "Dlib"
+    detector: str = "dlib"
+    metric: str = "euclidean"
+    threshold: float = 0.6
+    max_side: int = 640
+    min_size: int = 64
+    home: str = ""
+    fake_delay: float = 0.0
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> FaceSettings:
+        return cls(
+            model=config["FACE_MODEL"],
+            detector=config["FACE_DETECTOR"],
+            metric=config["FACE_DISTANCE_METRIC"],
+            threshold=float(config["FACE_THRESHOLD"]),
+            max_side=int(config["FACE_DETECT_MAX_SIDE"]),
+            min_size=int(config["FACE_MIN_SIZE"]),
+            home=str(config["DEEPFACE_HOME"]),
+            fake_delay=float(config.get("FACE_FAKE_DELAY", 0.0)),
+        )
