@@ -30,6 +30,7 @@ from gzsb.common.security import Vault, mask_id_number, mask_name, mask_text
 from gzsb.errors import InvalidInput, NotFound
 from gzsb.models import Account, Application, ConfirmationPoint, FlowVersion, HistoryEvent, RegistrationForm
 from gzsb.store import FLOWS
+from gzsb.workflow.graph import render_svg
 from gzsb.workflow.history import EventRow, Verdict, export_lines, replay
 from gzsb.workflow.machine import MACHINES
 from gzsb.workflow.spec import FlowSpec
@@ -388,8 +389,6 @@ def _history(session: Session, uid: str) -> tuple[Application, list[EventRow]]:
 
 def flow_svg(session: Session, uid: str) -> bytes:
     """The application's own flow version with its path drawn (graphviz, our own data)."""
-    from gzsb.workflow.graph import render_svg
-
     app, rows = _history(session, uid)
     flow = FLOWS.by_version(session, app.flow_version_id)
     return render_svg(flow, [(r.from_state, r.to_state) for r in rows])
