@@ -14,7 +14,7 @@ from gzsb.cli import data as cli_data
 from gzsb.errors import FlowError
 from gzsb.extensions import db
 
-flow_cli = AppGroup("flow", help="Validate, publish and draw registration flows.")
+flow_cli = AppGroup("flow", help="Validate, publish, compare, migrate and draw registration flows.")
 audit_cli = AppGroup("audit", help="Verify, replay and export application histories.")
 demo_cli = AppGroup("demo", help="Demo data.")
 
@@ -45,15 +45,17 @@ def flow_validate(path: str) -> None:
 
 @flow_cli.command("publish")
 @click.argument("path", type=click.Path(dir_okay=False))
-@click.option("--by", default="cli", help="Who publishes (recorded with the version).")
-def flow_publish(path: str, by: str) -> None:
-    """Store the flow as an immutable version; new applications start on it."""
-    from gzsb.store import publish
+@click.option("--by", default=None, help="Who publishes (default: cli:<OS user>).")
+def flow_publish(path: str, by: str | None) -> None:
+    """Make the flow live: the first version of a flow, or a version published before
+    (rollback). A new version of a running flow needs `flow propose` and a second admin."""
+    from gzsb.admin import flows
+    from gzsb.cli.flow_admin import by_actor, now, service_errors
 
     flow = _checked(path)
-    row, created = publish(db.session, flow, by)
-    verb = "published" if created else "already published"
-    click.echo(f"{flow.flow}: {verb} as version {row.id} (sha256 {row.sha256})")
+    with service_errors():
+        done = flows.publish_direct(db.session, flow, by=by_actor(by), now=now())
+    click.echo(done.describe())
 
 
 @flow_cli.command("graph")
@@ -166,3 +168,4 @@ def register(app: Flask) -> None:
     from gzsb.cli import accounts as cli_accounts  # accounts and 确认点 (issue 11)
 
     cli_accounts.register(app)
+    from gzsb.cli import flow_admin  # noqa: F401  versions, diff, impact, migrate, propose (issue 11)
