@@ -160,6 +160,7 @@ class VersionRow:
     published_by: str
     published_at: datetime
     approved_by: str  # of its latest publication
+    last_published_by: str
     last_published_at: datetime | None
     live: bool
     applications: int
@@ -203,6 +204,7 @@ def versions(session: Session, flow_name: str) -> list[VersionRow]:
                 published_by=v.published_by,
                 published_at=as_utc(v.published_at),
                 approved_by=pub.approved_by if pub else "",
+                last_published_by=pub.by if pub else v.published_by,
                 last_published_at=as_utc(pub.at) if pub else None,
                 live=live is not None and live.id == v.id,
                 applications=sum(states.values()),

@@ -74,7 +74,7 @@ def flow_versions() -> None:
         when = (r.last_published_at or r.published_at).isoformat(timespec="seconds")
         approved = f" approved by {r.approved_by}" if r.approved_by else ""
         click.echo(
-            f"{'*' if r.live else ' '} {r.id:>4}  {r.sha256[:12]}  {when}  by {r.published_by or '-'}{approved}  "
+            f"{'*' if r.live else ' '} {r.id:>4}  {r.sha256[:12]}  {when}  by {r.last_published_by or '-'}{approved}  "
             f"{r.applications} application(s), {r.in_flight} in flight{'  LIVE' if r.live else ''}"
         )
 

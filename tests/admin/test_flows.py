@@ -155,7 +155,9 @@ def test_a_removed_state_is_stranded_refused_without_a_mapping_and_moved_with_on
     assert (events(stuck.application_id), events(other.application_id)) == before  # the dry run touched nothing
 
     seen: list[flows.MigrationItem] = []
-    first = flows.migrate(db.session, eng, version2, by=approver, approved_by=proposer, now=clock(), on_item=seen.append)
+    first = flows.migrate(
+        db.session, eng, version2, by=approver, approved_by=proposer, now=clock(), on_item=seen.append
+    )
     assert (first.counts["moved"], first.counts["refused"]) == (1, 1) and not first.ok
     refusal = next(i for i in first.items if i.outcome == "refused")
     uid = application(stuck.application_id).uid
