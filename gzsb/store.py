@@ -6,6 +6,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +16,16 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from gzsb.errors import ConflictError, NotFound, StaleApplication
-from gzsb.models import Application, FlowVersion, HistoryEvent, Outbox, Timer, new_uid
+from gzsb.models import (
+    Application,
+    FlowLive,
+    FlowPublication,
+    FlowVersion,
+    HistoryEvent,
+    Outbox,
+    Timer,
+    new_uid,
+)
 from gzsb.workflow.history import EventRow, genesis_hash
 from gzsb.workflow.loader import flow_sha256, load_flow
 from gzsb.workflow.spec import FlowSpec
@@ -55,9 +65,8 @@ class FlowCatalog:
         return flow
 
     def current(self, session: Session, name: str) -> FlowVersion:
-        row = session.scalars(
-            select(FlowVersion).where(FlowVersion.flow == name).order_by(FlowVersion.id.desc()).limit(1)
-        ).first()
+        """The live version of ``name``: the one new applications start on."""
+        row = live_version(session, name)
         if row is None:
             raise NotFound(f"no version of flow {name!r} is published; run `flask flow publish`")
         return row
@@ -73,17 +82,103 @@ def version_id_of(session: Session, sha256: str) -> int:
     return version_id
 
 
-def publish(session: Session, flow: FlowSpec, by: str = "") -> tuple[FlowVersion, bool]:
-    """Store ``flow`` as an immutable version; publishing the same text again is a no-op."""
+def live_version(session: Session, name: str) -> FlowVersion | None:
+    """The version ``flow_live`` points at (None: nothing of ``name`` is published)."""
+    row = session.scalars(
+        select(FlowVersion).join(FlowLive, FlowLive.version_id == FlowVersion.id).where(FlowLive.flow == name)
+    ).first()
+    if row is None:  # a database whose versions were stored before the live pointer existed
+        row = session.scalars(
+            select(FlowVersion).where(FlowVersion.flow == name).order_by(FlowVersion.id.desc()).limit(1)
+        ).first()
+    return row
+
+
+# What a publish did: a new version, an earlier one made live again, or nothing.
+PUBLISHED, LIVE_AGAIN, ALREADY_LIVE = "published", "live_again", "already_live"
+
+
+@dataclass(frozen=True)
+class Publication:
+    version: FlowVersion
+    outcome: str  # PUBLISHED, LIVE_AGAIN or ALREADY_LIVE
+    previous_id: int | None  # the version that was live before (None: the first of its flow)
+
+    @property
+    def created(self) -> bool:
+        return self.outcome == PUBLISHED
+
+    def describe(self) -> str:
+        """One line for the CLI (English)."""
+        row = self.version
+        return {
+            PUBLISHED: f"{row.flow}: published as version {row.id} (sha256 {row.sha256}); it is live",
+            LIVE_AGAIN: f"{row.flow}: version {row.id} is live again (was version {self.previous_id})",
+            ALREADY_LIVE: f"{row.flow}: already live as version {row.id} (sha256 {row.sha256})",
+        }[self.outcome]
+
+
+def publish_version(
+    session: Session,
+    flow: FlowSpec,
+    by: str = "",
+    *,
+    approved_by: str = "",
+    proposal_id: int | None = None,
+    now: datetime | None = None,
+    commit: bool = True,
+) -> Publication:
+    """THE publish: store ``flow`` as an immutable version (or find it) and make it live.
+
+    Every change of the live version adds a ``flow_publications`` row in the same
+    transaction; publishing the live version again changes and records nothing. The
+    caller has validated ``flow`` with the product's registries. ``commit=False`` leaves
+    the transaction to the caller (an approval publishes and records in one)."""
+    at = (now or datetime.now(UTC)).astimezone(UTC)
     sha = flow_sha256(flow.text)
-    existing = session.scalars(select(FlowVersion).where(FlowVersion.sha256 == sha)).first()
-    if existing is not None:
-        return existing, False
-    row = FlowVersion(flow=flow.flow, sha256=sha, yaml_text=flow.text, published_by=by)
-    session.add(row)
-    session.commit()
-    log.info("published flow %s version %s (%s)", flow.flow, row.id, sha[:12])
-    return row, True
+    query = select(FlowLive).where(FlowLive.flow == flow.flow)
+    if session.get_bind().dialect.name != "sqlite":
+        query = query.with_for_update()  # two publishes at once: one waits, both are recorded in order
+    live = session.scalars(query).first()
+    before = live_version(session, flow.flow)  # also right for a database without a pointer yet
+    previous = before.id if before is not None else None
+    row = session.scalars(select(FlowVersion).where(FlowVersion.sha256 == sha)).first()
+    created = row is None
+    if row is None:
+        row = FlowVersion(flow=flow.flow, sha256=sha, yaml_text=flow.text, published_by=by, published_at=at)
+        session.add(row)
+        session.flush()
+    if live is None:
+        session.add(FlowLive(flow=row.flow, version_id=row.id, since=at))
+    if previous == row.id:
+        if commit:
+            session.commit()
+        return Publication(row, ALREADY_LIVE, previous)
+    if live is not None:
+        live.version_id, live.since = row.id, at
+    session.add(
+        FlowPublication(
+            flow=row.flow,
+            version_id=row.id,
+            by=by,
+            approved_by=approved_by,
+            proposal_id=proposal_id,
+            previous_version_id=previous,
+            at=at,
+        )
+    )
+    session.flush()
+    if commit:
+        session.commit()
+    outcome = PUBLISHED if created else LIVE_AGAIN
+    log.info("flow %s: version %s %s by %s (approved by %s)", row.flow, row.id, outcome, by, approved_by or "-")
+    return Publication(row, outcome, previous)
+
+
+def publish(session: Session, flow: FlowSpec, by: str = "") -> tuple[FlowVersion, bool]:
+    """``publish_version`` for callers that only need (version, newly stored)."""
+    found = publish_version(session, flow, by)
+    return found.version, found.created
 
 
 def start_application(session: Session, account_id: int, flow_name: str, **columns: Any) -> Application:

@@ -12,14 +12,12 @@ from flask.cli import AppGroup
 
 from gzsb.bootstrap import registries
 from gzsb.errors import FlowError
-from gzsb.extensions import db
-from gzsb.store import publish
 from gzsb.workflow.graph import render_svg
 from gzsb.workflow.spec import FlowSpec
 from gzsb.workflow.validate import check_flow_file
 
 log = logging.getLogger(__name__)
-group = AppGroup("flow", help="Validate, publish and draw registration flows.")
+group = AppGroup("flow", help="Validate, publish, compare, migrate and draw registration flows.")
 
 
 def checked(path: str, *, needs: bool = True) -> FlowSpec:
@@ -43,17 +41,6 @@ def flow_validate(path: str) -> None:
     """Check a flow file; list every problem. Exit 0 when valid, 1 otherwise."""
     flow = checked(path)
     click.echo(f"{Path(path).name}: valid ({len(flow.states)} states, {len(flow.transitions)} transitions)")
-
-
-@group.command("publish")
-@click.argument("path", type=click.Path(dir_okay=False))
-@click.option("--by", default="cli", help="Who publishes (recorded with the version).")
-def flow_publish(path: str, by: str) -> None:
-    """Store the flow as an immutable version; new applications start on it."""
-    flow = checked(path)
-    row, created = publish(db.session, flow, by)
-    verb = "published" if created else "already published"
-    click.echo(f"{flow.flow}: {verb} as version {row.id} (sha256 {row.sha256})")
 
 
 @group.command("graph")
