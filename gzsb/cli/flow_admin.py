@@ -17,6 +17,9 @@ from pathlib import Path
 import click
 from flask import current_app
 
+from gzsb.admin import flows
+from gzsb.admin.flows import actor_of
+from gzsb.bootstrap import engine
 from gzsb.cli.flow import checked
 from gzsb.cli.flow import group as flow_cli
 from gzsb.errors import FlowError, ServiceError
@@ -134,7 +137,6 @@ def flow_migrate(
     quiet: bool,
 ) -> None:
     """Move in-flight applications to version N: one transaction each, refusals named."""
-    from gzsb.bootstrap import engine
 
     def show(item: flows.MigrationItem) -> None:
         failed = item.outcome in ("refused", "failed")
@@ -173,7 +175,6 @@ def flow_propose(path: str, by: str | None, note: str, migrate_: bool, pairs: tu
 @click.option("--by", default=None, help="The approving admin (not the proposer).")
 def flow_approve(proposal_id: int, by: str | None) -> None:
     """Approve a proposal: publish it (and migrate, if it asks)."""
-    from gzsb.bootstrap import engine
 
     def show(item: flows.MigrationItem) -> None:
         if item.outcome in ("refused", "failed"):
