@@ -149,6 +149,22 @@ class Config:
     IDCARD_RETENTION_HOURS = float(_env("IDCARD_RETENTION_HOURS", "72"))
     HUEY_NAME = _env("HUEY_NAME", "gzsb")
 
+    # --- the transparency log (issue 12) ---
+    # The log's Ed25519 signer key (C2SP note format; `flask audit keygen` makes one); the
+    # default's name says dev-only,
+    # like every other development default here, and must be replaced in production.
+    LOG_SIGNING_KEY = _env(
+        "LOG_SIGNING_KEY", "PRIVATE+KEY+gzsb.example/dev-only-log+8c2da136+AXGoho+fm9BYmqEM70he+wzmN3LCH0W4DnrYE1+4r1ds"
+    )
+    # The checkpoints' origin line (names the log); by default gzsb.example/<flow name>.
+    LOG_ORIGIN = _env("LOG_ORIGIN", f"gzsb.example/{FLOW_NAME}")
+    # Leaves appended per sequencer transaction, and how often the worker checkpoints.
+    LOG_BATCH = int(_env("LOG_BATCH", "5000"))
+    LOG_CHECKPOINT_MINUTES = int(_env("LOG_CHECKPOINT_MINUTES", "5"))
+    # The 考试院 witness: its directory (when run on this machine) and its pinned verifier key.
+    WITNESS_DIR = _env("WITNESS_DIR", str(INSTANCE / "witness"))
+    WITNESS_KEY = _env("WITNESS_KEY")
+
     @classmethod
     def is_sqlite(cls) -> bool:
         return cls.SQLALCHEMY_DATABASE_URI.startswith("sqlite")

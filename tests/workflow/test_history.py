@@ -184,12 +184,12 @@ def _forge_payment(record: Application, seq: int) -> HistoryEvent:
     last = history(record.id)[-1]
     digest = event_hash(
         last.hash, record.uid, seq, "payment_succeeded", "payment_pending", "approved", "system:pay", "system",
-        guards, payload, FLOW.sha256, at,
+        guards, payload, FLOW.sha256, at, "{}",
     )  # fmt: skip
     return HistoryEvent(
         application_id=record.id, seq=seq, event="payment_succeeded", from_state="payment_pending",
         to_state="approved", actor="system:pay", role="system", guards=guards, payload=payload,
-        flow_sha256=FLOW.sha256, at=at, prev_hash=last.hash, hash=digest,
+        flow_sha256=FLOW.sha256, at=at, prev_hash=last.hash, hash=digest, changes="{}",
     )  # fmt: skip
 
 
