@@ -114,6 +114,15 @@ class StaleApplication(ConflictError):
     code = "stale"
 
 
+class MigrationRefused(ServiceError):
+    """An application cannot be moved to another flow version as asked (its state is not
+    in the target and not mapped, or is mapped to a state the target does not have)."""
+
+    http_status = 409
+    code = "migration_refused"
+    public_message = "该报名无法迁移到所选流程版本"
+
+
 class RateLimited(ServiceError):
     http_status = 429
     code = "rate_limited"

@@ -28,6 +28,7 @@ class FlowCatalog:
 
     def __init__(self) -> None:
         self._by_id: dict[tuple[str, int], FlowSpec] = {}
+        self._by_sha: dict[tuple[str, str], FlowSpec] = {}
         self._lock = threading.Lock()
 
     def by_version(self, session: Session, version_id: int) -> FlowSpec:
@@ -43,6 +44,16 @@ class FlowCatalog:
                 self._by_id[key] = flow
         return flow
 
+    def by_sha(self, session: Session, sha256: str) -> FlowSpec:
+        """The published version with this SHA-256 (a migrated history names its flows so)."""
+        key = (str(session.get_bind().engine.url), sha256)
+        flow = self._by_sha.get(key)
+        if flow is None:
+            flow = self.by_version(session, version_id_of(session, sha256))
+            with self._lock:
+                self._by_sha[key] = flow
+        return flow
+
     def current(self, session: Session, name: str) -> FlowVersion:
         row = session.scalars(
             select(FlowVersion).where(FlowVersion.flow == name).order_by(FlowVersion.id.desc()).limit(1)
@@ -53,6 +64,13 @@ class FlowCatalog:
 
 
 FLOWS = FlowCatalog()
+
+
+def version_id_of(session: Session, sha256: str) -> int:
+    version_id = session.scalar(select(FlowVersion.id).where(FlowVersion.sha256 == sha256))
+    if version_id is None:
+        raise NotFound(f"no published flow version has SHA-256 {sha256[:12]}")
+    return version_id
 
 
 def publish(session: Session, flow: FlowSpec, by: str = "") -> tuple[FlowVersion, bool]:
@@ -144,6 +162,10 @@ class SqlStore:
 
     def flow_of(self, record: Application) -> FlowSpec:
         return self.flows.by_version(self.session, record.flow_version_id)
+
+    def switch_flow(self, record: Application, sha256: str) -> None:
+        # Flushed with save(): one UPDATE, under the same version check as every transition.
+        record.flow_version_id = version_id_of(self.session, sha256)
 
     def save(self, record: Application, *, state: str, data: dict[str, Any], seq: int, head: str) -> None:
         record.state = state

@@ -8,6 +8,7 @@ Functions the auditor console calls: ``find_application``, ``timeline``,
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 from collections.abc import Iterator
@@ -23,7 +24,15 @@ from gzsb.errors import NotFound
 from gzsb.models import Application, AuditRun, FlowVersion, HistoryEvent, LogCheckpoint, LogLeaf, LogNode, LogState
 from gzsb.store import FLOWS, history_rows
 from gzsb.workflow.checkpoint import NoteError, Verifier, verify_checkpoint
-from gzsb.workflow.history import EventRow, Redactor, Verdict, publish_leaf, redacted_snapshot, replay, utc_text
+from gzsb.workflow.history import (
+    EventRow,
+    Redactor,
+    Verdict,
+    publish_leaf,
+    redacted_snapshot,
+    replay_application,
+    utc_text,
+)
 from gzsb.workflow.spec import FlowSpec
 from gzsb.workflow.translog import EMPTY_ROOT, HASH_SIZE, ProofError, leaf_hash, node_hash, verify_inclusion
 
@@ -123,6 +132,7 @@ class FleetCheck:
             grouped = itertools.groupby(events, key=lambda r: r[0])
             pending = next(grouped, None)
             flows: dict[int, FlowSpec] = {}
+            by_sha = functools.partial(FLOWS.by_sha, self.session)  # migrated histories name earlier versions
             for app_id, uid, state, head, version_id, data in apps:
                 flow = flows.get(version_id) or flows.setdefault(version_id, FLOWS.by_version(self.session, version_id))
                 # Events of applications that no longer exist have no row here: their leaves stay
@@ -135,7 +145,7 @@ class FleetCheck:
                     pending = next(grouped, None)
                 rows = [EventRow(*r[1:14]) for r in raw]
                 snapshot = redacted_snapshot(data or {}, self.redactor) if self.redactor is not None else None
-                verdict = replay(uid, flow, rows, head=head, state=state, data=snapshot)
+                verdict = replay_application(uid, flow, rows, flows=by_sha, head=head, state=state, data=snapshot)
                 self._note_leaves(uid, raw)
                 self.applications += 1
                 self.events += verdict.events

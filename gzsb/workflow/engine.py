@@ -2,7 +2,8 @@
 
 The engine knows the flow, the registries and a Store (the persistence port, implemented
 with SQLAlchemy in ``gzsb.store``). It never imports a guard or a step: it looks them up
-by the names the flow uses.
+by the names the flow uses. Engine.migrate() moves an application to another published
+flow version, recorded in the same chain as the reserved ``migrate_flow`` event.
 """
 
 from __future__ import annotations
@@ -18,8 +19,24 @@ from typing import Any, Protocol
 
 from marshmallow import Schema, ValidationError, fields
 
-from gzsb.errors import EventNotAvailable, Forbidden, GuardRefused, InvalidInput, StaleApplication
-from gzsb.workflow.history import EventRow, Redactor, canonical, data_changes, event_hash, utc_text
+from gzsb.errors import (
+    EventNotAvailable,
+    Forbidden,
+    GuardRefused,
+    InvalidInput,
+    MigrationRefused,
+    StaleApplication,
+)
+from gzsb.workflow.history import (
+    MIGRATE_EVENT,
+    MIGRATE_ROLE,
+    EventRow,
+    Redactor,
+    canonical,
+    data_changes,
+    event_hash,
+    utc_text,
+)
 from gzsb.workflow.machine import MACHINES
 from gzsb.workflow.registry import GUARDS, STEPS, GuardRegistry, StepRegistry
 from gzsb.workflow.spec import FlowSpec, TransitionSpec
@@ -74,6 +91,10 @@ class Store(Protocol):
     def cancel_timers(self, record: Record, now: datetime) -> None: ...
 
     def arm_timer(self, record: Record, state: str, event: str, armed_seq: int, due_at: datetime) -> None: ...
+
+    def switch_flow(self, record: Record, sha256: str) -> None:
+        """Put the application on the published flow version with this SHA-256 (NotFound if none)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -303,6 +324,87 @@ class Engine:
             fired = Fired(event, source, dest, seq, record.version, digest)
         log.info("application %s: %s %s → %s (seq %d, %s)", record.uid, event, source, dest, seq, actor.id)
         return fired
+
+    # -- moving to another flow version ----------------------------------------------
+
+    def migrate(
+        self,
+        application_id: int,
+        target: FlowSpec,
+        *,
+        mapping: Mapping[str, str],
+        actor: Actor,
+        approved_by: str | None,
+        reason: str = "",
+        now: datetime | None = None,
+    ) -> Fired:
+        """Move the application onto ``target`` (a published version), recorded as a
+        ``migrate_flow`` event chained like every other: its state stays unless ``mapping``
+        names it. Timers are re-armed under the target. One transaction: on any error
+        nothing changes. Raises MigrationRefused when the state has nowhere to go."""
+        if actor.role != MIGRATE_ROLE:
+            raise Forbidden(f"role {actor.role!r} may not migrate applications (only {MIGRATE_ROLE})")
+        now = now or self.clock()
+        with self.store.transaction():
+            record = self.store.lock(application_id)
+            flow = self.store.flow_of(record)
+            source = record.state
+            dest = _migration_target(record.uid, source, flow, target, mapping)
+            seq = record.seq + 1
+            payload = {
+                "from_flow": flow.sha256,
+                "to_flow": target.sha256,
+                "mapping": dict(mapping),
+                "requested_by": actor.id,
+                "approved_by": approved_by,
+                "reason": reason,
+            }
+            guards_text, payload_text, at = canonical([]), canonical(payload), utc_text(now)
+            # Recorded under the target: every event from here on belongs to it.
+            digest = event_hash(
+                record.head, record.uid, seq, MIGRATE_EVENT, source, dest, actor.id, actor.role,
+                guards_text, payload_text, target.sha256, at, "{}",
+            )  # fmt: skip
+            row = EventRow(
+                seq, MIGRATE_EVENT, source, dest, actor.id, actor.role, guards_text, payload_text,
+                target.sha256, at, record.head, digest, "{}",
+            )  # fmt: skip
+            self.store.switch_flow(record, target.sha256)
+            self.store.append(record, row)
+            # Old timers were armed for an earlier seq and flow; the target's apply from now.
+            self.store.cancel_timers(record, now)
+            for timer in target.timers_for(dest):
+                self.store.arm_timer(record, dest, timer.event, seq, now + timer.after)
+            template = target.notify.get(dest) if dest != source else None
+            if template:
+                self.store.outbox(record, "sms", {"application": record.uid, "seq": seq, "template": template})
+            self.store.save(record, state=dest, data=dict(record.data or {}), seq=seq, head=digest)
+            fired = Fired(MIGRATE_EVENT, source, dest, seq, record.version, digest)
+        log.info(
+            "application %s: migrated %s → %s, %s → %s (seq %d, %s, approved by %s)",
+            record.uid, flow.sha256[:12], target.sha256[:12], source, dest, seq, actor.id, approved_by,
+        )  # fmt: skip
+        return fired
+
+
+def _migration_target(uid: str, state: str, flow: FlowSpec, target: FlowSpec, mapping: Mapping[str, str]) -> str:
+    """Where ``state`` goes in ``target``; MigrationRefused names the application and the choices."""
+    valid = ", ".join(sorted(target.states))
+    where = f"application {uid} in state {state!r}"
+    if flow.sha256 == target.sha256:
+        raise MigrationRefused(f"{where} already runs on flow {target.flow}@{target.sha256[:12]}")
+    unknown = sorted(f"{old}={new}" for old, new in mapping.items() if new not in target.states)
+    if unknown:
+        raise MigrationRefused(
+            f"{where}: the mapping names states flow {target.sha256[:12]} does not have ({', '.join(unknown)}); "
+            f"valid target states: {valid}"
+        )
+    dest = mapping.get(state, state)
+    if dest not in target.states:
+        raise MigrationRefused(
+            f"{where}: flow {target.flow}@{target.sha256[:12]} has no state {state!r}; map it to one of: {valid}"
+        )
+    return dest
 
 
 def _reasons(evaluated: Iterable[tuple[TransitionSpec, list[GuardResult]]]) -> list[str]:

@@ -3,17 +3,19 @@
 An event's hash is SHA-256 over its previous hash and a canonical JSON array of its
 fields, so editing, deleting, inserting or reordering any event breaks the chain at
 that event. The chain starts from a genesis hash bound to the application and its
-flow version. Each event also records the top-level keys of the application's data its
-step changed, with their new values redacted (``changes``, covered by the hash), so a
-replay rebuilds the redacted data and an edit of the data itself is caught. The exact
-encoding is in docs/audit-format.md. Nothing here touches the database: callers stream
-rows in.
+flow version; a ``migrate_flow`` event moves the rest of the chain onto another version.
+Each event also records the top-level keys of the application's data its step changed,
+with their new values redacted (``changes``, covered by the hash), so a replay rebuilds
+the redacted data and an edit of the data itself is caught. The exact encoding is in
+docs/audit-format.md. Nothing here touches the database: callers stream rows in.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
+import itertools
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +32,12 @@ LEGACY_FORMAT = "gzsb-history/1"
 LEAF_EVENT = "gzsb-log/1 event\n"
 LEAF_PUBLISH = "gzsb-log/1 publish\n"
 HEADER_KEYS = frozenset({"format", "application", "state", "head", "flow", "flow_yaml", "flow_source"})
+# Optional header key: {sha256: yaml text} of the earlier flow versions a migrated history ran under.
+HEADER_FLOWS = "flows"
+# The engine's reserved event that moves an application to another flow version; no flow
+# may declare it (validate.py), and only an admin records it.
+MIGRATE_EVENT = "migrate_flow"
+MIGRATE_ROLE = "admin"
 # Event fields in hashing and export order.
 FIELDS = ("seq", "event", "from", "to", "actor", "role", "guards", "payload", "changes", "flow", "at", "prev", "hash")
 
@@ -203,6 +211,8 @@ class Verdict:
     events: int = 0
     state: str = ""
     notes: list[str] = field(default_factory=list)
+    # SHA-256 of the flow the replay ended under (differs from the start after a migration).
+    flow: str = ""
 
     def fail(self, seq: int, problem: str) -> Verdict:
         if self.ok:
@@ -249,11 +259,15 @@ def replay(
     state: str | None = None,
     check_chain: bool = True,
     check_guards: bool = True,
+    flows: Callable[[str], FlowSpec] | None = None,
     data: Mapping[str, str] | None = None,
 ) -> Verdict:
     """Rebuild the state from ``rows`` under ``flow``; the first illegal or broken event
     is named. ``head``/``state`` are what the application row claims at the end, ``data``
-    its current data as ``redacted_snapshot`` gives it (checked against the rebuilt one)."""
+    its current data as ``redacted_snapshot`` gives it (checked against the rebuilt one).
+
+    A ``migrate_flow`` event switches the replay to its target flow, which ``flows`` looks
+    up by SHA-256; without ``flows`` such an event fails the replay."""
     machine = MACHINES.get(flow)
     verdict = Verdict(application_uid)
     current = flow.initial
@@ -292,10 +306,20 @@ def replay(
             )
             if recomputed != row.hash:
                 return verdict.fail(seq, "hash does not match the event's content (edited)")
-            if row.flow_sha256 != flow.sha256:
+            # A migration is recorded under its target flow: _migration checks that.
+            if row.flow_sha256 != flow.sha256 and row.event != MIGRATE_EVENT:
                 return verdict.fail(seq, f"recorded under flow {row.flow_sha256[:12]}, not {flow.sha256[:12]}")
         if row.from_state != current:
             return verdict.fail(seq, f"starts from {row.from_state!r} but the application was in {current!r}")
+        if row.event == MIGRATE_EVENT:
+            target, problem = _migration(flow, row, flows, check_chain=check_chain, check_guards=check_guards)
+            if target is None:
+                return verdict.fail(seq, problem)
+            flow, machine = target, MACHINES.get(target)
+            current, prev = row.to_state, row.hash
+            seen.setdefault(prev, seq)
+            expected_seq += 1
+            continue
         spec = machine.legal(current, row.event, row.to_state)
         if spec is None:
             return verdict.fail(seq, f"{row.event!r} does not lead from {current!r} to {row.to_state!r} in this flow")
@@ -319,6 +343,7 @@ def replay(
         expected_seq += 1
     verdict.events = expected_seq - 1
     verdict.state = current
+    verdict.flow = flow.sha256
     if head is not None and check_chain and head != prev:
         if head in seen:
             # The head names an earlier event: the ones after it were appended behind the
@@ -339,21 +364,135 @@ def replay(
     return verdict
 
 
-def export_lines(
-    application_uid: str, flow: FlowSpec, state: str, head: str, rows: Iterable[EventRow]
-) -> Iterator[str]:
-    """JSON lines: a header carrying the flow text, then one event a line, each canonical."""
-    yield canonical(
-        {
-            "format": EXPORT_FORMAT,
-            "application": application_uid,
-            "state": state,
-            "head": head,
-            "flow": flow.sha256,
-            "flow_yaml": flow.text,
-            "flow_source": flow.source,
-        }
+def _migration_payload(row: EventRow) -> dict[str, Any] | None:
+    try:
+        payload = json.loads(row.payload)
+    except ValueError:
+        return None
+    ok = (
+        isinstance(payload, dict)
+        and isinstance(payload.get("from_flow"), str)
+        and isinstance(payload.get("to_flow"), str)
+        and isinstance(payload.get("mapping"), dict)
     )
+    return payload if ok else None
+
+
+def _migration(
+    flow: FlowSpec,
+    row: EventRow,
+    flows: Callable[[str], FlowSpec] | None,
+    *,
+    check_chain: bool,
+    check_guards: bool,
+) -> tuple[FlowSpec | None, str]:
+    """The flow a ``migrate_flow`` event moves to, or None and what is wrong with it."""
+    payload = _migration_payload(row)
+    if payload is None:
+        return None, "migration payload needs from_flow, to_flow and mapping"
+    to_sha = payload["to_flow"]
+    # Like the flow field of other events, the flow bindings are part of the chain check
+    # (a what-if replay under another flow switches both off).
+    if check_chain and payload["from_flow"] != flow.sha256:
+        return None, f"migration from flow {payload['from_flow'][:12]}, but the application ran on {flow.sha256[:12]}"
+    if check_chain and row.flow_sha256 != to_sha:
+        return None, f"migration recorded under flow {row.flow_sha256[:12]}, not its target {to_sha[:12]}"
+    if row.role != MIGRATE_ROLE:
+        return None, f"role {row.role!r} may not fire {MIGRATE_EVENT!r} (allowed: {MIGRATE_ROLE})"
+    if check_guards and row.guards != "[]":
+        return None, "a migration records no guard results"
+    if flows is None:
+        return None, f"migration to another flow version: replay needs flow {to_sha[:12]}"
+    try:
+        target = flows(to_sha)
+    except (ServiceError, LookupError):
+        return None, f"migration to flow {to_sha[:12]}, which is not available"
+    if target.sha256 != to_sha:
+        return None, f"the flow given for {to_sha[:12]} has another SHA-256"
+    if row.to_state not in target.states:
+        return None, f"migration to state {row.to_state!r}, which flow {to_sha[:12]} does not have"
+    expected = payload["mapping"].get(row.from_state, row.from_state)
+    if row.to_state != expected:
+        return None, f"migration moved {row.from_state!r} to {row.to_state!r}, but its mapping says {expected!r}"
+    return target, ""
+
+
+def flow_shas(rows: Iterable[EventRow]) -> list[str]:
+    """Every flow a history names (events' flows and migrations' sources), first seen first."""
+    found: dict[str, None] = {}
+    for row in rows:
+        if row.event == MIGRATE_EVENT:
+            payload = _migration_payload(row)
+            if payload is not None:
+                found.setdefault(payload["from_flow"])
+        found.setdefault(row.flow_sha256)
+    return list(found)
+
+
+def replay_application(
+    application_uid: str,
+    flow: FlowSpec,
+    rows: Iterable[EventRow],
+    *,
+    flows: Callable[[str], FlowSpec],
+    head: str | None = None,
+    state: str | None = None,
+    data: Mapping[str, str] | None = None,
+) -> Verdict:
+    """Replay a stored history whose application runs on ``flow`` now.
+
+    A migrated history starts under an earlier version: the first event names it (its own
+    flow, or a migration's source), and the replay must end under ``flow``, so a flow
+    version switched behind the history's back is caught."""
+    iterator = iter(rows)
+    first = next(iterator, None)
+    start = flow
+    if first is not None:
+        payload = _migration_payload(first) if first.event == MIGRATE_EVENT else None
+        start_sha = payload["from_flow"] if payload is not None else first.flow_sha256
+        if start_sha != flow.sha256:
+            # An unknown start is left to the chain check, which names the event.
+            with contextlib.suppress(ServiceError, LookupError):
+                start = flows(start_sha)
+        iterator = itertools.chain((first,), iterator)
+    verdict = replay(application_uid, start, iterator, head=head, state=state, flows=flows, data=data)
+    if verdict.ok and verdict.flow != flow.sha256:
+        return verdict.fail(
+            max(verdict.events, 1),
+            f"application row says flow {flow.sha256[:12]} but its history leads to flow {verdict.flow[:12]}",
+        )
+    return verdict
+
+
+def export_lines(
+    application_uid: str,
+    flow: FlowSpec,
+    state: str,
+    head: str,
+    rows: Iterable[EventRow],
+    *,
+    flows: Callable[[str], FlowSpec] | None = None,
+) -> Iterator[str]:
+    """JSON lines: a header carrying the flow text, then one event a line, each canonical.
+
+    ``flow`` is the application's flow now; with ``flows`` the header also carries the
+    earlier versions a migrated history ran under (``flows``: {sha256: text}), only when
+    there are any, so exports of unmigrated histories keep their old form."""
+    header: dict[str, Any] = {
+        "format": EXPORT_FORMAT,
+        "application": application_uid,
+        "state": state,
+        "head": head,
+        "flow": flow.sha256,
+        "flow_yaml": flow.text,
+        "flow_source": flow.source,
+    }
+    if flows is not None:
+        rows = list(rows)
+        earlier = {sha: flows(sha).text for sha in flow_shas(rows) if sha != flow.sha256}
+        if earlier:
+            header[HEADER_FLOWS] = earlier
+    yield canonical(header)
     for row in rows:
         yield canonical(row.as_export())
 
@@ -375,6 +514,7 @@ def verify_export(lines: Iterable[str], load_flow: Callable[[str, str], FlowSpec
     uid = str(header.get("application", "?"))
     if header.get("format") != EXPORT_FORMAT or canonical(header) != header_line:
         return Verdict(uid).fail(0, "header line is not a canonical gzsb-history/1 header")
+    earlier = header.pop(HEADER_FLOWS, None)
     # Without its head or state the replay would silently skip checking them.
     if set(header) != HEADER_KEYS or not all(isinstance(v, str) for v in header.values()):
         return Verdict(uid).fail(0, f"header line needs exactly the string fields {', '.join(sorted(HEADER_KEYS))}")
@@ -388,6 +528,11 @@ def verify_export(lines: Iterable[str], load_flow: Callable[[str, str], FlowSpec
         return Verdict(uid).fail(0, f"the flow in the header does not load: {exc}")
     if flow.sha256 != header.get("flow"):
         return Verdict(uid).fail(0, "the flow text in the header does not match its SHA-256")
+    known = {flow.sha256: flow}
+    if earlier is not None:
+        problem = _load_earlier(earlier, flow.sha256, load_flow, known)
+        if problem:
+            return Verdict(uid).fail(0, problem)
     bad: list[Verdict] = []
 
     def rows() -> Iterator[EventRow]:
@@ -404,7 +549,25 @@ def verify_export(lines: Iterable[str], load_flow: Callable[[str, str], FlowSpec
                 return
             yield row
 
-    verdict = replay(uid, flow, rows(), head=header.get("head"), state=header.get("state"))
+    verdict = replay_application(
+        uid, flow, rows(), flows=known.__getitem__, head=header.get("head"), state=header.get("state")
+    )
     if bad and (verdict.ok or (verdict.bad_seq or 0) >= (bad[0].bad_seq or 0)):
         return bad[0]
     return verdict
+
+
+def _load_earlier(
+    earlier: Any, current: str, load_flow: Callable[[str, str], FlowSpec], known: dict[str, FlowSpec]
+) -> str:
+    """Check and load the header's earlier flow versions into ``known``; what is wrong, or ""."""
+    if not isinstance(earlier, dict) or not earlier or current in earlier:
+        return f"header field {HEADER_FLOWS} must map the SHA-256 of each earlier flow version to its text"
+    for sha, text in earlier.items():
+        if not isinstance(text, str) or hashlib.sha256(text.encode("utf-8")).hexdigest() != sha:
+            return f"the flow text for {str(sha)[:12]} in the header does not match its SHA-256"
+        try:
+            known[sha] = load_flow(text, f"<export {sha[:12]}>")
+        except ServiceError as exc:
+            return f"the flow {sha[:12]} in the header does not load: {exc}"
+    return ""

@@ -14,6 +14,7 @@ from typing import Any
 from marshmallow import ValidationError
 
 from gzsb.errors import FlowError
+from gzsb.workflow.engine import MIGRATE_EVENT
 from gzsb.workflow.loader import flatten_errors, load_flow, load_flow_file
 from gzsb.workflow.registry import GUARDS, PAGES, SMS_TEMPLATES, STEPS, GuardRegistry, Registry, StepRegistry
 from gzsb.workflow.spec import FlowSpec, TransitionSpec
@@ -70,6 +71,12 @@ def validate_flow(
 
     for t in flow.transitions:
         where = f"transitions[{t.index}]"
+        if t.event == MIGRATE_EVENT:
+            problem(
+                f"{where}.event",
+                f"{MIGRATE_EVENT!r} is reserved for the engine (moving an application to another flow version); "
+                "choose another name",
+            )
         for key, target in (("from", t.source), ("to", t.dest)):
             if target not in states:
                 problem(f"{where}.{key}", f"unknown state {target!r}; known: {state_names}")
@@ -95,11 +102,11 @@ def validate_flow(
         elif not any("system" in t.actors for t in leaving):
             problem(f"timers[{i}].event", f"{timer.event!r} must list actor 'system' (timers fire as the system)")
 
-    for state, template in flow.notify.items():
-        if state not in states:
-            problem(f"notify.{state}", f"unknown state {state!r}; known: {state_names}")
+    for notified, template in flow.notify.items():
+        if notified not in states:
+            problem(f"notify.{notified}", f"unknown state {notified!r}; known: {state_names}")
         if template not in sms:
-            problem(f"notify.{state}", sms.unknown_message(template))
+            problem(f"notify.{notified}", sms.unknown_message(template))
     return problems
 
 
