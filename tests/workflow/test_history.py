@@ -231,7 +231,7 @@ def test_event_moved_to_another_application_is_caught(app: Flask, cast: Cast) ->
 @pytest.fixture
 def exported(app: Flask, cast: Cast, tmp_path: Path) -> Path:
     path = tmp_path / "done.jsonl"
-    result = cli(app, "audit", "export", "--application", cast.uid("done"), "-o", str(path))
+    result = cli(app, "audit", "export", "--history-only", "--application", cast.uid("done"), "-o", str(path))
     assert result.exit_code == 0, result.output
     return path
 

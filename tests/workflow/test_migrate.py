@@ -16,11 +16,11 @@ from flask import Flask
 from sqlalchemy import select
 
 from gzsb.audit.service import verify_all
+from gzsb.bootstrap import engine
 from gzsb.config import ROOT
 from gzsb.errors import FlowError, Forbidden, GuardRefused, MigrationRefused, NotFound
 from gzsb.extensions import db
 from gzsb.models import Outbox, Timer
-from gzsb.bootstrap import engine
 from gzsb.store import FLOWS, history_rows, publish
 from gzsb.worker.drain import fire_due_timers
 from gzsb.workflow.engine import MIGRATE_EVENT, Engine
