@@ -154,10 +154,11 @@ class Config:
     # default's name says dev-only,
     # like every other development default here, and must be replaced in production.
     LOG_SIGNING_KEY = _env(
-        "LOG_SIGNING_KEY", "PRIVATE+KEY+gzsb.example/dev-only-log+8c2da136+AXGoho+fm9BYmqEM70he+wzmN3LCH0W4DnrYE1+4r1ds"
+        "LOG_SIGNING_KEY",
+        "PRIVATE+KEY+gzsb.example/tianjin-gzsb/dev-only+96e123a2+AVLhJHxQ75X5uge4xS3sbttNXF7KMQE1fwGUyTtNaKTx",
     )
-    # The checkpoints' origin line (names the log); by default gzsb.example/<flow name>.
-    LOG_ORIGIN = _env("LOG_ORIGIN", f"gzsb.example/{FLOW_NAME}")
+    # The checkpoints' origin line names the log and is the signing key's name (C2SP: the
+    # witness pins one key per origin): name production keys gzsb.example/<flow name>.
     # Leaves appended per sequencer transaction, and how often the worker checkpoints.
     LOG_BATCH = int(_env("LOG_BATCH", "5000"))
     LOG_CHECKPOINT_MINUTES = int(_env("LOG_CHECKPOINT_MINUTES", "5"))

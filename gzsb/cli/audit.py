@@ -18,7 +18,8 @@ def _log_config():  # type: ignore[no-untyped-def]
     from gzsb.audit.log import LogConfig
     from gzsb.workflow.checkpoint import Signer
 
-    return LogConfig(Signer.parse(current_app.config["LOG_SIGNING_KEY"]), current_app.config["LOG_ORIGIN"])
+    signer = Signer.parse(current_app.config["LOG_SIGNING_KEY"])
+    return LogConfig(signer, signer.name)
 
 
 def _policy(log_key: str | None, witness_keys: tuple[str, ...], require_witness: bool):  # type: ignore[no-untyped-def]
@@ -27,7 +28,7 @@ def _policy(log_key: str | None, witness_keys: tuple[str, ...], require_witness:
 
     key = Verifier.parse(log_key) if log_key else _log_config().verifier
     pinned = list(witness_keys) or ([current_app.config["WITNESS_KEY"]] if current_app.config["WITNESS_KEY"] else [])
-    return LogPolicy(key, current_app.config["LOG_ORIGIN"], tuple(Verifier.parse(k) for k in pinned), require_witness)
+    return LogPolicy(key, key.name, tuple(Verifier.parse(k) for k in pinned), require_witness)
 
 
 def _fail(message: str) -> None:

@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 
 def checkpoint_log() -> int:
     """Integrate and checkpoint (in an app context); returns the checkpoint's tree size."""
-    config = LogConfig(Signer.parse(current_app.config["LOG_SIGNING_KEY"]), current_app.config["LOG_ORIGIN"])
+    signer = Signer.parse(current_app.config["LOG_SIGNING_KEY"])
+    config = LogConfig(signer, signer.name)
     row = checkpoint(db.session, config, batch=current_app.config["LOG_BATCH"])
     log.info("log checkpoint %d: size %d", row.id, row.size)
     return row.size
