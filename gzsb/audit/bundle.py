@@ -20,6 +20,7 @@ import base64
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -36,6 +37,7 @@ from gzsb.workflow.history import (
     apply_changes,
     canonical,
     export_lines,
+    first_difference,
     redacted_snapshot,
     verify_export,
 )
@@ -65,7 +67,7 @@ def export_bundle(session: Session, uid: str, redactor: Redactor, *, cosigned_on
         for seq, index in logged:
             proof = merkle.inclusion_proof(index, row.size)
             leaves.append({"seq": seq, "index": index, "proof": [base64.b64encode(h).decode("ascii") for h in proof]})
-    data = {k: json.loads(v) for k, v in redacted_snapshot(app.data or {}, redactor).items()}
+    data = redacted_snapshot(app.data or {}, redactor)
     bundle = {"format": BUNDLE_FORMAT, "history": lines, "data": data, "checkpoint": note, "leaves": leaves}
     return (canonical(bundle) + "\n").encode("utf-8")
 
@@ -115,12 +117,11 @@ def verify_bundle(
     uid = verdict.application
     events = [EventRow.from_export(json.loads(line)) for line in history[1:]] if verdict.ok else []
     if verdict.ok:
-        snapshot: dict[str, str] = {}
+        snapshot: dict[str, Any] = {}
         for row in events:
             apply_changes(snapshot, row.changes)
-        current = {k: canonical(v) for k, v in dict(bundle.get("data") or {}).items()}
-        if current != snapshot:
-            key = min(k for k in current.keys() | snapshot.keys() if current.get(k) != snapshot.get(k))
+        key = first_difference(dict(bundle.get("data") or {}), snapshot)
+        if key is not None:
             verdict.fail(verdict.events, f"application data {key!r} differs from what its history recorded")
     note = bundle.get("checkpoint") or ""
     if not note:

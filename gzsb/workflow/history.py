@@ -102,15 +102,14 @@ def data_changes(before: Mapping[str, Any], after: Mapping[str, Any], redactor: 
     return canonical(out)
 
 
-def apply_changes(snapshot: dict[str, str], changes: str) -> list[str]:
-    """Apply an event's ``changes`` to a redacted snapshot {key: canonical JSON of the value};
-    returns the keys it touched."""
+def apply_changes(snapshot: dict[str, Any], changes: str) -> list[str]:
+    """Apply an event's ``changes`` to a redacted snapshot {key: value}; returns the keys it touched."""
     if changes == "{}":
         return []
     parsed = json.loads(changes)
     touched = []
     for key, value in parsed.get("set", {}).items():
-        snapshot[key] = canonical(value)
+        snapshot[key] = value
         touched.append(key)
     for key in parsed.get("unset", ()):
         snapshot.pop(key, None)
@@ -118,9 +117,17 @@ def apply_changes(snapshot: dict[str, str], changes: str) -> list[str]:
     return touched
 
 
-def redacted_snapshot(data: Mapping[str, Any], redactor: Redactor) -> dict[str, str]:
-    """The current data as a replay rebuilds it: {key: canonical JSON of the redacted value}."""
-    return {k: canonical(v) for k, v in redactor.redact(data).items()}
+def redacted_snapshot(data: Mapping[str, Any], redactor: Redactor) -> dict[str, Any]:
+    """The current data as a replay rebuilds it: redacted like the events' changes."""
+    return redactor.redact(data)
+
+
+def first_difference(data: Mapping[str, Any], snapshot: Mapping[str, Any]) -> str | None:
+    """The first top-level key whose value differs (as canonical JSON), or None."""
+    if canonical(data) == canonical(snapshot):
+        return None
+    return min(k for k in data.keys() | snapshot.keys() if k not in data or k not in snapshot
+               or canonical(data[k]) != canonical(snapshot[k]))  # fmt: skip
 
 
 class Redactor:
@@ -260,7 +267,7 @@ def replay(
     check_chain: bool = True,
     check_guards: bool = True,
     flows: Callable[[str], FlowSpec] | None = None,
-    data: Mapping[str, str] | None = None,
+    data: Mapping[str, Any] | None = None,
 ) -> Verdict:
     """Rebuild the state from ``rows`` under ``flow``; the first illegal or broken event
     is named. ``head``/``state`` are what the application row claims at the end, ``data``
@@ -274,7 +281,7 @@ def replay(
     prev = genesis_hash(application_uid, flow.sha256)
     # hash → seq of every event seen, so a head that stops short names the first extra event.
     seen: dict[str, int] = {prev: 0}
-    snapshot: dict[str, str] = {}
+    snapshot: dict[str, Any] = {}
     set_at: dict[str, int] = {}
     expected_seq = 1
     for row in rows:
@@ -355,8 +362,8 @@ def replay(
         return verdict.fail(
             max(verdict.events, 1), f"application row says state {state!r} but its history leads to {current!r}"
         )
-    if data is not None and data != snapshot:
-        key = min(k for k in data.keys() | snapshot.keys() if data.get(k) != snapshot.get(k))
+    key = first_difference(data, snapshot) if data is not None else None
+    if key is not None:
         return verdict.fail(
             set_at.get(key, max(verdict.events, 1)),
             f"application data {key!r} differs from what its history recorded (edited outside the flow)",
@@ -437,7 +444,7 @@ def replay_application(
     flows: Callable[[str], FlowSpec],
     head: str | None = None,
     state: str | None = None,
-    data: Mapping[str, str] | None = None,
+    data: Mapping[str, Any] | None = None,
 ) -> Verdict:
     """Replay a stored history whose application runs on ``flow`` now.
 

@@ -127,10 +127,10 @@ def whatif(
 ) -> WhatIf:
     """Replay ``rows`` under ``other``, reporting each event (see the module doc)."""
     machine = MACHINES.get(other)
-    snapshot: dict[str, str] = {}
+    snapshot: dict[str, Any] = {}
     out: list[EventWhatIf] = []
     for row in rows:
-        before = {k: json.loads(v) for k, v in snapshot.items()}
+        before = dict(snapshot)
         if row.changes:
             apply_changes(snapshot, row.changes)
         if row.event == MIGRATE_EVENT:
