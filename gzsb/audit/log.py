@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import insert, select, text, tuple_, update
+from sqlalchemy import and_, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from gzsb.errors import ServiceError
@@ -62,10 +62,13 @@ class SqlNodeStore:
         wanted = list(keys)
         out: dict[NodeKey, bytes] = {}
         for start in range(0, len(wanted), READ_CHUNK):
-            chunk = wanted[start : start + READ_CHUNK]
-            rows = self.session.execute(
-                select(LogNode.level, LogNode.idx, LogNode.hash).where(tuple_(LogNode.level, LogNode.idx).in_(chunk))
-            )
+            by_level: dict[int, list[int]] = {}
+            for level, idx in wanted[start : start + READ_CHUNK]:
+                by_level.setdefault(level, []).append(idx)
+            # One (level = l AND idx IN …) term per level: both databases use the primary key for it,
+            # where a row-value IN list is a scan on PostgreSQL.
+            where = or_(*(and_(LogNode.level == level, LogNode.idx.in_(idxs)) for level, idxs in by_level.items()))
+            rows = self.session.execute(select(LogNode.level, LogNode.idx, LogNode.hash).where(where))
             out.update({(level, idx): bytes(value) for level, idx, value in rows})
         return out
 
@@ -75,8 +78,10 @@ class SqlNodeStore:
         )
         if moved.rowcount != 1:  # type: ignore[attr-defined]
             raise TreeError(f"concurrent append: the log no longer holds {old_size} leaves")
+        # Core executemany: the ORM's bulk path costs more than the hashing.
         self.session.execute(
-            insert(LogNode), [{"level": level, "idx": idx, "hash": value} for (level, idx), value in nodes.items()]
+            insert(LogNode.__table__),
+            [{"level": level, "idx": idx, "hash": value} for (level, idx), value in nodes.items()],
         )
 
 
