@@ -1,5 +1,9 @@
-"""Audit throughput: ``gzsb.audit.service.verify_all`` against a bare ``transitions`` machine
-replaying the same event stream, and the memory high-water of a verify run."""
+"""Audit throughput: ``gzsb.audit.service.verify_all`` (chain, replay, data binding and the
+transparency log against a signed checkpoint) against a bare ``transitions`` machine
+replaying the same event stream, and the memory high-water of a verify run.
+
+``python -m bench.audit --rate N`` builds (or reuses) the data set of N applications,
+integrates and checkpoints its log once, then times one verify and one bare pass."""
 
 from __future__ import annotations
 
@@ -8,19 +12,23 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import select
 from transitions import Machine
 
 from bench.common import Clock, make_app
-from gzsb.audit.service import BATCH, verify_all
+from gzsb.audit.log import LogConfig, checkpoint
+from gzsb.audit.service import BATCH, FleetCheck, LogPolicy, default_redactor
 from gzsb.config import ROOT
 from gzsb.extensions import db
 from gzsb.models import FlowVersion, HistoryEvent
 from gzsb.store import FLOWS
+from gzsb.workflow.checkpoint import Signer
 from gzsb.workflow.spec import FlowSpec
 
 
@@ -36,8 +44,31 @@ class Pass:
         return self.events / self.seconds
 
 
+def ensure_log(path: Path) -> tuple[int, float]:
+    """Integrate every event into the log and sign a checkpoint (once per data set); (size, seconds)."""
+    app = make_app(path, Clock(), fresh=False)
+    with app.app_context():
+        started = time.perf_counter()
+        signer = Signer.parse(app.config["LOG_SIGNING_KEY"])
+        row = checkpoint(db.session, LogConfig(signer, signer.name), batch=20_000)
+        seconds = time.perf_counter() - started
+        db.session.remove()
+        db.engine.dispose()
+    return row.size, seconds
+
+
+def verify_all(session: Any) -> Iterator[Any]:
+    """Every check ``flask audit verify`` makes, the log's included; log problems count as a failure."""
+    signer = Signer.parse(current_app.config["LOG_SIGNING_KEY"])
+    check = FleetCheck(session, default_redactor(), LogPolicy(signer.verifier(), signer.name))
+    yield from check.verdicts()
+    if check.problems or check.checkpoint is None:
+        raise SystemExit(f"log problems: {check.problems or 'no checkpoint'}")
+
+
 def time_verify(path: Path) -> Pass:
-    """One ``verify_all`` pass over every application of the data set."""
+    """One full verify pass over every application of the data set."""
+    ensure_log(path)
     app = make_app(path, Clock(), fresh=False)
     with app.app_context():
         applications = events = failures = 0
@@ -74,7 +105,8 @@ def bare_machine(flow: FlowSpec) -> tuple[Machine, _Model]:
 EVENT_QUERY = select(
     HistoryEvent.application_id, HistoryEvent.seq, HistoryEvent.event, HistoryEvent.from_state,
     HistoryEvent.to_state, HistoryEvent.actor, HistoryEvent.role, HistoryEvent.guards, HistoryEvent.payload,
-    HistoryEvent.flow_sha256, HistoryEvent.at, HistoryEvent.prev_hash, HistoryEvent.hash,
+    HistoryEvent.flow_sha256, HistoryEvent.at, HistoryEvent.prev_hash, HistoryEvent.hash, HistoryEvent.changes,
+    HistoryEvent.log_index,
 ).order_by(HistoryEvent.application_id, HistoryEvent.seq)  # fmt: skip
 """The columns and order ``verify_all`` streams (see gzsb/audit.py)."""
 
@@ -160,6 +192,7 @@ def _child(path: Path, trace: bool) -> dict[str, Any]:
     import resource
     import tracemalloc
 
+    ensure_log(path)
     app = make_app(path, Clock(), fresh=False)
     with app.app_context():
         # Warm up: imports, the flow catalogue and the machine cache are not the run's cost.
@@ -187,4 +220,15 @@ def _child(path: Path, trace: bool) -> dict[str, Any]:
 
 if __name__ == "__main__":
     arguments = sys.argv[1:]
-    print(json.dumps(_child(Path(arguments[0]), "--tracemalloc" in arguments)))
+    if arguments[:1] == ["--rate"]:
+        from bench import dataset
+
+        data = dataset.ensure(int(arguments[1]))
+        size, took = ensure_log(data)
+        print(f"log: {size:,} leaves integrated and checkpointed in {took:.1f}s (first run only)")
+        full, bare = time_verify(data), time_bare(data)
+        print(f"verify: {full.events:,} events in {full.seconds:.2f}s = {full.rate:,.0f}/s ({full.failures} failed)")
+        print(f"bare:   {bare.events:,} events in {bare.seconds:.2f}s = {bare.rate:,.0f}/s")
+        print(f"verify / bare = {full.rate / bare.rate:.0%}")
+    else:
+        print(json.dumps(_child(Path(arguments[0]), "--tracemalloc" in arguments)))

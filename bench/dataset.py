@@ -23,7 +23,7 @@ from gzsb.workflow.loader import load_flow_file
 
 TEMPLATES = 8  # applications driven through Engine.fire; the rest are copies
 BATCH_APPS = 5000  # applications per executemany batch
-GENERATOR = 2  # bump when the data set's shape changes: cached files are then rebuilt
+GENERATOR = 3  # bump when the data set's shape changes: cached files are then rebuilt
 
 APP_COLUMNS = (
     "id", "uid", "account_id", "flow_version_id", "state", "version", "seq", "head", "data",
@@ -31,12 +31,12 @@ APP_COLUMNS = (
 )  # fmt: skip
 EVENT_COLUMNS = (
     "application_id", "seq", "event", "from_state", "to_state", "actor", "role", "guards", "payload",
-    "flow_sha256", "at", "prev_hash", "hash",
+    "flow_sha256", "at", "prev_hash", "hash", "changes",
 )  # fmt: skip
 
 
 # What a copy keeps of each template event (in this order).
-KEPT = ("seq", "event", "from_state", "to_state", "actor", "role", "guards", "payload", "at")
+KEPT = ("seq", "event", "from_state", "to_state", "actor", "role", "guards", "payload", "at", "changes")
 
 
 @dataclass(frozen=True)
@@ -121,10 +121,14 @@ def _copies(templates: Sequence[Template], first_id: int, last_id: int) -> Itera
         flow_sha = template.events[0]["flow_sha256"]
         prev = genesis_hash(uid, flow_sha)
         events = []
-        for seq, event, source, dest, actor, role, guards, text, at in template.rows:
-            payload = text.replace(old_key, new_key)
-            digest = event_hash(prev, uid, seq, event, source, dest, actor, role, guards, payload, flow_sha, at)
-            events.append((app_id, seq, event, source, dest, actor, role, guards, payload, flow_sha, at, prev, digest))
+        for seq, event, source, dest, actor, role, guards, text, at, recorded in template.rows:
+            payload, changes = text.replace(old_key, new_key), recorded.replace(old_key, new_key)
+            digest = event_hash(
+                prev, uid, seq, event, source, dest, actor, role, guards, payload, flow_sha, at, changes
+            )
+            events.append(
+                (app_id, seq, event, source, dest, actor, role, guards, payload, flow_sha, at, prev, digest, changes)
+            )
             prev = digest
         a = template.app
         app_row = (

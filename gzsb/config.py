@@ -149,6 +149,23 @@ class Config:
     IDCARD_RETENTION_HOURS = float(_env("IDCARD_RETENTION_HOURS", "72"))
     HUEY_NAME = _env("HUEY_NAME", "gzsb")
 
+    # --- the transparency log (issue 12) ---
+    # The log's Ed25519 signer key (C2SP note format; `flask audit keygen` makes one); the
+    # default's name says dev-only,
+    # like every other development default here, and must be replaced in production.
+    LOG_SIGNING_KEY = _env(
+        "LOG_SIGNING_KEY",
+        "PRIVATE+KEY+gzsb.example/tianjin-gzsb/dev-only+96e123a2+AVLhJHxQ75X5uge4xS3sbttNXF7KMQE1fwGUyTtNaKTx",
+    )
+    # The checkpoints' origin line names the log and is the signing key's name (C2SP: the
+    # witness pins one key per origin): name production keys gzsb.example/<flow name>.
+    # Leaves appended per sequencer transaction, and how often the worker checkpoints.
+    LOG_BATCH = int(_env("LOG_BATCH", "5000"))
+    LOG_CHECKPOINT_MINUTES = int(_env("LOG_CHECKPOINT_MINUTES", "5"))
+    # The 考试院 witness: its directory (when run on this machine) and its pinned verifier key.
+    WITNESS_DIR = _env("WITNESS_DIR", str(INSTANCE / "witness"))
+    WITNESS_KEY = _env("WITNESS_KEY")
+
     @classmethod
     def is_sqlite(cls) -> bool:
         return cls.SQLALCHEMY_DATABASE_URI.startswith("sqlite")

@@ -209,6 +209,7 @@ def history_rows(session: Session, application_id: int) -> Iterator[EventRow]:
             HistoryEvent.at,
             HistoryEvent.prev_hash,
             HistoryEvent.hash,
+            HistoryEvent.changes,
         )  # fmt: skip
         .where(HistoryEvent.application_id == application_id)
         .order_by(HistoryEvent.seq)
@@ -287,6 +288,7 @@ class SqlStore:
                 at=row.at,
                 prev_hash=row.prev_hash,
                 hash=row.hash,
+                changes=row.changes,
             )
         )
 

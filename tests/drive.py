@@ -127,10 +127,12 @@ def chain(
         at = f"2026-12-01T02:{seq // 60:02d}:{seq % 60:02d}.000000Z"
         actor = f"{role}:1"
         digest = event_hash(
-            prev, uid, seq, event, source, dest, actor, role, guards_text, payload_text, flow.sha256, at
+            prev, uid, seq, event, source, dest, actor, role, guards_text, payload_text, flow.sha256, at, "{}"
         )
         rows.append(
-            EventRow(seq, event, source, dest, actor, role, guards_text, payload_text, flow.sha256, at, prev, digest)
+            EventRow(
+                seq, event, source, dest, actor, role, guards_text, payload_text, flow.sha256, at, prev, digest, "{}"
+            )
         )
         prev = digest
     return rows

@@ -1,71 +1,364 @@
-"""Auditing stored histories: stream every application's events and replay them."""
+"""Auditing stored histories: stream every application's events, replay them, bind the
+data, and check the transparency log against the events and the signed checkpoints.
+
+Functions the auditor console calls: ``find_application``, ``timeline``,
+``verify_application``, ``FleetCheck`` (``run_verify``), ``whatif`` (gzsb.workflow.whatif),
+``export_bundle``, ``fleet_status``.
+"""
 
 from __future__ import annotations
 
 import functools
 import itertools
+import logging
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gzsb.models import Application, HistoryEvent
+from gzsb.audit.log import latest_checkpoint, tree
+from gzsb.errors import NotFound
+from gzsb.models import Application, AuditRun, FlowVersion, HistoryEvent, LogCheckpoint, LogLeaf, LogNode, LogState
 from gzsb.store import FLOWS, history_rows
-from gzsb.workflow.history import EventRow, Verdict, replay_application
+from gzsb.workflow.checkpoint import NoteError, Verifier, verify_checkpoint
+from gzsb.workflow.history import (
+    EventRow,
+    Redactor,
+    Verdict,
+    publish_leaf,
+    redacted_snapshot,
+    replay_application,
+    utc_text,
+)
 from gzsb.workflow.spec import FlowSpec
+from gzsb.workflow.translog import EMPTY_ROOT, HASH_SIZE, ProofError, leaf_hash, node_hash, verify_inclusion
+
+log = logging.getLogger(__name__)
 
 # Rows fetched per round trip while streaming; memory stays flat however many applications.
 BATCH = 5000
+MAX_NAMED = 20  # log problems named one by one before the rest are only counted
 
 _EVENT_COLUMNS = (
     HistoryEvent.application_id, HistoryEvent.seq, HistoryEvent.event, HistoryEvent.from_state,
     HistoryEvent.to_state, HistoryEvent.actor, HistoryEvent.role, HistoryEvent.guards, HistoryEvent.payload,
-    HistoryEvent.flow_sha256, HistoryEvent.at, HistoryEvent.prev_hash, HistoryEvent.hash,
+    HistoryEvent.flow_sha256, HistoryEvent.at, HistoryEvent.prev_hash, HistoryEvent.hash, HistoryEvent.changes,
+    HistoryEvent.log_index,
 )  # fmt: skip
 
 
-def verify_all(session: Session, application_uid: str | None = None) -> Iterator[Verdict]:
-    """Replay each application (or one) under its own flow version; one Verdict each.
+@dataclass(frozen=True)
+class LogPolicy:
+    """What a verification trusts: the pinned log key, the origin, and the witnesses required."""
 
-    Two ordered streams, applications and events, are merged by application id, so
-    neither is ever held whole in memory.
-    """
-    apps_query = select(
-        Application.id, Application.uid, Application.state, Application.head, Application.flow_version_id
-    ).order_by(Application.id)
-    events_query = select(*_EVENT_COLUMNS).order_by(HistoryEvent.application_id, HistoryEvent.seq)
-    if application_uid is not None:
-        apps_query = apps_query.where(Application.uid == application_uid)
-        events_query = events_query.join(Application, Application.id == HistoryEvent.application_id).where(
-            Application.uid == application_uid
+    log_key: Verifier
+    origin: str
+    witness_keys: tuple[Verifier, ...] = ()
+    require_witness: bool = False
+
+
+def event_leaf_hash(uid: str, seq: int, digest: str) -> bytes:
+    # The fast path of event_leaf for hex uids and hashes (what the database holds): the
+    # same bytes as canonical([uid, seq, digest]) without a JSON encoder call per event.
+    if uid.isalnum() and uid.isascii() and digest.isalnum() and digest.isascii():
+        return leaf_hash(f'gzsb-log/1 event\n["{uid}",{seq},"{digest}"]\n'.encode("ascii"))
+    from gzsb.workflow.history import event_leaf
+
+    return leaf_hash(event_leaf(uid, seq, digest))
+
+
+def prefix_roots(leaves: bytes | bytearray, sizes: set[int]) -> dict[int, bytes]:
+    """MTH of the first n leaves for every n in ``sizes``, in one pass (a binary-counter stack)."""
+    out = {0: EMPTY_ROOT} if 0 in sizes else {}
+    stack: list[tuple[int, bytes]] = []
+    view = memoryview(leaves)
+    for i in range(len(leaves) // HASH_SIZE):
+        level, value = 0, bytes(view[i * HASH_SIZE : (i + 1) * HASH_SIZE])
+        while stack and stack[-1][0] == level:
+            value = node_hash(stack.pop()[1], value)
+            level += 1
+        stack.append((level, value))
+        if i + 1 in sizes:
+            root = stack[-1][1]
+            for _, left in reversed(stack[:-1]):
+                root = node_hash(left, root)
+            out[i + 1] = root
+    return out
+
+
+@dataclass
+class FleetCheck:
+    """One verify pass: iterate ``verdicts()`` (one per application, streamed), then read
+    ``problems`` (the log's: missing, extra or rewritten leaves, checkpoint signature and root)."""
+
+    session: Session
+    redactor: Redactor | None = None
+    policy: LogPolicy | None = None
+    application_uid: str | None = None
+    problems: list[str] = field(default_factory=list)
+    checkpoint: LogCheckpoint | None = None
+    log_size: int = 0
+    applications: int = 0
+    events: int = 0
+    failed: int = 0
+    unlogged: int = 0
+    _leaves: bytearray = field(default_factory=bytearray)
+    _filled: bytearray = field(default_factory=bytearray)
+
+    def verdicts(self) -> Iterator[Verdict]:
+        self.log_size = self.session.scalar(select(LogState.size)) or 0
+        whole = self.application_uid is None
+        if whole:
+            self._leaves = bytearray(self.log_size * HASH_SIZE)
+            self._filled = bytearray(self.log_size)
+        apps_query = select(
+            Application.id, Application.uid, Application.state, Application.head, Application.flow_version_id,
+            Application.data,
+        ).order_by(Application.id)  # fmt: skip
+        events_query = select(*_EVENT_COLUMNS).order_by(HistoryEvent.application_id, HistoryEvent.seq)
+        if not whole:
+            apps_query = apps_query.where(Application.uid == self.application_uid)
+            events_query = events_query.join(Application, Application.id == HistoryEvent.application_id).where(
+                Application.uid == self.application_uid
+            )
+        bind = self.session.get_bind()
+        # Separate connections: a server-side cursor each (SQLite and PostgreSQL alike).
+        with bind.connect() as apps_conn, bind.connect() as events_conn:
+            apps = apps_conn.execution_options(yield_per=BATCH).execute(apps_query)
+            events = events_conn.execution_options(yield_per=BATCH).execute(events_query)
+            grouped = itertools.groupby(events, key=lambda r: r[0])
+            pending = next(grouped, None)
+            flows: dict[int, FlowSpec] = {}
+            by_sha = functools.partial(FLOWS.by_sha, self.session)  # migrated histories name earlier versions
+            for app_id, uid, state, head, version_id, data in apps:
+                flow = flows.get(version_id) or flows.setdefault(version_id, FLOWS.by_version(self.session, version_id))
+                # Events of applications that no longer exist have no row here: their leaves stay
+                # unfilled and are named by tree index at the end.
+                while pending is not None and pending[0] < app_id:
+                    pending = next(grouped, None)
+                raw: list[Any] = []
+                if pending is not None and pending[0] == app_id:
+                    raw = list(pending[1])
+                    pending = next(grouped, None)
+                rows = [EventRow(*r[1:14]) for r in raw]
+                snapshot = redacted_snapshot(data or {}, self.redactor) if self.redactor is not None else None
+                verdict = replay_application(uid, flow, rows, flows=by_sha, head=head, state=state, data=snapshot)
+                self._note_leaves(uid, raw)
+                self.applications += 1
+                self.events += verdict.events
+                self.failed += not verdict.ok
+                yield verdict
+        self._check_log()
+
+    def _note_leaves(self, uid: str, raw: list[Any]) -> None:
+        for r in raw:
+            index = r[14]
+            if index is None:
+                self.unlogged += 1
+                continue
+            if self.application_uid is not None or index >= self.log_size:
+                continue  # logged after this pass read the log's size
+            if self._filled[index]:
+                self._problem(f"tree index {index}: claimed by two events (application {uid} seq {r[1]})")
+                continue
+            self._filled[index] = 1
+            self._leaves[index * HASH_SIZE : (index + 1) * HASH_SIZE] = event_leaf_hash(uid, r[1], r[12])
+
+    def _problem(self, text: str) -> None:
+        if len(self.problems) < MAX_NAMED:
+            self.problems.append(text)
+        elif len(self.problems) == MAX_NAMED:
+            self.problems.append("… more log problems not listed")
+
+    def _check_log(self) -> None:
+        if self.application_uid is not None:
+            self._check_application_leaves()
+            return
+        self._fill_publishes()
+        missing = [i for i in range(self.log_size) if not self._filled[i]]
+        if missing:
+            refs = self._refs(missing[:MAX_NAMED])
+            for index in missing[:MAX_NAMED]:
+                self._problem(f"tree index {index} ({refs.get(index, 'no leaf record')}): its event no longer exists")
+        checkpoints = self._signed_checkpoints()
+        sizes = {self.log_size} | {row.size for row in checkpoints if row.size <= self.log_size}
+        roots = prefix_roots(self._leaves, sizes)
+        if not missing and tree(self.session).root(self.log_size) != roots[self.log_size]:
+            self._name_rewritten_leaves()
+        self._check_checkpoints(checkpoints, roots)
+
+    def _fill_publishes(self) -> None:
+        rows = self.session.execute(
+            select(LogLeaf.idx, FlowVersion.flow, FlowVersion.sha256, FlowVersion.published_by,
+                   FlowVersion.published_at, FlowVersion.yaml_text)
+            .join(FlowVersion, FlowVersion.id == LogLeaf.flow_version_id)
+            .where(LogLeaf.idx < self.log_size)
+        )  # fmt: skip
+        import hashlib
+
+        for index, flow, sha, by, at, text in rows:
+            if hashlib.sha256(text.encode("utf-8")).hexdigest() != sha:
+                self._problem(f"tree index {index} (publish of {flow}): the flow text no longer matches its SHA-256")
+            self._filled[index] = 1
+            self._leaves[index * HASH_SIZE : (index + 1) * HASH_SIZE] = leaf_hash(
+                publish_leaf(flow, sha, by, utc_text(at))
+            )
+
+    def _refs(self, indexes: list[int]) -> dict[int, str]:
+        rows = self.session.execute(
+            select(LogLeaf.idx, LogLeaf.kind, LogLeaf.application_uid, LogLeaf.seq, LogLeaf.flow_version_id).where(
+                LogLeaf.idx.in_(indexes)
+            )
         )
-    # Separate connections: a server-side cursor each (SQLite and PostgreSQL alike).
-    bind = session.get_bind()
-    with bind.connect() as apps_conn, bind.connect() as events_conn:
-        apps = apps_conn.execution_options(yield_per=BATCH).execute(apps_query)
-        events = events_conn.execution_options(yield_per=BATCH).execute(events_query)
-        grouped = itertools.groupby(events, key=lambda r: r[0])
-        pending = next(grouped, None)
-        flows: dict[int, FlowSpec] = {}
-        by_sha = functools.partial(FLOWS.by_sha, session)  # migrated histories name earlier versions
-        for app_id, uid, state, head, version_id in apps:
-            flow = flows.get(version_id) or flows.setdefault(version_id, FLOWS.by_version(session, version_id))
-            # Events of applications that no longer exist would be skipped here; ids only grow.
-            while pending is not None and pending[0] < app_id:
-                pending = next(grouped, None)
-            if pending is not None and pending[0] == app_id:
-                rows: Iterator[EventRow] = (EventRow(*r[1:]) for r in pending[1])
-                verdict = replay_application(uid, flow, rows, flows=by_sha, head=head, state=state)
-                pending = next(grouped, None)
-            else:
-                verdict = replay_application(uid, flow, iter(()), flows=by_sha, head=head, state=state)
-            yield verdict
+        return {
+            idx: f"application {uid} seq {seq}" if kind == "event" else f"publish of flow version {version}"
+            for idx, kind, uid, seq, version in rows
+        }
+
+    def _name_rewritten_leaves(self) -> None:
+        stored = self.session.execute(
+            select(LogNode.idx, LogNode.hash)
+            .where(LogNode.level == 0, LogNode.idx < self.log_size)
+            .order_by(LogNode.idx)
+        )
+        bad = [
+            idx for idx, value in stored if bytes(value) != bytes(self._leaves[idx * HASH_SIZE : (idx + 1) * HASH_SIZE])
+        ]
+        refs = self._refs(bad[:MAX_NAMED])
+        for index in bad[:MAX_NAMED]:
+            self._problem(f"tree index {index} ({refs.get(index, '?')}): the event no longer matches its logged leaf")
+        if not bad:
+            self._problem("the log's stored nodes do not match its leaves")
+
+    def _signed_checkpoints(self) -> list[LogCheckpoint]:
+        rows = list(self.session.scalars(select(LogCheckpoint).order_by(LogCheckpoint.size, LogCheckpoint.id)))
+        if self.policy is None:
+            return rows
+        good = []
+        for row in rows:
+            try:
+                verify_checkpoint(row.note, self.policy.log_key, origin=self.policy.origin)
+            except NoteError as exc:
+                self._problem(f"checkpoint {row.id} (size {row.size}): {exc}")
+                continue
+            good.append(row)
+        return good
+
+    def _check_checkpoints(self, checkpoints: list[LogCheckpoint], roots: dict[int, bytes]) -> None:
+        from gzsb.audit.log import cosigned_note
+
+        target = None
+        for row in reversed(checkpoints):
+            note = cosigned_note(self.session, row)
+            if self.policy is not None and self.policy.require_witness:
+                try:
+                    verify_checkpoint(
+                        note, self.policy.log_key, self.policy.witness_keys, required_witnesses=1,
+                        origin=self.policy.origin,
+                    )  # fmt: skip
+                except NoteError:
+                    continue
+            target = row
+            break
+        if target is None:
+            if self.policy is not None and self.policy.require_witness:
+                self._problem("no checkpoint cosigned by the required witness")
+            return
+        self.checkpoint = target
+        if target.size > self.log_size:
+            self._problem(f"checkpoint {target.id} has size {target.size}, but the log holds only {self.log_size}")
+            return
+        agreeing = 0
+        for row in checkpoints:
+            if row.size > self.log_size or row.size > target.size:
+                continue
+            if roots[row.size] != bytes(row.root):
+                self._problem(
+                    f"tree indexes {agreeing}..{row.size - 1}: the log's first {row.size} leaves do not give the root "
+                    f"signed in checkpoint {row.id} (history below tree index {row.size} was rewritten)"
+                )
+                return
+            agreeing = row.size
+
+    def _check_application_leaves(self) -> None:
+        """One application: each logged event's leaf must be in the latest checkpoint's tree."""
+        uid = self.application_uid
+        row = latest_checkpoint(self.session)
+        if row is None:
+            return
+        self.checkpoint = row
+        if self.policy is not None:
+            try:
+                verify_checkpoint(row.note, self.policy.log_key, origin=self.policy.origin)
+            except NoteError as exc:
+                self._problem(f"checkpoint {row.id}: {exc}")
+                return
+        merkle = tree(self.session)
+        events = self.session.execute(
+            select(HistoryEvent.seq, HistoryEvent.hash, HistoryEvent.log_index)
+            .join(Application, Application.id == HistoryEvent.application_id)
+            .where(Application.uid == uid, HistoryEvent.log_index < row.size)
+            .order_by(HistoryEvent.seq)
+        )
+        for seq, digest, index in events:
+            try:
+                proof = merkle.inclusion_proof(index, row.size)
+                verify_inclusion(event_leaf_hash(uid, seq, digest), index, row.size, proof, bytes(row.root))
+            except (ProofError, Exception) as exc:  # a TreeError is as bad: the log cannot prove it
+                self._problem(f"tree index {index} (application {uid} seq {seq}): not in checkpoint {row.id}: {exc}")
+
+    def record(self) -> AuditRun:
+        """Store this pass (after ``verdicts()`` ran) as an AuditRun for the console."""
+        run = AuditRun(
+            started_at=datetime.now(UTC),
+            finished_at=datetime.now(UTC),
+            scope=self.application_uid or "all",
+            applications=self.applications,
+            events=self.events,
+            failed=self.failed,
+            checkpoint_size=self.checkpoint.size if self.checkpoint is not None else None,
+            ok=self.failed == 0 and not self.problems,
+            problems=list(self.problems),
+        )
+        self.session.add(run)
+        self.session.commit()
+        return run
+
+
+def default_redactor() -> Redactor | None:
+    """The app's history redactor when there is an app context (the CLI, the console)."""
+    from flask import has_app_context
+
+    if not has_app_context():
+        return None
+    from gzsb.bootstrap import redactor
+
+    return redactor()
+
+
+def verify_all(
+    session: Session,
+    application_uid: str | None = None,
+    *,
+    redactor: Redactor | None = None,
+    policy: LogPolicy | None = None,
+) -> Iterator[Verdict]:
+    """Replay each application (or one) under its own flow version; one Verdict each. The
+    log problems of the pass are dropped here: use FleetCheck to see them."""
+    check = FleetCheck(session, redactor or default_redactor(), policy, application_uid)
+    yield from check.verdicts()
+
+
+def find_application(session: Session, uid: str) -> Application:
+    app = session.scalars(select(Application).where(Application.uid == uid)).first()
+    if app is None:
+        raise NotFound(f"application {uid} does not exist")
+    return app
 
 
 def application_history(session: Session, uid: str) -> tuple[Application, list[EventRow]]:
-    app = session.scalars(select(Application).where(Application.uid == uid)).first()
-    if app is None:
-        from gzsb.errors import NotFound
-
-        raise NotFound(f"application {uid} does not exist")
+    app = find_application(session, uid)
     return app, list(history_rows(session, app.id))

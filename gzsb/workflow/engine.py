@@ -27,7 +27,16 @@ from gzsb.errors import (
     MigrationRefused,
     StaleApplication,
 )
-from gzsb.workflow.history import MIGRATE_EVENT, MIGRATE_ROLE, EventRow, Redactor, canonical, event_hash, utc_text
+from gzsb.workflow.history import (
+    MIGRATE_EVENT,
+    MIGRATE_ROLE,
+    EventRow,
+    Redactor,
+    canonical,
+    data_changes,
+    event_hash,
+    utc_text,
+)
 from gzsb.workflow.machine import MACHINES
 from gzsb.workflow.registry import GUARDS, STEPS, GuardRegistry, StepRegistry
 from gzsb.workflow.spec import FlowSpec, TransitionSpec
@@ -291,13 +300,15 @@ class Engine:
             guards_text = canonical([[b.dest, [[r.guard, r.passed] for r in results]] for b, results in evaluated])
             payload_text = canonical(history_payload)
             at = utc_text(now)
+            # The data binding: what the step changed, redacted, covered by the hash.
+            changes = data_changes(_jsonable(record.data or {}), _jsonable(ctx.data), self.redactor)
             digest = event_hash(
                 record.head, record.uid, seq, event, source, dest, actor.id, actor.role,
-                guards_text, payload_text, flow.sha256, at,
+                guards_text, payload_text, flow.sha256, at, changes,
             )  # fmt: skip
             row = EventRow(
                 seq, event, source, dest, actor.id, actor.role, guards_text, payload_text,
-                flow.sha256, at, record.head, digest,
+                flow.sha256, at, record.head, digest, changes,
             )  # fmt: skip
             self.store.append(record, row)
             for kind, effect in ctx.effects:
@@ -352,11 +363,11 @@ class Engine:
             # Recorded under the target: every event from here on belongs to it.
             digest = event_hash(
                 record.head, record.uid, seq, MIGRATE_EVENT, source, dest, actor.id, actor.role,
-                guards_text, payload_text, target.sha256, at,
+                guards_text, payload_text, target.sha256, at, "{}",
             )  # fmt: skip
             row = EventRow(
                 seq, MIGRATE_EVENT, source, dest, actor.id, actor.role, guards_text, payload_text,
-                target.sha256, at, record.head, digest,
+                target.sha256, at, record.head, digest, "{}",
             )  # fmt: skip
             self.store.switch_flow(record, target.sha256)
             self.store.append(record, row)

@@ -4,7 +4,10 @@ An event's hash is SHA-256 over its previous hash and a canonical JSON array of 
 fields, so editing, deleting, inserting or reordering any event breaks the chain at
 that event. The chain starts from a genesis hash bound to the application and its
 flow version; a ``migrate_flow`` event moves the rest of the chain onto another version.
-Nothing here touches the database: callers stream rows in.
+Each event also records the top-level keys of the application's data its step changed,
+with their new values redacted (``changes``, covered by the hash), so a replay rebuilds
+the redacted data and an edit of the data itself is caught. The exact encoding is in
+docs/audit-format.md. Nothing here touches the database: callers stream rows in.
 """
 
 from __future__ import annotations
@@ -23,7 +26,11 @@ from gzsb.errors import ServiceError
 from gzsb.workflow.machine import MACHINES, FlowMachine
 from gzsb.workflow.spec import FlowSpec
 
-EXPORT_FORMAT = "gzsb-history/1"
+EXPORT_FORMAT = "gzsb-history/2"
+LEGACY_FORMAT = "gzsb-history/1"
+# Leaf data of the transparency log: a domain line, then one canonical JSON array.
+LEAF_EVENT = "gzsb-log/1 event\n"
+LEAF_PUBLISH = "gzsb-log/1 publish\n"
 HEADER_KEYS = frozenset({"format", "application", "state", "head", "flow", "flow_yaml", "flow_source"})
 # Optional header key: {sha256: yaml text} of the earlier flow versions a migrated history ran under.
 HEADER_FLOWS = "flows"
@@ -32,7 +39,7 @@ HEADER_FLOWS = "flows"
 MIGRATE_EVENT = "migrate_flow"
 MIGRATE_ROLE = "admin"
 # Event fields in hashing and export order.
-FIELDS = ("seq", "event", "from", "to", "actor", "role", "guards", "payload", "flow", "at", "prev", "hash")
+FIELDS = ("seq", "event", "from", "to", "actor", "role", "guards", "payload", "changes", "flow", "at", "prev", "hash")
 
 
 def canonical(value: Any) -> str:
@@ -62,12 +69,65 @@ def event_hash(
     payload: str,
     flow_sha256: str,
     at: str,
+    changes: str = "",
 ) -> str:
-    # guards and payload are already canonical JSON text; splicing them in keeps the
-    # whole body valid, unambiguous JSON without decoding them again.
+    """gzsb-history/2 when ``changes`` (canonical JSON) is given; "" is the legacy /1 encoding."""
+    # guards, payload and changes are already canonical JSON text; splicing them in keeps
+    # the whole body valid, unambiguous JSON without decoding them again.
     head = canonical([application_uid, seq, event, from_state, to_state, actor, role, flow_sha256, at])
-    body = f"{prev}|{head[:-1]},{guards},{payload}]"
+    tail = f",{changes}]" if changes else "]"
+    body = f"{prev}|{head[:-1]},{guards},{payload}{tail}"
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+def event_leaf(application_uid: str, seq: int, hash_hex: str) -> bytes:
+    """The log's leaf data of a history event (its hash already covers everything else)."""
+    return (LEAF_EVENT + canonical([application_uid, seq, hash_hex]) + "\n").encode("utf-8")
+
+
+def publish_leaf(flow: str, sha256: str, by: str, at: str) -> bytes:
+    """The log's leaf data of a flow publish: name, SHA-256 of the YAML text, who, when (UTC)."""
+    return (LEAF_PUBLISH + canonical([flow, sha256, by, at]) + "\n").encode("utf-8")
+
+
+def data_changes(before: Mapping[str, Any], after: Mapping[str, Any], redactor: Redactor) -> str:
+    """The ``changes`` of an event: top-level data keys whose value changed, new values redacted."""
+    changed = {k: v for k, v in after.items() if k not in before or canonical(before[k]) != canonical(v)}
+    unset = sorted(k for k in before if k not in after)
+    out: dict[str, Any] = {}
+    if changed:
+        out["set"] = redactor.redact(changed)
+    if unset:
+        out["unset"] = unset
+    return canonical(out)
+
+
+def apply_changes(snapshot: dict[str, Any], changes: str) -> list[str]:
+    """Apply an event's ``changes`` to a redacted snapshot {key: value}; returns the keys it touched."""
+    if changes == "{}":
+        return []
+    parsed = json.loads(changes)
+    touched = []
+    for key, value in parsed.get("set", {}).items():
+        snapshot[key] = value
+        touched.append(key)
+    for key in parsed.get("unset", ()):
+        snapshot.pop(key, None)
+        touched.append(key)
+    return touched
+
+
+def redacted_snapshot(data: Mapping[str, Any], redactor: Redactor) -> dict[str, Any]:
+    """The current data as a replay rebuilds it: redacted like the events' changes."""
+    return redactor.redact(data)
+
+
+def first_difference(data: Mapping[str, Any], snapshot: Mapping[str, Any]) -> str | None:
+    """The first top-level key whose value differs (as canonical JSON), or None."""
+    if canonical(data) == canonical(snapshot):
+        return None
+    return min(k for k in data.keys() | snapshot.keys() if k not in data or k not in snapshot
+               or canonical(data[k]) != canonical(snapshot[k]))  # fmt: skip
 
 
 class Redactor:
@@ -111,6 +171,7 @@ class EventRow:
     at: str
     prev_hash: str
     hash: str
+    changes: str = ""  # "" only for legacy gzsb-history/1 events
 
     def as_export(self) -> dict[str, Any]:
         return {
@@ -122,6 +183,7 @@ class EventRow:
             "role": self.role,
             "guards": json.loads(self.guards),
             "payload": json.loads(self.payload),
+            "changes": json.loads(self.changes) if self.changes else None,
             "flow": self.flow_sha256,
             "at": self.at,
             "prev": self.prev_hash,
@@ -143,6 +205,7 @@ class EventRow:
             at=obj["at"],
             prev_hash=obj["prev"],
             hash=obj["hash"],
+            changes="" if obj["changes"] is None else canonical(obj["changes"]),
         )
 
 
@@ -204,9 +267,11 @@ def replay(
     check_chain: bool = True,
     check_guards: bool = True,
     flows: Callable[[str], FlowSpec] | None = None,
+    data: Mapping[str, Any] | None = None,
 ) -> Verdict:
     """Rebuild the state from ``rows`` under ``flow``; the first illegal or broken event
-    is named. ``head``/``state`` are what the application row claims at the end.
+    is named. ``head``/``state`` are what the application row claims at the end, ``data``
+    its current data as ``redacted_snapshot`` gives it (checked against the rebuilt one).
 
     A ``migrate_flow`` event switches the replay to its target flow, which ``flows`` looks
     up by SHA-256; without ``flows`` such an event fails the replay."""
@@ -216,6 +281,8 @@ def replay(
     prev = genesis_hash(application_uid, flow.sha256)
     # hash → seq of every event seen, so a head that stops short names the first extra event.
     seen: dict[str, int] = {prev: 0}
+    snapshot: dict[str, Any] = {}
+    set_at: dict[str, int] = {}
     expected_seq = 1
     for row in rows:
         seq = row.seq
@@ -224,6 +291,11 @@ def replay(
         if check_chain:
             if row.prev_hash != prev:
                 return verdict.fail(seq, "prev hash does not match the previous event (removed, inserted or reordered)")
+            if not row.changes:
+                return verdict.fail(
+                    seq, f"legacy {LEGACY_FORMAT} event recorded before data binding: not verifiable; "
+                    "re-create the database (flask db upgrade; flask demo seed)",
+                )  # fmt: skip
             recomputed = event_hash(
                 row.prev_hash,
                 application_uid,
@@ -237,6 +309,7 @@ def replay(
                 row.payload,
                 row.flow_sha256,
                 row.at,
+                row.changes,
             )
             if recomputed != row.hash:
                 return verdict.fail(seq, "hash does not match the event's content (edited)")
@@ -268,6 +341,12 @@ def replay(
         current = row.to_state
         prev = row.hash
         seen.setdefault(prev, seq)
+        if data is not None and row.changes != "{}":
+            try:
+                for key in apply_changes(snapshot, row.changes):
+                    set_at[key] = seq
+            except (ValueError, AttributeError, TypeError):
+                return verdict.fail(seq, "the recorded data changes are malformed")
         expected_seq += 1
     verdict.events = expected_seq - 1
     verdict.state = current
@@ -282,6 +361,12 @@ def replay(
     if state is not None and state != current:
         return verdict.fail(
             max(verdict.events, 1), f"application row says state {state!r} but its history leads to {current!r}"
+        )
+    key = first_difference(data, snapshot) if data is not None else None
+    if key is not None:
+        return verdict.fail(
+            set_at.get(key, max(verdict.events, 1)),
+            f"application data {key!r} differs from what its history recorded (edited outside the flow)",
         )
     return verdict
 
@@ -359,6 +444,7 @@ def replay_application(
     flows: Callable[[str], FlowSpec],
     head: str | None = None,
     state: str | None = None,
+    data: Mapping[str, Any] | None = None,
 ) -> Verdict:
     """Replay a stored history whose application runs on ``flow`` now.
 
@@ -376,7 +462,7 @@ def replay_application(
             with contextlib.suppress(ServiceError, LookupError):
                 start = flows(start_sha)
         iterator = itertools.chain((first,), iterator)
-    verdict = replay(application_uid, start, iterator, head=head, state=state, flows=flows)
+    verdict = replay(application_uid, start, iterator, head=head, state=state, flows=flows, data=data)
     if verdict.ok and verdict.flow != flow.sha256:
         return verdict.fail(
             max(verdict.events, 1),

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "r0113"
-down_revision = "r0110"
+down_revision = "r0108"
 branch_labels = None
 depends_on = None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -145,3 +146,70 @@ def verify_leaf(
     if root_from_inclusion(leaf, index, size, proof) != root:
         raise VerifyError(f"leaf {index} is not in the tree of size {size}: the proof leads to another root")
     return origin, size, root
+
+
+# -- whole bundles (docs/audit-format.md, "Event encoding" and "Leaf data") ------------------
+
+
+def _canonical(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def event_hash_v2(prev: str, uid: str, event: dict) -> str:
+    head = _canonical(
+        [uid, event["seq"], event["event"], event["from"], event["to"], event["actor"], event["role"], event["flow"],
+         event["at"]]
+    )  # fmt: skip
+    body = f"{prev}|{head[:-1]},{_canonical(event['guards'])},{_canonical(event['payload'])},"
+    body += f"{_canonical(event['changes'])}]"
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+def event_leaf_data(uid: str, seq: int, digest: str) -> bytes:
+    return ("gzsb-log/1 event\n" + _canonical([uid, seq, digest]) + "\n").encode("utf-8")
+
+
+def verify_bundle(bundle_text: str, log_vkey: str, witness_vkey: str | None = None) -> tuple[str, int, int]:
+    """Check a gzsb-bundle/1: flow text, genesis, every event hash and the chain, the head,
+    the redacted data rebuilt from the changes, each leaf's inclusion in the signed (and
+    cosigned) checkpoint. Returns (application uid, events, events proven in the log)."""
+    bundle = json.loads(bundle_text)
+    if bundle.get("format") != "gzsb-bundle/1":
+        raise VerifyError("not a gzsb-bundle/1")
+    header, *lines = bundle["history"]
+    head = json.loads(header)
+    if hashlib.sha256(head["flow_yaml"].encode("utf-8")).hexdigest() != head["flow"]:
+        raise VerifyError("the flow text does not match its SHA-256")
+    uid = head["application"]
+    events = [json.loads(line) for line in lines]
+    first_flow = events[0]["flow"] if events else head["flow"]
+    prev = hashlib.sha256(f"genesis|{uid}|{first_flow}".encode()).hexdigest()
+    data: dict[str, str] = {}
+    for number, event in enumerate(events, start=1):
+        if event["seq"] != number or event["prev"] != prev:
+            raise VerifyError(f"seq {number}: the chain is broken")
+        if event_hash_v2(prev, uid, event) != event["hash"]:
+            raise VerifyError(f"seq {number}: the event hash does not match its content")
+        for key, value in (event["changes"] or {}).get("set", {}).items():
+            data[key] = _canonical(value)
+        for key in (event["changes"] or {}).get("unset", []):
+            data.pop(key, None)
+        prev = event["hash"]
+    if prev != head["head"]:
+        raise VerifyError("the header's head is not the last event's hash")
+    if {k: _canonical(v) for k, v in bundle["data"].items()} != data:
+        raise VerifyError("the application's data differs from what its events recorded")
+    note = bundle["checkpoint"]
+    check_signature(note, log_vkey)
+    if witness_vkey is not None and check_signature(note, witness_vkey) is None:
+        raise VerifyError("the witness key given is not a cosignature/v1 key")
+    _origin, size, root = parse_checkpoint(split_note(note)[0])
+    by_seq = {event["seq"]: event for event in events}
+    for leaf in bundle["leaves"]:
+        event = by_seq[leaf["seq"]]
+        proof = [base64.b64decode(h, validate=True) for h in leaf["proof"]]
+        computed = root_from_inclusion(leaf_hash(event_leaf_data(uid, event["seq"], event["hash"])), leaf["index"],
+                                       size, proof)  # fmt: skip
+        if computed != root:
+            raise VerifyError(f"seq {event['seq']}: its leaf {leaf['index']} is not in the checkpoint")
+    return uid, len(events), len(bundle["leaves"])

@@ -5,7 +5,9 @@ and by the independent verifier, and the signatures are reproduced from the exam
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
+import json
 import re
 from pathlib import Path
 
@@ -128,3 +130,40 @@ def test_leaf_data_section_is_there() -> None:
     text = DOC.read_text(encoding="utf-8")
     assert "## Leaf data: what a history event contributes" in text
     assert "TODO" not in text
+
+
+def test_event_encoding_example() -> None:
+    from gzsb.workflow.history import event_hash, event_leaf, genesis_hash
+
+    values = dict(line.split(" = ", 1) for line in _blocks()["event"].splitlines())
+    uid, flow = values["uid"], hashlib.sha256(b"flow: example\n").hexdigest()
+    assert values["flow"] == flow and values["genesis"] == genesis_hash(uid, flow)
+    assert values["genesis"] == hashlib.sha256(f"genesis|{uid}|{flow}".encode()).hexdigest()
+    # The body by the documented rule, from the documented fields (hashlib and json only).
+    fields = [
+        uid,
+        1,
+        "accept_pledge",
+        "started",
+        "pledged",
+        "account:1",
+        "student",
+        flow,
+        "2026-12-01T02:00:00.000000Z",
+    ]
+    guards, payload = [["pledged", []]], {"agree": True}
+    changes = {"set": {"pledge": {"agreed_at": "2026-12-01T02:00:00+00:00"}}}
+    canon = functools.partial(json.dumps, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    body = f"{values['genesis']}|{canon(fields)[:-1]},{canon(guards)},{canon(payload)},{canon(changes)}]"
+    assert body == values["body"]
+    assert hashlib.sha256(body.encode()).hexdigest() == values["hash"]
+    assert values["hash"] == event_hash(
+        values["genesis"], *fields[:7], canon(guards), canon(payload), flow, fields[8], canon(changes)
+    )
+    leaf = event_leaf(uid, 1, values["hash"])
+    assert leaf == f'gzsb-log/1 event\n["{uid}",1,"{values["hash"]}"]\n'.encode()
+    assert (
+        sha(b"\x00" + leaf).hex()
+        == values["leaf hash"]
+        == iv.leaf_hash(iv.event_leaf_data(uid, 1, values["hash"])).hex()
+    )

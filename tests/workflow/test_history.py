@@ -193,12 +193,12 @@ def _forge_payment(record: Application, seq: int) -> HistoryEvent:
     last = history(record.id)[-1]
     digest = event_hash(
         last.hash, record.uid, seq, "payment_succeeded", "payment_pending", "approved", "system:pay", "system",
-        guards, payload, FLOW.sha256, at,
+        guards, payload, FLOW.sha256, at, "{}",
     )  # fmt: skip
     return HistoryEvent(
         application_id=record.id, seq=seq, event="payment_succeeded", from_state="payment_pending",
         to_state="approved", actor="system:pay", role="system", guards=guards, payload=payload,
-        flow_sha256=FLOW.sha256, at=at, prev_hash=last.hash, hash=digest,
+        flow_sha256=FLOW.sha256, at=at, prev_hash=last.hash, hash=digest, changes="{}",
     )  # fmt: skip
 
 
@@ -240,7 +240,7 @@ def test_event_moved_to_another_application_is_caught(app: Flask, cast: Cast) ->
 @pytest.fixture
 def exported(app: Flask, cast: Cast, tmp_path: Path) -> Path:
     path = tmp_path / "done.jsonl"
-    result = cli(app, "audit", "export", "--application", cast.uid("done"), "-o", str(path))
+    result = cli(app, "audit", "export", "--history-only", "--application", cast.uid("done"), "-o", str(path))
     assert result.exit_code == 0, result.output
     return path
 

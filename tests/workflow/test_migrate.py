@@ -304,10 +304,12 @@ def with_migration(to_state: str = "pledged", role: str = "admin", **payload: An
     (first,) = chain(UID, FLOW, [("accept_pledge", "started", "pledged", "student", None, {"agree": True})])
     body = canonical({"from_flow": FLOW.sha256, "to_flow": REMOVED_STATE.sha256, "mapping": {}, **payload})
     at, target = "2026-12-01T03:00:00.000000Z", REMOVED_STATE.sha256
-    digest = event_hash(first.hash, UID, 2, MIGRATE_EVENT, "pledged", to_state, "a:1", role, "[]", body, target, at)
+    digest = event_hash(
+        first.hash, UID, 2, MIGRATE_EVENT, "pledged", to_state, "a:1", role, "[]", body, target, at, "{}"
+    )
     return [
         first,
-        EventRow(2, MIGRATE_EVENT, "pledged", to_state, "a:1", role, "[]", body, target, at, first.hash, digest),
+        EventRow(2, MIGRATE_EVENT, "pledged", to_state, "a:1", role, "[]", body, target, at, first.hash, digest, "{}"),
     ]
 
 
