@@ -1,7 +1,7 @@
 """state kept once: the payment_orders row is the only order record; outbox job leases
 
 Revision ID: r0108
-Revises: r0006
+Revises: r0110
 
 Data: every ``applications.data["order"]`` (and ``data["expired_orders"]``) is folded into
 ``payment_orders`` (a row is created when the step ran without one, a paid copy marks the

@@ -1,7 +1,7 @@
 """transparency log: leaves, nodes, checkpoints, cosignatures, verify runs; event data binding
 
 Revision ID: r0111
-Revises: r0006
+Revises: r0113
 
 Events already in the database keep ``changes = ''``: they were recorded in the
 gzsb-history/1 encoding, before data binding, and verification names them as legacy

@@ -1,7 +1,7 @@
 """flow administration: the live version per flow, publications, two-person proposals
 
 Revision ID: r0113
-Revises: r0110
+Revises: r0108
 """
 
 import sqlalchemy as sa
