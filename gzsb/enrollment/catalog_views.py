@@ -31,6 +31,7 @@ from gzsb.common.uploads import image_response
 from gzsb.enrollment import steps
 from gzsb.enrollment.catalog import catalogue, search_catalog
 from gzsb.enrollment.names import REPORT_XUEJI_ERROR
+from gzsb.enrollment.service import latest_correction
 from gzsb.enrollment.views import current_actor, form_payload, own_application, render_state
 from gzsb.errors import GuardRefused, InvalidInput, NotFound
 from gzsb.extensions import csrf, db
@@ -149,8 +150,7 @@ def registry_photo(record_id: int) -> Any:
 def evidence(name: str) -> Any:
     """An evidence image of the student's own 信息有误 report."""
     app = own_application()
-    report = ((app.data or {}).get("xueji") or {}).get("report") or {}
-    if name not in (report.get("evidence") or []):
+    if name not in latest_correction(db.session, app.id).get("evidence", []):
         raise NotFound(f"evidence {name!r} is not in application {app.uid}'s report")
     try:
         data = storage().get(evidence_key(app.uid, name))

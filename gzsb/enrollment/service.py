@@ -220,3 +220,27 @@ class Services:
 
     def expire_order(self, application_id: int, now: datetime) -> PaymentOrder | None:
         return orders.expire(self.session, application_id, now)
+
+
+def latest_correction(session: Session, application_id: int) -> dict[str, Any]:
+    """The application's latest 学籍 correction request (信息有误) as pages show it; {} if none.
+
+    The ``CorrectionRequest`` row is the only record of a report: pages, staff and the
+    evidence route all read it from here."""
+    row = session.scalars(
+        select(CorrectionRequest)
+        .where(CorrectionRequest.application_id == application_id)
+        .order_by(CorrectionRequest.id.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return {}
+    return {
+        "request_id": row.id,
+        "problem": row.problem,
+        # Stored as storage keys (evidence/<uid>/<name>); pages link by name.
+        "evidence": [str(key).rsplit("/", 1)[-1] for key in row.evidence or []],
+        "status": row.status,
+        "at": row.created_at.isoformat() if row.created_at else "",
+        "decision": {"reason": row.note} if row.decided_at else {},
+    }

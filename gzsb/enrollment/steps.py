@@ -196,11 +196,9 @@ def xueji_confirm(ctx: StepContext, payload: dict[str, Any]) -> None:
     section["answer"] = "correct"
     section["confirmed_at"] = ctx.now.isoformat()
     # The student takes back an earlier report: it leaves the registrar's queue.
-    withdrawn = services_of(ctx, "correction requests").close_open_corrections(
+    services_of(ctx, "correction requests").close_open_corrections(
         ctx.record.id, status="withdrawn", note="考生确认学籍/学历信息正确", now=ctx.now
     )
-    if withdrawn:
-        section.setdefault("report", {})["status"] = "withdrawn"
 
 
 class XuejiReportSchema(StepSchema):
@@ -239,11 +237,8 @@ def xueji_report(ctx: StepContext, payload: dict[str, Any]) -> None:
         evidence=[f"evidence/{ctx.record.uid}/{name}" for name in payload["evidence"]],
         now=ctx.now,
     )
+    # The request row is the report's one record (pages read it through latest_correction).
     ctx.record_in_history(correction_request=request_id)
-    report = {"problem": payload["problem"], "evidence": payload["evidence"], "at": ctx.now.isoformat()}
-    report["request_id"] = request_id
-    report["status"] = "open"
-    section["report"] = report
 
 
 class ChoiceSchema(StepSchema):

@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from gzsb.accounts.session import current_account, login_required
 from gzsb.bootstrap import engine
+from gzsb.enrollment.service import latest_correction
 from gzsb.errors import GuardRefused, InvalidInput
 from gzsb.extensions import db
 from gzsb.models import Application, HistoryEvent
@@ -17,6 +18,12 @@ from gzsb.workflow.engine import Actor
 from gzsb.workflow.spec import FlowSpec
 
 bp = Blueprint("enrollment", __name__)
+
+
+@bp.app_template_global("correction_report")
+def correction_report(app: Application) -> dict[str, Any]:
+    """The latest 信息有误 correction request of ``app`` (its one record is the request row)."""
+    return latest_correction(db.session, app.id)
 
 
 def current_actor() -> Actor:

@@ -130,10 +130,4 @@ def xueji_correction(ctx: StepContext, payload: dict[str, Any]) -> None:
             f"correction request {payload['request']} of {ctx.record.uid} is not open",
             public="该更正申请已被处理或已撤回，请刷新页面",
         )
-    report = ctx.section("xueji").get("report")
-    if isinstance(report, dict) and report.get("request_id") == payload["request"]:
-        report.update(
-            status=payload["decision"],
-            decision={"reason": payload["reason"], "by": ctx.actor.id, "at": ctx.now.isoformat()},
-        )
     ctx.emit("sms", template=f"xueji_correction_{payload['decision']}")

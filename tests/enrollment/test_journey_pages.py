@@ -13,6 +13,7 @@ from gzsb.bootstrap import engine, storage, vault
 from gzsb.cli.demo import CATALOG_CSV, demo_student, portrait_png
 from gzsb.common.security import mask_id_number, mask_mobile
 from gzsb.enrollment.catalog import import_catalog
+from gzsb.enrollment.service import latest_correction
 from gzsb.extensions import db
 from gzsb.models import Application, CorrectionRequest, RegistryRecord
 from tests.support import csrf_token, log_in_student, student_payload
@@ -223,7 +224,7 @@ def test_report_stores_evidence_and_opens_a_correction_request(journey, make_app
     at = application(who)
     (request,) = db.session.scalars(select(CorrectionRequest)).all()
     assert request.application_id == at.id and request.status == "open"
-    names = at.data["xueji"]["report"]["evidence"]
+    names = latest_correction(db.session, at.id)["evidence"]
     assert [n.rsplit(".", 1)[1] for n in names] == ["png", "jpg"]
     stored = [key for key in storage().files if key.startswith(f"evidence/{at.uid}/")]
     assert sorted(key.rsplit("/", 1)[1] for key in stored) == sorted(names)

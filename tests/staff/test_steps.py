@@ -5,6 +5,7 @@ from sqlalchemy import select
 
 from gzsb.bootstrap import storage
 from gzsb.common.uploads import discard
+from gzsb.enrollment.service import latest_correction
 from gzsb.errors import ConflictError, InvalidInput
 from gzsb.extensions import db
 from gzsb.models import CorrectionRequest, HistoryEvent, Outbox
@@ -111,8 +112,9 @@ def test_correction_decision_updates_the_request_once(app, make_applicant, eng) 
     db.session.expire_all()
     row = db.session.get(CorrectionRequest, request.id)
     assert (row.status, row.note, row.decided_by) == ("rejected", "证明材料不足", staff.id)
-    report = fresh(who.application_id).data["xueji"]["report"]
+    report = latest_correction(db.session, who.application_id)
     assert report["status"] == "rejected" and report["decision"]["reason"] == "证明材料不足"
+    assert "report" not in fresh(who.application_id).data["xueji"]  # the request row is the one record
     assert sms_templates(who.application_id)[-1] == "xueji_correction_rejected"
     # Decided already: a second decision changes nothing.
     with pytest.raises(ConflictError):
