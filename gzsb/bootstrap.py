@@ -69,7 +69,12 @@ def registries(config: Any = None) -> FlowRegistries:
 
 
 # Areas with more than one views module name the extra ones here.
-EXTRA_VIEWS = ("gzsb.enrollment.catalog_views", "gzsb.enrollment.api", "gzsb.accounts.first_login")
+EXTRA_VIEWS = (
+    "gzsb.enrollment.catalog_views",
+    "gzsb.enrollment.api",
+    "gzsb.accounts.first_login",
+    "gzsb.admin.flow_views",
+)
 
 
 def blueprints() -> list[Any]:
