@@ -16,15 +16,15 @@ from functools import cache
 from typing import Any
 
 from flask import Blueprint, Response, current_app, flash, jsonify, redirect, render_template, request, url_for
-from sqlalchemy import func, select
 
 from gzsb.accounts.views import current_account, login_required
+from gzsb.admin import flows as flow_admin
 from gzsb.admin.service import Operator
 from gzsb.bootstrap import engine, registries
 from gzsb.common.beijing import as_utc
 from gzsb.errors import FlowError, InvalidInput, ServiceError
 from gzsb.extensions import db
-from gzsb.models import Application, FlowVersion
+from gzsb.models import FlowVersion
 from gzsb.store import FLOWS
 from gzsb.workflow.diff import diff_flows
 from gzsb.workflow.graph import render_svg
@@ -40,6 +40,7 @@ bp = Blueprint("admin_flows", __name__, url_prefix="/admin/flows")
 # A flow is a few KiB; anything near this is a mistake or an attack, refused before parsing.
 MAX_FLOW_BYTES = 256 * 1024
 MAX_NOTE = 500
+IMPACT_LIST = 50  # applications listed per class (the counts are exact)
 EDITOR_SOURCE = "editor"
 
 
@@ -80,10 +81,14 @@ def live_version() -> tuple[FlowVersion, FlowSpec]:
     return row, FLOWS.by_version(db.session, row.id)
 
 
-def state_counts() -> dict[str, int]:
-    """Applications in each state right now, whatever their version (one GROUP BY)."""
-    rows = db.session.execute(select(Application.state, func.count()).group_by(Application.state))
-    return {state: int(n) for state, n in rows}
+def state_counts(versions: list[flow_admin.VersionRow]) -> dict[str, int]:
+    """Applications in each state right now, over every version (the service counts them
+    per version and state in one GROUP BY)."""
+    counts: dict[str, int] = {}
+    for row in versions:
+        for state, n in row.states.items():
+            counts[state] = counts.get(state, 0) + n
+    return counts
 
 
 def svg_text(svg: bytes) -> str:
@@ -142,13 +147,24 @@ def _note() -> str:
 
 
 def _mapping(states: list[str]) -> dict[str, str]:
-    """``map_<state>`` selects of the migration form → {old state: new state}."""
+    """``map_<state>`` selects of the propose form → {old state: new state} (empty: unmapped)."""
     mapping = {}
     for state in states:
         target = request.form.get(f"map_{state}", "")
         if target:
             mapping[state] = target
     return mapping
+
+
+def removed_states(live: FlowSpec, candidate: FlowSpec) -> list[str]:
+    """States of the live flow the candidate lacks: applications there need a mapping to migrate."""
+    return [name for name in live.states if name not in candidate.states]
+
+
+def _editor_page(text: str, status: int = 200, **extra: Any) -> Any:
+    row, _ = live_version()
+    page = render_template("admin/flows/editor.html", live=row, text=text, max_bytes=MAX_FLOW_BYTES, **extra)
+    return page, status
 
 
 @bp.app_template_filter("flow_value")
@@ -170,7 +186,8 @@ def flow_value(value: Any) -> str:
 @login_required("admin")
 def index() -> Any:
     row, flow = live_version()
-    counts = state_counts()
+    versions = flow_admin.versions(db.session, _flow_name())
+    counts = state_counts(versions)
     stuck = sorted(
         ((name, counts.get(name, 0)) for name, state in flow.states.items() if not state.final),
         key=lambda item: -item[1],
@@ -179,9 +196,8 @@ def index() -> Any:
         "admin/flows/index.html",
         live=row,
         flow=flow,
-        versions=_versions(),
-        proposals=_open_proposals(),
-        counts=counts,
+        versions=versions,
+        proposals=flow_admin.proposals(db.session, status=flow_admin.PROPOSED),
         stuck=stuck,
         total=sum(counts.values()),
     )
@@ -191,8 +207,10 @@ def index() -> Any:
 @login_required("admin")
 def funnel_svg() -> Any:
     _, flow = live_version()
-    response = Response(render_svg(flow, counts=state_counts()), mimetype="image/svg+xml")
+    counts = state_counts(flow_admin.versions(db.session, _flow_name()))
+    response = Response(render_svg(flow, counts=counts), mimetype="image/svg+xml")
     response.headers["Cache-Control"] = "no-store"
+    # Shown through <img>, which runs nothing; this also covers opening the file directly.
     response.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
     return response
 
@@ -200,48 +218,68 @@ def funnel_svg() -> Any:
 @bp.get("/edit")
 @login_required("admin")
 def editor() -> Any:
-    row, flow = live_version()
-    return render_template("admin/flows/editor.html", live=row, text=flow.text, max_bytes=MAX_FLOW_BYTES)
+    _, flow = live_version()
+    return _editor_page(flow.text)
+
+
+@bp.post("/versions/<int:version_id>/publish")
+@login_required("admin")
+def republish(version_id: int) -> Any:
+    """Rollback: an earlier version becomes live again (it was approved when first published)."""
+    flow = FLOWS.by_version(db.session, db.get_or_404(FlowVersion, version_id).id)
+    done = flow_admin.publish_direct(db.session, flow, by=_me().label, now=_now())
+    db.session.commit()
+    flash(f"版本 {done.version.id} 已重新生效，新报名的考生将按此版本办理")
+    return redirect(url_for("admin_flows.index"))
 
 
 # ------------------------------------------------------------------------------ editor API
 
 
+def _problems(problems: list[Located]) -> Any:
+    return jsonify({"ok": False, "problems": [p.to_dict() for p in problems], "svg": None})
+
+
 @bp.post("/api/validate")
 @login_required("admin")
 def api_validate() -> Any:
-    text = api_yaml()
-    flow, problems = check(text)
-    answer: dict[str, Any] = {"ok": flow is not None, "problems": [p.to_dict() for p in problems], "svg": None}
-    if flow is not None:
-        answer["svg"] = svg_text(render_svg(flow))
-        answer["sha256"] = flow.sha256
-    return jsonify(answer)
+    flow, problems = check(api_yaml())
+    if flow is None:
+        return _problems(problems)
+    _, live = live_version()
+    return jsonify(
+        {
+            "ok": True,
+            "problems": [],
+            "svg": svg_text(render_svg(flow)),
+            "sha256": flow.sha256,
+            "removed": removed_states(live, flow),
+            "states": list(flow.states),
+        }
+    )
 
 
 @bp.post("/api/diff")
 @login_required("admin")
 def api_diff() -> Any:
-    text = api_yaml()
-    flow, problems = check(text)
+    flow, problems = check(api_yaml())
     if flow is None:
-        return jsonify({"ok": False, "problems": [p.to_dict() for p in problems]})
+        return _problems(problems)
     _, live = live_version()
-    diff = diff_flows(live, flow)
-    html = render_template("admin/flows/_diff.html", diff=diff.to_dict())
-    return jsonify({"ok": True, "diff": diff.to_dict(), "html": html})
+    diff = diff_flows(live, flow).to_dict()
+    return jsonify({"ok": True, "diff": diff, "html": render_template("admin/flows/_diff.html", diff=diff)})
 
 
 @bp.post("/api/impact")
 @login_required("admin")
 def api_impact() -> Any:
-    text = api_yaml()
-    flow, problems = check(text)
+    """Direct: the service streams the fleet with flat memory (100,000 applications in
+    seconds); a fleet far larger would go to a Huey job reporting ``progress``."""
+    flow, problems = check(api_yaml())
     if flow is None:
-        return jsonify({"ok": False, "problems": [p.to_dict() for p in problems]})
-    report = _impact(flow)
-    html = render_template("admin/flows/_impact.html", report=report)
-    return jsonify({"ok": True, "report": report, "html": html})
+        return _problems(problems)
+    report = flow_admin.impact(db.session, flow, now=_now(), limit=IMPACT_LIST).to_dict()
+    return jsonify({"ok": True, "report": report, "html": render_template("admin/flows/_impact.html", report=report)})
 
 
 # ------------------------------------------------------------------------------ proposals
@@ -253,122 +291,74 @@ def propose() -> Any:
     text = form_yaml()
     note = _note()
     flow, problems = check(text)
-    if flow is None:
-        # A bad YAML never reaches a proposal: back to the editor with every problem listed.
-        row, _ = live_version()
-        page = render_template(
-            "admin/flows/editor.html", live=row, text=text, max_bytes=MAX_FLOW_BYTES, problems=problems, note=note
-        )
-        return page, 422
+    if flow is None:  # a bad YAML never becomes a proposal: back to the editor, every problem listed
+        return _editor_page(text, 422, problems=problems, note=note)
     if not note:
-        row, _ = live_version()
-        page = render_template(
-            "admin/flows/editor.html", live=row, text=text, max_bytes=MAX_FLOW_BYTES, note_error="请填写修改说明"
+        return _editor_page(text, 422, note=note, note_error="请填写修改说明")
+    _, live = live_version()
+    migrate = request.form.get("migrate") == "1"
+    mapping = _mapping(removed_states(live, flow)) if migrate else {}
+    try:
+        found = flow_admin.propose(
+            db.session, text, by=_me().label, now=_now(), note=note, migrate=migrate, mapping=mapping
         )
-        return page, 422
-    proposal = _service().propose(db.session, _me(), _now(), text, note=note, registries=_registries())
-    db.session.commit()
-    flash("已提交发布申请，等待另一位管理员批准")
-    return redirect(url_for("admin_flows.proposal", proposal_id=proposal.id))
+    except InvalidInput as exc:
+        db.session.rollback()
+        messages = [m for ms in exc.fields.values() for m in ms]
+        return _editor_page(text, 422, note=note, note_error="；".join(messages) or exc.public_message)
+    flash("已提交发布申请，须由另一位管理员批准后发布")
+    return redirect(url_for("admin_flows.proposal", proposal_id=found.id))
 
 
 @bp.get("/proposals/<int:proposal_id>")
 @login_required("admin")
 def proposal(proposal_id: int) -> Any:
-    found = _service().get_proposal(db.session, proposal_id)
-    _, live = live_version()
-    candidate = load_flow(found.yaml_text, f"proposal {found.id}")
-    stranded = [s for s in live.states if s not in candidate.states]
-    me = _me()
+    found = flow_admin.proposal(db.session, proposal_id)
     return render_template(
         "admin/flows/proposal.html",
         proposal=found,
-        own=found.proposed_by == me.label,
-        stranded=stranded,
-        states=list(candidate.states),
-        diff=found.diff or diff_flows(live, candidate).to_dict(),
+        own=found.proposed_by == _me().label,
+        diff=found.diff or None,
         report=found.impact or None,
     )
+
+
+def _decide(proposal_id: int, action: Any, done: str) -> Any:
+    try:
+        action()
+    except ServiceError as exc:
+        # Self-approval, already decided, a reason missing: said on the proposal's page.
+        db.session.rollback()
+        log.info("flow proposal %s: %s refused: %s", proposal_id, request.endpoint, exc)
+        flash(exc.public_message if not isinstance(exc, InvalidInput) else _first_message(exc))
+        return redirect(url_for("admin_flows.proposal", proposal_id=proposal_id))
+    db.session.commit()
+    flash(done)
+    return redirect(url_for("admin_flows.proposal", proposal_id=proposal_id))
+
+
+def _first_message(exc: InvalidInput) -> str:
+    return next((m for ms in exc.fields.values() for m in ms), exc.public_message)
 
 
 @bp.post("/proposals/<int:proposal_id>/approve")
 @login_required("admin")
 def approve(proposal_id: int) -> Any:
-    service = _service()
-    found = service.get_proposal(db.session, proposal_id)
-    candidate = load_flow(found.yaml_text, f"proposal {found.id}")
-    _, live = live_version()
-    migrate = request.form.get("migrate") == "1"
-    mapping = _mapping([s for s in live.states if s not in candidate.states]) if migrate else {}
-    try:
-        service.approve(db.session, _me(), _now(), found, migrate=migrate, mapping=mapping, engine=engine())
-    except ServiceError as exc:
-        db.session.rollback()
-        flash(exc.public_message)
-        return redirect(url_for("admin_flows.proposal", proposal_id=proposal_id))
-    db.session.commit()
-    flash("已批准并发布")
-    return redirect(url_for("admin_flows.index"))
+    def act() -> None:
+        result = flow_admin.approve(db.session, engine(), proposal_id, by=_me().label, now=_now())
+        if result.migration is not None and not result.migration.ok:
+            counts = result.migration.counts
+            flash(f"迁移时有{counts['refused']}份报名被拒绝、{counts['failed']}份失败，详见下方")
+
+    return _decide(proposal_id, act, "已批准，新版本已发布")
 
 
 @bp.post("/proposals/<int:proposal_id>/reject")
 @login_required("admin")
 def reject(proposal_id: int) -> Any:
-    service = _service()
-    found = service.get_proposal(db.session, proposal_id)
     reason = " ".join(request.form.get("reason", "").split())[:MAX_NOTE]
-    try:
-        service.reject(db.session, _me(), _now(), found, reason=reason)
-    except ServiceError as exc:
-        db.session.rollback()
-        flash(exc.public_message)
-        return redirect(url_for("admin_flows.proposal", proposal_id=proposal_id))
-    db.session.commit()
-    flash("已驳回该发布申请")
-    return redirect(url_for("admin_flows.index"))
-
-
-# ------------------------------------------------------------------------------ service glue
-# Everything below calls the flow-version service (gzsb.admin.flows); adapt here only.
-
-
-def _service() -> Any:
-    from gzsb.admin import flows
-
-    return flows
-
-
-def _versions() -> list[dict[str, Any]]:
-    live, _ = live_version()
-    per_version = dict(
-        db.session.execute(
-            select(Application.flow_version_id, func.count()).group_by(Application.flow_version_id)
-        ).all()
+    return _decide(
+        proposal_id,
+        lambda: flow_admin.reject(db.session, proposal_id, by=_me().label, now=_now(), reason=reason),
+        "已驳回该发布申请",
     )
-    rows = db.session.scalars(
-        select(FlowVersion).where(FlowVersion.flow == _flow_name()).order_by(FlowVersion.id.desc())
-    )
-    return [
-        {
-            "id": r.id,
-            "sha256": r.sha256,
-            "published_at": r.published_at,
-            "published_by": r.published_by,
-            "approved_by": "",
-            "live": r.id == live.id,
-            "applications": int(per_version.get(r.id, 0)),
-        }
-        for r in rows
-    ]
-
-
-def _open_proposals() -> list[Any]:
-    try:
-        return list(_service().open_proposals(db.session, _flow_name()))
-    except ImportError:
-        return []
-
-
-def _impact(flow: FlowSpec) -> dict[str, Any]:
-    report = _service().impact(db.session, flow, now=_now(), flow_name=_flow_name())
-    return report.to_dict()

@@ -141,6 +141,40 @@
     diagram.classList.remove("stale");
   }
 
+  // One select per live state the edit removes (built from names, as text).
+  var mappingBox = document.getElementById("wb-mapping");
+  var mappingFields = document.getElementById("wb-mapping-fields");
+  var mappingKey = "";
+
+  function showMapping(removed, states) {
+    var key = JSON.stringify([removed, states]);
+    if (key === mappingKey) { return; }  // keep what the admin chose
+    mappingKey = key;
+    mappingFields.replaceChildren();
+    removed.forEach(function (old) {
+      var label = document.createElement("label");
+      var name = document.createElement("span");
+      var code = document.createElement("code");
+      code.textContent = old;
+      name.append(code, " →");
+      var select = document.createElement("select");
+      select.name = "map_" + old;
+      var none = document.createElement("option");
+      none.value = "";
+      none.textContent = "（不迁移处于此状态的报名）";
+      select.appendChild(none);
+      states.forEach(function (state) {
+        var option = document.createElement("option");
+        option.value = state;
+        option.textContent = state;
+        select.appendChild(option);
+      });
+      label.append(name, select);
+      mappingFields.appendChild(label);
+    });
+    mappingBox.hidden = removed.length === 0;
+  }
+
   function validate() {
     timer = null;
     if (tooBig()) {
@@ -155,6 +189,7 @@
       if (data.ok) {
         setStatus("没有问题，流程图已更新", "ok");
         showDiagram(data.svg, data.sha256);
+        showMapping(data.removed || [], data.states || []);
       } else {
         setStatus("发现" + data.problems.length + "个问题", "error");
         diagram.classList.add("stale");

@@ -4,14 +4,18 @@ impact), the funnel, propose / approve / reject, and who may open it."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import func, select
 
 from gzsb.extensions import db
-from gzsb.models import Application
+from gzsb.models import AdminAction, Application, FlowProposal
+from gzsb.store import FLOWS
+from gzsb.workflow.loader import flow_sha256
 from tests.admin.support import add_account, client_of
 from tests.admin.test_views import endpoints_of
 from tests.conftest import FLOW_FILE
@@ -171,3 +175,100 @@ def test_every_workbench_route_refuses_everyone_but_admins(app: Flask, make_appl
     for endpoint, method, url in routes:
         if method == "GET" and "proposals" not in url:
             assert admin_client.get(url).status_code == 200, endpoint
+
+
+# ------------------------------------------------------------------------------ two-person publish
+
+
+def propose(client: FlaskClient, text: str, note: str = "延长报名截止时间", **extra: str) -> Any:
+    data = {"yaml": text, "note": note, "csrf_token": csrf_token(client, "/admin/flows/edit"), **extra}
+    return client.post("/admin/flows/propose", data=data)
+
+
+def decide(client: FlaskClient, proposal_id: int, verb: str, **extra: str) -> Any:
+    token = csrf_token(client, f"/admin/flows/proposals/{proposal_id}")
+    return client.post(
+        f"/admin/flows/proposals/{proposal_id}/{verb}", data={"csrf_token": token, **extra}, follow_redirects=True
+    )
+
+
+def proposal_id_of(response: Any) -> int:
+    assert response.status_code == 302, response.get_data(as_text=True)[:2000]
+    return int(response.headers["Location"].rstrip("/").rsplit("/", 1)[1])
+
+
+def live_sha(app: Flask) -> str:
+    return FLOWS.current(db.session, app.config["FLOW_NAME"]).sha256
+
+
+def test_propose_then_a_second_admin_approves_and_the_version_is_live(app: Flask, admin: FlaskClient) -> None:
+    before = live_sha(app)
+    extended = SHIPPED.replace(OLD_CLOSE, NEW_CLOSE)
+    pid = proposal_id_of(propose(admin, extended))
+    page = admin.get(f"/admin/flows/proposals/{pid}").get_data(as_text=True)
+    assert "windows.registration.closes" in page and "待批准" in page and 'id="own-note"' in page
+    assert live_sha(app) == before  # nothing published yet
+    _, second = add_account("admin")
+    other = client_of(app, second)
+    done = decide(other, pid, "approve")
+    assert "已批准，新版本已发布" in done.get_data(as_text=True)
+    db.session.expire_all()
+    assert live_sha(app) == flow_sha256(extended)
+    index = other.get("/admin/flows/").get_data(as_text=True)
+    live_row = re.search(r'<tr class="live" data-version="(\d+)">', index)
+    assert live_row and int(live_row.group(1)) == FLOWS.current(db.session, app.config["FLOW_NAME"]).id
+    actions = set(db.session.scalars(select(AdminAction.action)))
+    assert {"propose_flow", "approve_flow", "publish_flow"} <= actions
+
+
+def test_self_approval_is_refused(app: Flask, admin: FlaskClient) -> None:
+    before = live_sha(app)
+    pid = proposal_id_of(propose(admin, SHIPPED.replace(OLD_CLOSE, NEW_CLOSE)))
+    page = decide(admin, pid, "approve").get_data(as_text=True)
+    assert "不能审批自己提交的流程提案，须由另一位管理员审批" in page
+    assert "待批准" in page
+    db.session.expire_all()
+    assert live_sha(app) == before
+
+
+def test_reject_needs_a_reason_and_leaves_the_live_version(app: Flask, admin: FlaskClient) -> None:
+    before = live_sha(app)
+    pid = proposal_id_of(propose(admin, SHIPPED.replace(OLD_CLOSE, NEW_CLOSE)))
+    _, second = add_account("admin")
+    other = client_of(app, second)
+    assert "请填写驳回原因" in decide(other, pid, "reject", reason=" ").get_data(as_text=True)
+    page = decide(other, pid, "reject", reason="日期有误").get_data(as_text=True)
+    assert "已驳回" in page and "日期有误" in page
+    db.session.expire_all()
+    assert live_sha(app) == before
+
+
+def test_a_bad_yaml_is_never_proposed(app: Flask, admin: FlaskClient) -> None:
+    response = propose(admin, SHIPPED.replace("xueji_checked", "paied", 1))
+    assert response.status_code == 422
+    assert "paied" in response.get_data(as_text=True)
+    assert db.session.scalar(select(func.count()).select_from(FlowProposal)) == 0
+
+
+def test_approval_migrates_in_flight_applications_when_asked(app: Flask, admin: FlaskClient, clock, make_applicant):
+    """The deadline extension through the pages: after the old close date, propose the
+    extended window with migration; once approved the student's application is on it."""
+    student = make_applicant()
+    clock.now = datetime(2027, 2, 1, 2, 0, tzinfo=UTC)
+    extended = SHIPPED.replace(OLD_CLOSE, NEW_CLOSE)
+    impact = api(admin, IMPACT, extended).get_json()
+    assert impact["report"]["counts"]["unblocked"] == 1 and "解除阻塞" in impact["html"]
+    pid = proposal_id_of(propose(admin, extended, migrate="1"))
+    _, second = add_account("admin")
+    page = decide(client_of(app, second), pid, "approve").get_data(as_text=True)
+    assert "已迁移1份" in page
+    db.session.expire_all()
+    application = db.session.get(Application, student.application_id)
+    assert application.flow_version_id == FLOWS.current(db.session, app.config["FLOW_NAME"]).id
+
+
+def test_a_removed_state_offers_a_mapping(admin: FlaskClient) -> None:
+    text = re.sub(r"\bpledged\b", "pledge_signed", SHIPPED)  # a rename: no area names this state
+    body = api(admin, VALIDATE, text).get_json()
+    assert body["ok"] is True, body["problems"]
+    assert body["removed"] == ["pledged"] and "pledge_signed" in body["states"]
