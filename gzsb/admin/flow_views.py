@@ -182,7 +182,7 @@ def flow_value(value: Any) -> str:
 # ------------------------------------------------------------------------------ pages
 
 
-@bp.get("/")
+@bp.get("")
 @login_required("admin")
 def index() -> Any:
     row, flow = live_version()

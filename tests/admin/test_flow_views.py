@@ -127,7 +127,7 @@ def test_funnel_counts_applications_per_state(app: Flask, admin: FlaskClient, ma
     make_applicant()
     db.session.get(Application, first.application_id).state = "pledged"
     db.session.commit()
-    page = admin.get("/admin/flows/")
+    page = admin.get("/admin/flows")
     assert page.status_code == 200
     html = page.get_data(as_text=True)
     assert '<b data-state="started">1</b>' in html and '<b data-state="pledged">1</b>' in html
@@ -214,7 +214,7 @@ def test_propose_then_a_second_admin_approves_and_the_version_is_live(app: Flask
     assert "已批准，新版本已发布" in done.get_data(as_text=True)
     db.session.expire_all()
     assert live_sha(app) == flow_sha256(extended)
-    index = other.get("/admin/flows/").get_data(as_text=True)
+    index = other.get("/admin/flows").get_data(as_text=True)
     live_row = re.search(r'<tr class="live" data-version="(\d+)">', index)
     assert live_row and int(live_row.group(1)) == FLOWS.current(db.session, app.config["FLOW_NAME"]).id
     actions = set(db.session.scalars(select(AdminAction.action)))

@@ -113,3 +113,17 @@ def test_duplicate_key_points_at_the_second_key() -> None:
         check_flow(text, "editor", registries(TestConfig))
     (problem,) = locate(text, caught.value.problems, "editor")
     assert problem.line == 6 and "duplicate key 'started'" in problem.message
+
+
+def test_funnel_counts_are_drawn_into_the_states() -> None:
+    """render_svg(counts=...): every state shows its count, the fullest is shaded darkest, and
+    applications in states the flow lacks are listed in a note."""
+    from gzsb.workflow.graph import HEAT_HIGH, heat, render_svg
+    from gzsb.workflow.loader import load_flow
+
+    flow = load_flow(SHIPPED, "enrollment.yaml")
+    svg = render_svg(flow, counts={"started": 7, "pledged": 3, "gone_state": 2}).decode("utf-8")
+    assert "7 人" in svg and "3 人" in svg and svg.count("0 人") == len(flow.states) - 2
+    assert heat(7, 7) == "#" + "".join(f"{c:02x}" for c in HEAT_HIGH) and heat(7, 7) in svg
+    assert "gone_state: 2 人" in svg
+    assert " 人<" not in render_svg(flow).decode("utf-8")  # no counts asked, none drawn
