@@ -273,8 +273,9 @@ def api_diff() -> Any:
 @bp.post("/api/impact")
 @login_required("admin")
 def api_impact() -> Any:
-    """Direct: the service streams the fleet with flat memory (100,000 applications in
-    seconds); a fleet far larger would go to a Huey job reporting ``progress``."""
+    """A direct call: the service streams the fleet with flat memory (bench/impact.py: 100,000
+    applications in ~9 s on SQLite, ~5 s on PostgreSQL). Beyond that size this belongs in a
+    Huey job reporting the service's ``progress`` callback to a polled status URL."""
     flow, problems = check(api_yaml())
     if flow is None:
         return _problems(problems)

@@ -62,7 +62,7 @@ def node_line(root: yaml.Node | None, path: str) -> int | None:
         return None
     path = path.strip()
     if path in ("", TOP):
-        return root.start_mark.line + 1
+        return int(root.start_mark.line) + 1
     if path.endswith(_KEY_SUFFIX):
         path = path[: -len(_KEY_SUFFIX)]
     node: yaml.Node = root
@@ -88,7 +88,7 @@ def node_line(root: yaml.Node | None, path: str) -> int | None:
             i += used
             continue
         break
-    return line + 1
+    return int(line) + 1
 
 
 def _mapping_entry(node: yaml.MappingNode, parts: list[str | int], start: int) -> tuple[Any, Any, int] | None:
