@@ -73,13 +73,8 @@ EXTRA_VIEWS = (
     "gzsb.enrollment.catalog_views",
     "gzsb.enrollment.api",
     "gzsb.accounts.first_login",
-EXTRA_VIEWS = (
-    "gzsb.enrollment.catalog_views",
-    "gzsb.enrollment.api",
-    "gzsb.accounts.first_login",
     "gzsb.accounts.devsms",
     "gzsb.admin.flow_views",
-)
 )
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, flash, jsonify, redirect, render_template, request, url_for
 
-from gzsb.accounts.views import current_account, login_required
+from gzsb.accounts.session import current_account, login_required
 from gzsb.admin import flows as flow_admin
 from gzsb.admin.service import Operator
 from gzsb.bootstrap import engine, registries
