@@ -14,6 +14,7 @@ import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 from gzsb.enrollment.service import UNKNOWN_INSTITUTION, UNKNOWN_MAJOR
@@ -135,6 +136,7 @@ class FakeServices:
     )
     uploads: dict[tuple[int, str], set[str]] = field(default_factory=dict)  # (application, kind) → uids
     corrections: dict[tuple[int, int], str] = field(default_factory=dict)  # (application, request) → status
+    orders: dict[int, SimpleNamespace] = field(default_factory=dict)  # application → its latest order
 
     def confirmation_point(self, code: str) -> int | None:
         return self.points.get(code)
@@ -179,3 +181,50 @@ class FakeServices:
             return False
         self.corrections[(application_id, request_id)] = status
         return True
+
+    def close_open_corrections(self, application_id: int, *, status: str, note: str, now: datetime) -> int:
+        open_ = [key for key, value in self.corrections.items() if key[0] == application_id and value == "open"]
+        for key in open_:
+            self.corrections[key] = status
+        return len(open_)
+
+    def file_correction(
+        self,
+        application_id: int,
+        *,
+        registry_record_id: int | None,
+        confirmation_point_id: int | None,
+        problem: str,
+        evidence: Sequence[str],
+        now: datetime,
+    ) -> int:
+        request_id = len(self.corrections) + 1
+        self.corrections[(application_id, request_id)] = "open"
+        return request_id
+
+    # -- orders: one open order per application, as the payment_orders row keeps it --------
+
+    def current_order(self, application_id: int) -> SimpleNamespace | None:
+        order = self.orders.get(application_id)
+        return order if order is not None and order.status == "open" else None
+
+    def open_order(
+        self, application_id: int, *, number: str, amount_fen: int, currency: str, deadline: datetime, now: datetime
+    ) -> SimpleNamespace:
+        order = SimpleNamespace(number=number, amount_fen=amount_fen, currency=currency, deadline=deadline)
+        order.status, order.trade_no = "open", ""
+        self.orders[application_id] = order
+        return order
+
+    def pay_order(self, number: str, *, gateway: str, trade_no: str, channel: str, now: datetime) -> bool:
+        for order in self.orders.values():
+            if order.number == number and order.status == "open":
+                order.status, order.trade_no = "paid", trade_no
+                return True
+        return False
+
+    def expire_order(self, application_id: int, now: datetime) -> SimpleNamespace | None:
+        order = self.current_order(application_id)
+        if order is not None:
+            order.status = "expired"
+        return order

@@ -34,15 +34,16 @@ from gzsb.admin.flow_fleet import (
 )
 from gzsb.admin.service import Operator, record
 from gzsb.common.beijing import as_utc
-from gzsb.errors import ConflictError, Forbidden, InvalidInput, NotFound
+from gzsb.errors import ConfigurationError, ConflictError, Forbidden, InvalidInput, NotFound
 from gzsb.models import Account, Application, FlowProposal, FlowPublication, FlowVersion
 from gzsb.store import FLOWS, Publication, live_version, publish_version
 from gzsb.workflow.diff import FlowDiff, diff_flows
 from gzsb.workflow.engine import Engine
 from gzsb.workflow.impact import ImpactReport
 from gzsb.workflow.loader import flow_sha256
-from gzsb.workflow.registry import FlowRegistries
+from gzsb.workflow.registry import FlowRegistries, global_registries
 from gzsb.workflow.spec import FlowSpec
+from gzsb.workflow.validate import check_flow
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +91,18 @@ def check_admin(session: Session, actor: str) -> None:
 def validate(text: str, source: str = "<flow>", registries: FlowRegistries | None = None) -> FlowSpec:
     """Load and validate with the product's registries (needs included); FlowError lists
     every problem with its line. ``registries`` only for tests of the service itself."""
-    from gzsb.bootstrap import registries as product_registries
-    from gzsb.workflow.validate import check_flow
-
     if len(text) > MAX_YAML:
         raise InvalidInput("flow too long", {"yaml": [f"流程文件不能超过{MAX_YAML}个字符"]})
-    return check_flow(text, source, registries or product_registries())
+    return check_flow(text, source, registries or _product_registries())
+
+
+def _product_registries() -> FlowRegistries:
+    # Filled by gzsb.bootstrap.registries() (create_app runs it); this service does not
+    # import the wiring module, which loads the views that import this service.
+    found = global_registries()
+    if not found.pages.names() or not len(found.needs):
+        raise ConfigurationError("the product's registries are not wired: call gzsb.bootstrap.registries() first")
+    return found
 
 
 def resolve(session: Session, ref: str | int, registries: FlowRegistries | None = None) -> FlowSpec:

@@ -92,7 +92,7 @@ def test_a_student_walks_to_payment_and_the_history_replays(engine: Engine, stor
     matched = {"matched": True, "distance": 0.3, "threshold": 0.6, "model": "Dlib"}
     engine.fire(record.id, "face_matched", SYSTEM, matched)
     fired = engine.fire(record.id, "create_order", STUDENT, {})
-    assert fired.to_state == "payment_pending" and record.data["order"]["amount_fen"] > 0
+    assert fired.to_state == "payment_pending" and engine.services.current_order(record.id).amount_fen > 0
     assert store.sms_templates(record.id) == ["identity_verified"]
     [timer] = store.pending_timers(record.id)
     assert (timer.event, timer.armed_seq) == ("payment_expired", fired.seq)

@@ -121,7 +121,9 @@ ALLOWED = {
     ("config.py", "identity_verified"): "an SMS template name (the flow's notify maps the state to it)",
     ("config.py", "materials_rejected"): "an SMS template name, emitted by the rejection step",
     ("enrollment/steps.py", "preferences"): "the data key of the 志愿 section",
+    ("regform/content.py", "preferences"): "the data key of the 志愿 section",
     ("regform/service.py", "preferences"): "the data key of the 志愿 section",
+    ("admin/flows.py", "approved"): "a proposal's status (proposed/approved/rejected/published), not the state",
     ("staff/service.py", "preferences"): "the data key of the 志愿 section",
 }
 
