@@ -7,7 +7,6 @@ lock is tested on PostgreSQL in ``tests/integration/test_pg_login.py``.
 
 from __future__ import annotations
 
-
 import pytest
 from argon2 import PasswordHasher
 from marshmallow import ValidationError
@@ -27,7 +26,6 @@ from gzsb.models import Account, SmsMessage
 from tests.accounts.test_views import (
     ID,
     MOBILE,
-    NAME,
     client_at,
     field_error,
     login,
