@@ -25,6 +25,7 @@ FLOW := flows/enrollment.yaml
 export FLASK_APP := gzsb.app:create_app
 # `make run` is a development server: the SMS outbox page (/dev/sms) shows the codes.
 run: export SMS_DEV_PAGE := 1
+run: export SESSION_COOKIE_SECURE := 0
 
 .PHONY: help setup system-packages deps run test unit typecheck lint fmt bench clean distclean
 

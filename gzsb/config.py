@@ -33,7 +33,12 @@ class Config:
 
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
-    SESSION_COOKIE_SECURE = _env("SESSION_COOKIE_SECURE", "0") == "1"
+    # Secure (HTTPS-only) session cookies unless told otherwise: `make run` (plain HTTP on
+    # 127.0.0.1) and the tests turn it off.
+    SESSION_COOKIE_SECURE = _env("SESSION_COOKIE_SECURE", "1") == "1"
+    # A session ends after this long without a request; staff, admins and auditors sooner.
+    SESSION_IDLE_MINUTES = int(_env("SESSION_IDLE_MINUTES", "30"))
+    SESSION_IDLE_MINUTES_STAFF = int(_env("SESSION_IDLE_MINUTES_STAFF", "15"))
     WTF_CSRF_TIME_LIMIT = None
 
     # SMS templates named by the flow's `notify` section (Chinese, str.format fields).
@@ -44,6 +49,9 @@ class Config:
         "registration_approved": "【天津高职升本】{name}同学，您的报名已完成，请登录系统下载报名表。",
         "otp": "【天津高职升本】您的验证码是{code}，10分钟内有效。如非本人操作请忽略。",
         "password_reset": "【天津高职升本】{name}同学，您的登录密码已重置。如非本人操作，请立即联系所在确认点。",
+        # Sent instead of a registration code to a mobile that already has an account.
+        "register_taken": "【天津高职升本】有人正在用您的手机号注册考生账号，该手机号已注册。"
+        "如忘记密码，请使用“找回密码”；如非本人操作请忽略。",
     }
 
     # Accounts and SMS (issue 3). Twilio is used when all three are set, else the outbox.
@@ -178,6 +186,9 @@ class TestConfig(Config):
     INDEX_KEY = "test-index-key"
     HISTORY_KEY = "test-history-key"
     SQLALCHEMY_DATABASE_URI = "sqlite://"
+    SESSION_COOKIE_SECURE = False  # the test client speaks plain HTTP
+    # Tests move the clock by days while logged in; the idle-timeout tests set the real values.
+    SESSION_IDLE_MINUTES = SESSION_IDLE_MINUTES_STAFF = 10 * 365 * 24 * 60
     WTF_CSRF_ENABLED = True
     HUEY_IMMEDIATE = True
     # Payments: the sandbox posts its notifies through the test app itself (no server).

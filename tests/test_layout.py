@@ -46,6 +46,7 @@ AREA_EXTRAS = {
         "session": "who is logged in; every area's views import login_required from here",
         "ratelimit": "per-client in-memory limits of the account pages",
         "forms": "the account pages' form and field checks",
+        "validators": "pure field checks (NFKC, ASCII digits, mobile, name) shared with admin and the step schemas",
         "devsms": "the SMS dev page, its own blueprint (development only)",
         "first_login": "the one-time password change at first log-in and the role → home mapping (own blueprint)",
     },

@@ -19,7 +19,8 @@ from typing import Any
 from flask import Blueprint, current_app, g, redirect, render_template, request, session, url_for
 from sqlalchemy import update
 
-from gzsb.accounts.passwords import MAX_LENGTH, MIN_LENGTH, password_problems
+from gzsb.accounts.forms import login_name, password_rules
+from gzsb.accounts.passwords import password_problems
 from gzsb.accounts.service import check_password, find_account, set_password
 from gzsb.accounts.session import LOCK_AFTER, LOCK_FOR, current_account, login_required, start_session
 from gzsb.bootstrap import vault
@@ -58,7 +59,7 @@ def home_for(account: Account) -> str:
 
 
 def _refuse_disabled_login() -> Any:
-    account = find_account(db.session, vault(), request.form.get("login", "").strip())
+    account = find_account(db.session, vault(), login_name())
     if account is None or account.disabled_at is None:
         return None
     locked = account.locked_until is not None and as_utc(account.locked_until) > current_app.extensions["gzsb.clock"]()
@@ -66,8 +67,7 @@ def _refuse_disabled_login() -> Any:
     if locked or not check_password(account, request.form.get("password", "")):
         return None
     log.info("log-in refused: account %d is disabled", account.id)
-    login_name = request.form.get("login", "").strip()
-    return render_template("login.html", error=DISABLED, login_name=login_name), 403
+    return render_template("login.html", error=DISABLED, login_name=login_name()), 403
 
 
 @bp.before_app_request
@@ -91,8 +91,7 @@ def gate() -> Any:
 
 
 def _render(errors: dict[str, list[str]], status: int = 200) -> Any:
-    rules = f"{MIN_LENGTH}～{MAX_LENGTH}位，须同时包含字母和数字，不能是常见密码，不能包含出生日期或手机号"
-    return render_template("admin/change_password.html", errors=errors, password_rules=rules), status
+    return render_template("admin/change_password.html", errors=errors, password_rules=password_rules()), status
 
 
 def _count_failure(account: Account) -> bool:

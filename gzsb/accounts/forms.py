@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from datetime import datetime
 from typing import Any
 
@@ -12,19 +11,17 @@ from flask import request
 from gzsb.accounts import otp
 from gzsb.accounts.idcard import IdNumber, parse_id_number
 from gzsb.accounts.passwords import MAX_LENGTH, MIN_LENGTH, password_problems
+from gzsb.accounts.validators import ascii_digits, normalize, parse_mobile, parse_name
 from gzsb.common.beijing import BEIJING
 
 log = logging.getLogger(__name__)
 
-MOBILE = re.compile(r"^1[3-9]\d{9}$")
-NAME = re.compile(r"^[\u4e00-\u9fff·•A-Za-z ]{2,30}$")
-
 
 class Form:
-    """Typed values (stripped; passwords never kept) and Chinese errors per field."""
+    """Typed values (NFKC-normalised, stripped, capped; passwords never kept) and Chinese errors per field."""
 
     def __init__(self, fields: tuple[str, ...]) -> None:
-        self.values: dict[str, Any] = {name: request.form.get(name, "").strip() for name in fields}
+        self.values: dict[str, Any] = {name: normalize(request.form.get(name, "")) for name in fields}
         self.errors: dict[str, list[str]] = {}
 
     def error(self, field: str, message: str) -> None:
@@ -48,23 +45,27 @@ def check_id_number(form: Form, field: str, now: datetime) -> IdNumber | None:
     return person
 
 
-def derived_person(raw: str, now: datetime) -> IdNumber | None:
-    """Birth date and sex to show beside a valid ID number (None, silently, if invalid)."""
+def check_name(form: Form, field: str = "name") -> str | None:
+    if not form.values[field]:
+        form.error(field, "请输入姓名")
+        return None
     try:
-        return parse_id_number(raw, today=now.astimezone(BEIJING).date()) if raw else None
-    except ValueError:
+        return parse_name(form.values[field])
+    except ValueError as exc:
+        form.error(field, str(exc))
         return None
 
 
 def check_mobile(form: Form, field: str = "mobile") -> str | None:
-    mobile = form.values[field].replace(" ", "")
-    form.values[field] = mobile
-    if not mobile:
+    if not form.values[field]:
         form.error(field, "请输入手机号")
         return None
-    if not MOBILE.match(mobile):
-        form.error(field, "请输入11位手机号码")
+    try:
+        mobile = parse_mobile(form.values[field])
+    except ValueError as exc:
+        form.error(field, str(exc))
         return None
+    form.values[field] = mobile
     return mobile
 
 
@@ -81,10 +82,15 @@ def check_code_shape(form: Form) -> str:
     code = form.values["code"]
     if not code:
         form.error("code", "请输入短信验证码")
-    elif not (code.isascii() and code.isdigit() and len(code) == otp.DIGITS):
+    elif not ascii_digits(code, otp.DIGITS):
         form.error("code", "请输入6位数字短信验证码")
     return code
 
 
+def login_name() -> str:
+    """The log-in field as typed: an ID number or a mobile, normalised the way both are stored."""
+    return normalize(request.form.get("login", ""), 40).replace(" ", "").upper()
+
+
 def password_rules() -> str:
-    return f"{MIN_LENGTH}～{MAX_LENGTH}位，须同时包含字母和数字，不能是常见密码，不能包含出生日期或手机号"
+    return f"{MIN_LENGTH}～{MAX_LENGTH}位，须同时包含字母和数字，可含空格，不能是常见密码，不能包含出生日期或手机号"

@@ -1,18 +1,22 @@
 """Who is logged in: the session cookie holds the account id and its epoch.
 
 Logging out or changing the password bumps the account's epoch, so an old cookie no longer
-works (the session ends on the server, not only in the browser).
+works (the session ends on the server, not only in the browser). The session also records
+its last activity: after ``SESSION_IDLE_MINUTES`` without a request (``SESSION_IDLE_MINUTES_STAFF``
+for staff, admins and auditors) it ends, measured on the app clock.
 """
 
 from __future__ import annotations
 
 import logging
+import unicodedata
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import wraps
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
-from flask import g, redirect, request, session, url_for
+from flask import current_app, g, redirect, request, session, url_for
 
 from gzsb.errors import AuthRequired, Forbidden
 from gzsb.extensions import db
@@ -26,16 +30,61 @@ LOCK_AFTER = 5
 LOCK_FOR = timedelta(minutes=15)
 
 
+def _now() -> datetime:
+    return current_app.extensions["gzsb.clock"]()
+
+
+def idle_limit(role: str) -> timedelta:
+    key = "SESSION_IDLE_MINUTES" if role == "student" else "SESSION_IDLE_MINUTES_STAFF"
+    return timedelta(minutes=current_app.config[key])
+
+
+def _idle_too_long(account: Account, now: datetime) -> bool:
+    seen = session.get("seen")
+    # A session without a last-activity time predates the timeout: it ends too.
+    return not isinstance(seen, (int, float)) or now.timestamp() - seen > idle_limit(account.role).total_seconds()
+
+
 def current_account() -> Account | None:
     if "account" not in g:
         account = None
         account_id = session.get("account_id")
         if account_id is not None:
+            now = _now()
             account = db.session.get(Account, account_id)
             if account is not None and account.session_epoch != session.get("epoch"):
                 account = None
+            elif account is not None and _idle_too_long(account, now):
+                log.info("session of account %d ended after %s idle", account.id, idle_limit(account.role))
+                session.clear()
+                account = None
+            elif account is not None:
+                session["seen"] = int(now.timestamp())
         g.account = account
     return g.account
+
+
+def safe_next(target: str) -> str | None:
+    """``target`` if it is a path on this site, else None (where to go after logging in).
+
+    Browsers drop tabs and newlines inside URLs and read ``\\`` as ``/``, so ``/\t/evil`` or
+    ``/\\evil`` would leave the site: only a single leading ``/``, no backslash, no control,
+    space or format character, no scheme or host, also once percent-decoding is undone.
+    """
+    if not target or len(target) > 2000:
+        return None
+    decoded = target
+    for _ in range(3):
+        decoded = unquote(decoded)
+    for text in (target, decoded):
+        if not text.startswith("/") or text.startswith("//") or "\\" in text:
+            return None
+        if any(unicodedata.category(c)[0] in "CZ" for c in text):
+            return None
+        parts = urlsplit(text)
+        if parts.scheme or parts.netloc:
+            return None
+    return target
 
 
 def login_required(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -59,4 +108,5 @@ def login_required(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., 
 def start_session(account: Account) -> None:
     session.clear()
     session["account_id"], session["epoch"] = account.id, account.session_epoch
+    session["seen"] = int(_now().timestamp())
     g.account = account

@@ -21,16 +21,16 @@ from flask import Blueprint, current_app, redirect, render_template, request, se
 
 from gzsb.accounts import first_login, otp
 from gzsb.accounts.forms import (
-    NAME,
     Form,
     check_code_shape,
     check_id_number,
     check_mobile,
+    check_name,
     check_new_password,
-    derived_person,
+    login_name,
     password_rules,
 )
-from gzsb.accounts.idcard import IdNumber
+from gzsb.accounts.idcard import IdNumber, normalize_id_number
 from gzsb.accounts.names import FEE_YUAN, REGISTRATION
 from gzsb.accounts.ratelimit import TOO_MANY, client, ip_failure, ip_sms_allowed, limiter
 from gzsb.accounts.service import (
@@ -40,10 +40,12 @@ from gzsb.accounts.service import (
     find_account,
     find_by_id_number,
     id_number_taken,
+    login_succeeded,
     mobile_taken,
+    reserve_login_try,
     set_password,
 )
-from gzsb.accounts.session import LOCK_AFTER, LOCK_FOR, current_account, start_session
+from gzsb.accounts.session import LOCK_AFTER, LOCK_FOR, current_account, safe_next, start_session
 from gzsb.adapters.sms import SmsFailed, sms_sender
 from gzsb.bootstrap import vault
 from gzsb.common.beijing import as_utc, beijing_text
@@ -73,27 +75,23 @@ def _policy() -> otp.OtpPolicy:
     return otp.OtpPolicy.from_config(current_app.config)
 
 
-def _deliver(mobile: str, purpose: str) -> Callable[[str], None]:
+def _deliver(mobile: str, purpose: str, template: str = "otp") -> Callable[[str], None]:
+    """Send the code, or (``template`` other than otp) a notice in its place that holds no code."""
+
     def send(code: str) -> None:
-        body = otp.otp_message(current_app.config["SMS_TEMPLATES"]["otp"], code, _policy())
+        text = current_app.config["SMS_TEMPLATES"][template]
+        body = otp.otp_message(text, code, _policy()) if template == "otp" else text
         sms_sender(current_app.config, db.session, vault()).send(mobile, body)
-        log.info("verification code (%s) sent to %s", purpose, mask_mobile(mobile))
+        log.info("verification SMS (%s, %s) sent to %s", purpose, template, mask_mobile(mobile))
 
     return send
 
 
-def _send_code(form: Form, mobile: str, purpose: str, *, deliver: bool, now: datetime) -> int:
-    """Issue a code (a decoy when ``deliver`` is False); errors go to the code field. HTTP status."""
+def _send_code(form: Form, mobile: str, purpose: str, *, deliver: Callable[[str], None] | None, now: datetime) -> int:
+    """Issue a code (a decoy when ``deliver`` is None); errors go to the code field. HTTP status."""
     try:
         ip_sms_allowed(now)
-        otp.issue(
-            db.session,
-            _policy(),
-            target_index=vault().index(mobile),
-            purpose=purpose,
-            now=now,
-            deliver=_deliver(mobile, purpose) if deliver else None,
-        )
+        otp.issue(db.session, _policy(), target_index=vault().index(mobile), purpose=purpose, now=now, deliver=deliver)
     except (RateLimited, SmsFailed) as exc:
         db.session.rollback()
         form.error("code", exc.public_message)
@@ -134,34 +132,31 @@ def exam_overview() -> dict[str, Any] | None:
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Any:
     error = None
-    login_name = request.form.get("login", "").strip()
+    name = login_name()
     if request.method == "POST":
         now = _now()
         if limiter().blocked("login", client(), now):
             minutes = current_app.config["IP_BLOCK_SECONDS"] // 60
-            return render_template(
-                "login.html", error=f"操作过于频繁，请{minutes}分钟后再试", login_name=login_name
-            ), 429
-        account = find_account(db.session, vault(), login_name)
-        locked = account is not None and account.locked_until is not None and as_utc(account.locked_until) > now
-        if account is not None and not locked and check_password(account, request.form.get("password", "")):
-            account.failed_logins = 0
+            return render_template("login.html", error=f"操作过于频繁，请{minutes}分钟后再试", login_name=name), 429
+        password = request.form.get("password", "")
+        account = find_account(db.session, vault(), name)
+        # The try is counted before the password is checked (see reserve_login_try).
+        number = None if account is None else reserve_login_try(db.session, account.id, now, **_lock())
+        if account is not None and number is not None and check_password(account, password):
+            login_succeeded(db.session, account)
             db.session.commit()
             start_session(account)
-            target = request.args.get("next", "")
-            landing = first_login.home_for(account)
-            return redirect(target if target.startswith("/") and not target.startswith("//") else landing)
+            return redirect(safe_next(request.args.get("next", "")) or first_login.home_for(account))
         if account is None:
-            check_password_of_nobody(request.form.get("password", ""))
-        if account is not None and not locked:
-            account.failed_logins += 1
-            if account.failed_logins >= LOCK_AFTER:
-                account.locked_until, account.failed_logins = now + LOCK_FOR, 0
-                log.warning("account %d locked after %d wrong passwords", account.id, LOCK_AFTER)
-            db.session.commit()
+            check_password_of_nobody(password)
         ip_failure("login", now)
+        locked = account is not None and number is None
         error = "账号已被临时锁定，请15分钟后再试" if locked else "账号或密码错误"
-    return render_template("login.html", error=error, login_name=login_name), (401 if error else 200)
+    return render_template("login.html", error=error, login_name=name), (401 if error else 200)
+
+
+def _lock() -> dict[str, Any]:
+    return {"lock_after": LOCK_AFTER, "lock_for": LOCK_FOR}
 
 
 @bp.post("/logout")
@@ -191,13 +186,10 @@ def _render_register(form: Form, person: IdNumber | None, status: int, notice: s
 
 
 def _register_identity(form: Form, now: datetime) -> IdNumber | None:
-    """Name, ID number twice (and not registered yet): the derived person when valid."""
-    if not form.values["name"]:
-        form.error("name", "请输入姓名")
-    elif not NAME.match(form.values["name"]):
-        form.error("name", "请输入与身份证一致的姓名")
+    """Name and ID number twice: the derived person when the ID number is valid."""
+    check_name(form)
     person = check_id_number(form, "id_number", now)
-    again = form.values["id_number2"].upper().replace(" ", "")
+    again = normalize_id_number(form.values["id_number2"])
     form.values["id_number2"] = again
     if not again:
         form.error("id_number2", "请再次输入身份证号")
@@ -213,45 +205,57 @@ def register_form() -> Any:
 
 @bp.post("/register/code")
 def register_code() -> Any:
-    """【获取验证码】: the whole form comes along so nothing typed is lost."""
+    """【获取验证码】: the whole form comes along so nothing typed is lost.
+
+    Name, ID number and mobile are checked first. The answer is the same whether or not the
+    mobile is registered already: a registered mobile gets a notice instead of a code (its
+    owner learns that someone tried; whoever typed it learns nothing), with the same limits.
+    """
     now = _now()
     form = Form(REGISTER_FIELDS)
-    person = derived_person(form.values["id_number"], now)
+    person = _register_identity(form, now)
     mobile = check_mobile(form)
-    if mobile is not None and mobile_taken(db.session, vault(), mobile):
-        form.error("mobile", MOBILE_TAKEN)
-    if not form.ok():
+    if not form.ok("name", "id_number", "id_number2", "mobile"):
         return _render_register(form, person, 422)
-    status = _send_code(form, mobile, "register", deliver=True, now=now)
+    assert mobile is not None
+    template = "register_taken" if mobile_taken(db.session, vault(), mobile) else "otp"
+    status = _send_code(form, mobile, "register", deliver=_deliver(mobile, "register", template), now=now)
     notice = f"验证码已发送至{mask_mobile(mobile)}，{_policy().ttl.seconds // 60}分钟内有效。" if status == 200 else ""
     return _render_register(form, person, status, notice)
 
 
 @bp.post("/register")
 def register() -> Any:
+    """Whether the ID number or mobile is registered is told only after the SMS code is verified."""
     now = _now()
     form = Form(REGISTER_FIELDS)
+    if limiter().blocked("register", client(), now):
+        form.error("code", TOO_MANY)
+        return _render_register(form, None, 429)
     person = _register_identity(form, now)
     mobile = check_mobile(form)
     password = check_new_password(form, person.value if person else None, mobile)
     code = check_code_shape(form)
     if not form.values["agree"]:
         form.error("agree", "请阅读并同意《考生注册协议》")
-    status = 422
-    if person is not None and id_number_taken(db.session, vault(), person.value):
-        form.error("id_number", ID_TAKEN)
-        status = 409
-    if mobile is not None and mobile_taken(db.session, vault(), mobile):
-        form.error("mobile", MOBILE_TAKEN)
     if not form.ok():
-        return _render_register(form, person, status)
+        return _render_register(form, person, 422)
     assert person is not None and mobile is not None
     try:
         otp.verify(db.session, _policy(), target_index=vault().index(mobile), purpose="register", code=code, now=now)
     except otp.OtpRejected as exc:
         db.session.commit()  # the wrong try counts
+        ip_failure("register", now)
         form.error("code", exc.public_message)
         return _render_register(form, person, 422)
+    db.session.commit()  # the code is spent, whatever follows
+    if id_number_taken(db.session, vault(), person.value):
+        form.error("id_number", ID_TAKEN)
+    if mobile_taken(db.session, vault(), mobile):
+        form.error("mobile", MOBILE_TAKEN)
+    if not form.ok():
+        ip_failure("register", now)
+        return _render_register(form, person, 409)
     try:
         account = create_account(
             db.session, vault(), name=form.values["name"], id_number=person.value, password=password, mobile=mobile
@@ -308,7 +312,8 @@ def recover_password_code() -> Any:
         return _render_reset(form, 422)
     assert person is not None and mobile is not None
     account = _matching_account(person, mobile)
-    status = _send_code(form, mobile, "reset", deliver=account is not None, now=now)
+    deliver = _deliver(mobile, "reset") if account is not None else None
+    status = _send_code(form, mobile, "reset", deliver=deliver, now=now)
     notice = RESET_SENT.format(minutes=_policy().ttl.seconds // 60) if status == 200 else ""
     return _render_reset(form, status, notice)
 

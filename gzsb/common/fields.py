@@ -6,7 +6,7 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
-from gzsb.accounts.idcard import parse_id_number
+from gzsb.accounts.validators import ascii_digits, normalize, parse_id_number
 
 REQUIRED = {"required": "此项为必填项", "null": "此项为必填项"}
 
@@ -39,8 +39,27 @@ def choice(label: str, options: tuple[str, ...], *, required: bool = True) -> fi
     )
 
 
-def pattern(label: str, regex: str, message: str, **kw: Any) -> fields.String:
-    return fields.String(
+class Normalized(fields.String):
+    """NFKC-normalised and stripped before validation (fullwidth digits become ASCII)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        return normalize(super()._deserialize(value, attr, data, **kwargs), 1000)
+
+
+class AsciiInteger(fields.Integer):
+    """A typed whole number: ASCII digits only after NFKC (``int()`` would take any script's digits)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, str):
+            value = normalize(value, 20)
+            if not ascii_digits(value.removeprefix("-")):
+                raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+def pattern(label: str, regex: str, message: str, **kw: Any) -> Normalized:
+    """A string matching ``regex`` (write ``[0-9]``, never ``\\d``, which takes other scripts' digits)."""
+    return Normalized(
         required=True,
         validate=validate.Regexp(regex, error=message),
         error_messages={**REQUIRED, "invalid": message},

@@ -8,7 +8,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, post_load, pre_load, validate, validates_schema
 
-from gzsb.common.fields import IdNumberField, StepSchema, agreed, choice, pattern, text
+from gzsb.common.fields import AsciiInteger, IdNumberField, StepSchema, agreed, choice, pattern, text
 from gzsb.enrollment.names import MAX_PREFERENCES
 from gzsb.enrollment.service import services_of
 from gzsb.errors import InvalidInput
@@ -64,12 +64,12 @@ class BasicInfoSchema(StepSchema):
         error_messages={"invalid": "出生日期格式应为YYYY-MM-DD"},
         metadata={"label": "出生日期"},
     )
-    mobile = pattern("手机", r"^1[3-9]\d{9}$", "请填写11位手机号码", metadata={"sensitive": True})
+    mobile = pattern("手机", r"^1[3-9][0-9]{9}$", "请填写11位手机号码", metadata={"sensitive": True})
     address = text("通讯地址", max_length=100, metadata={"sensitive": True})
-    postcode = pattern("邮编", r"^\d{6}$", "邮编应为6位数字")
+    postcode = pattern("邮编", r"^[0-9]{6}$", "邮编应为6位数字")
     college = text("毕业院校", max_length=60)
     major = text("所学专业", max_length=60)
-    graduation_year = fields.Integer(
+    graduation_year = AsciiInteger(
         required=True,
         validate=validate.Range(min=1990, max=2100, error="请填写正确的毕业年份"),
         error_messages={"required": "请填写毕业年份", "invalid": "请填写正确的毕业年份"},
