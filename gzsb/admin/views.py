@@ -53,7 +53,6 @@ def admin_helpers() -> dict[str, Any]:
     return {
         "role_labels": admin.ROLE_LABELS,
         "action_labels": admin.ACTION_LABELS,
-        "flows_link": "admin_flows.index" in current_app.view_functions,
     }
 
 
