@@ -41,6 +41,11 @@ ACTION_LABELS = {
     "disable_point": "停用确认点",
     "enable_point": "启用确认点",
     "delete_point": "删除确认点",
+    "propose_flow": "提交流程修改",
+    "approve_flow": "批准流程修改",
+    "reject_flow": "驳回流程修改",
+    "publish_flow": "发布流程版本",
+    "migrate_flow": "迁移在办申请",
 }
 
 # Size caps of what admins type (the columns' own limits or less).
