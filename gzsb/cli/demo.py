@@ -72,6 +72,8 @@ STAFF = (
     # (role, name, id number seed, mobile, confirmation point code)
     ("staff", "确认点老师", "12010419800101001", "13900000001", "NK01"),
     ("admin", "系统管理员", "12010419800102002", "13900000002", None),
+    # A second admin: flow changes need a proposer and a different approver.
+    ("admin", "复核管理员", "12010419800104004", "13900000004", None),
     ("auditor", "审计员", "12010419800103003", "13900000003", None),
 )
 CONFIRMATION_POINTS = (
