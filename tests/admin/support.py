@@ -17,7 +17,7 @@ from gzsb.cli.demo import DEMO_PASSWORD, id_number
 from gzsb.extensions import db
 from gzsb.models import Account
 from tests.review_support import point_id
-from tests.support import PASSWORD_HASH, log_in
+from tests.support import PASSWORD_HASH, log_in, log_in_student
 
 _numbers = itertools.count(100)
 NOW = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
@@ -65,3 +65,17 @@ def one_time_password(html: str) -> str:
     match = SECRET.search(html)
     assert match, "no one-time password on the page"
     return match.group(1)
+
+
+def non_admin_clients(app: Flask, student: object) -> dict[str, FlaskClient]:
+    """Logged-in clients of everyone an admin page must refuse (and an anonymous one)."""
+    _, staff_who = add_account("staff")
+    _, auditor_who = add_account("auditor")
+    student_client = app.test_client()
+    log_in_student(student_client, student)
+    return {
+        "anonymous": app.test_client(),
+        "student": student_client,
+        "staff": client_of(app, staff_who),
+        "auditor": client_of(app, auditor_who),
+    }

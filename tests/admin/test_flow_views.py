@@ -16,10 +16,10 @@ from gzsb.extensions import db
 from gzsb.models import AdminAction, Application, FlowProposal
 from gzsb.store import FLOWS
 from gzsb.workflow.loader import flow_sha256
-from tests.admin.support import add_account, client_of
+from tests.admin.support import add_account, client_of, non_admin_clients
 from tests.admin.test_views import endpoints_of
 from tests.conftest import FLOW_FILE
-from tests.support import csrf_token, log_in_student
+from tests.support import csrf_token
 
 SHIPPED = FLOW_FILE.read_text(encoding="utf-8")
 VALIDATE, DIFF, IMPACT = "/admin/flows/api/validate", "/admin/flows/api/diff", "/admin/flows/api/impact"
@@ -143,17 +143,7 @@ def test_funnel_counts_applications_per_state(app: Flask, admin: FlaskClient, ma
 def test_every_workbench_route_refuses_everyone_but_admins(app: Flask, make_applicant) -> None:
     routes = endpoints_of(app, "admin_flows")
     assert len(routes) >= 8
-    _, staff_who = add_account("staff")
-    _, auditor_who = add_account("auditor")
-    student = make_applicant()
-    student_client = app.test_client()
-    log_in_student(student_client, student)
-    clients = {
-        "anonymous": app.test_client(),
-        "student": student_client,
-        "staff": client_of(app, staff_who),
-        "auditor": client_of(app, auditor_who),
-    }
+    clients = non_admin_clients(app, make_applicant())
     for who, client in clients.items():
         token = csrf_token(client, "/login")
         for endpoint, method, url in routes:
