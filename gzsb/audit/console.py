@@ -31,7 +31,9 @@ from gzsb.errors import InvalidInput, NotFound
 from gzsb.models import Account, Application, ConfirmationPoint, FlowVersion, HistoryEvent, RegistrationForm
 from gzsb.store import FLOWS
 from gzsb.workflow.graph import render_svg
-from gzsb.workflow.history import EventRow, Verdict, export_lines, replay
+from gzsb.workflow.history import EventRow, Verdict
+from gzsb.workflow.history_export import export_lines
+from gzsb.workflow.history_replay import replay
 from gzsb.workflow.machine import MACHINES
 from gzsb.workflow.spec import FlowSpec
 

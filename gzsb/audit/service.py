@@ -9,6 +9,7 @@ Functions the auditor console calls: ``find_application``, ``timeline``,
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
 import logging
 from collections.abc import Iterator
@@ -16,23 +17,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from flask import current_app, has_app_context
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gzsb.audit.log import latest_checkpoint, tree
+from gzsb.audit.log import cosigned_note, latest_checkpoint, tree
 from gzsb.errors import NotFound
 from gzsb.models import Application, AuditRun, FlowVersion, HistoryEvent, LogCheckpoint, LogLeaf, LogNode, LogState
 from gzsb.store import FLOWS, history_rows
 from gzsb.workflow.checkpoint import NoteError, Verifier, verify_checkpoint
-from gzsb.workflow.history import (
-    EventRow,
-    Redactor,
-    Verdict,
-    publish_leaf,
-    redacted_snapshot,
-    replay_application,
-    utc_text,
-)
+from gzsb.workflow.history import EventRow, Redactor, Verdict, event_leaf, publish_leaf, redacted_snapshot, utc_text
+from gzsb.workflow.history_replay import replay_application
 from gzsb.workflow.spec import FlowSpec
 from gzsb.workflow.translog import EMPTY_ROOT, HASH_SIZE, ProofError, leaf_hash, node_hash, verify_inclusion
 
@@ -65,8 +60,6 @@ def event_leaf_hash(uid: str, seq: int, digest: str) -> bytes:
     # same bytes as canonical([uid, seq, digest]) without a JSON encoder call per event.
     if uid.isalnum() and uid.isascii() and digest.isalnum() and digest.isascii():
         return leaf_hash(f'gzsb-log/1 event\n["{uid}",{seq},"{digest}"]\n'.encode("ascii"))
-    from gzsb.workflow.history import event_leaf
-
     return leaf_hash(event_leaf(uid, seq, digest))
 
 
@@ -197,8 +190,6 @@ class FleetCheck:
             .join(FlowVersion, FlowVersion.id == LogLeaf.flow_version_id)
             .where(LogLeaf.idx < self.log_size)
         )  # fmt: skip
-        import hashlib
-
         for index, flow, sha, by, at, text in rows:
             if hashlib.sha256(text.encode("utf-8")).hexdigest() != sha:
                 self._problem(f"tree index {index} (publish of {flow}): the flow text no longer matches its SHA-256")
@@ -248,8 +239,6 @@ class FleetCheck:
         return good
 
     def _check_checkpoints(self, checkpoints: list[LogCheckpoint], roots: dict[int, bytes]) -> None:
-        from gzsb.audit.log import cosigned_note
-
         target = None
         for row in reversed(checkpoints):
             note = cosigned_note(self.session, row)
@@ -330,13 +319,9 @@ class FleetCheck:
 
 def default_redactor() -> Redactor | None:
     """The app's history redactor when there is an app context (the CLI, the console)."""
-    from flask import has_app_context
-
     if not has_app_context():
         return None
-    from gzsb.bootstrap import redactor
-
-    return redactor()
+    return current_app.extensions.get("gzsb.redactor")
 
 
 def verify_all(

@@ -18,7 +18,7 @@ from gzsb.extensions import db
 from gzsb.models import Account, Application
 from gzsb.regform.service import ensure_form
 from gzsb.store import publish
-from gzsb.workflow.history import verify_export
+from gzsb.workflow.history_export import verify_export
 from gzsb.workflow.loader import load_flow
 from tests.drive import flow_of, history, sql, to_approved, uid_of
 from tests.review_support import make_staff
