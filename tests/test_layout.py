@@ -53,7 +53,7 @@ AREA_EXTRAS = {
     },
     "audit": {
         "console": "what the auditor console shows, kept apart from the verify/export service",
-        "whatif_view": "the console's what-if table (the guard-aware replay shaped for the page)",
+        "dossier": "one application in the auditor console: find, timeline, diagram, what-if table",
         "log": "the transparency log in the database: sequencer, checkpoints, witness round",
         "bundle": "offline bundles: export with inclusion proofs, verification with pinned keys",
     },

@@ -98,6 +98,10 @@ class FleetCheck:
     events: int = 0
     failed: int = 0
     unlogged: int = 0
+    proven: int = 0  # one application: logged events checked for inclusion in the checkpoint
+    failures_kept: int = MAX_NAMED
+    failures: list[str] = field(default_factory=list)  # the first failed verdicts, described
+    run: AuditRun | None = None
     _leaves: bytearray = field(default_factory=bytearray)
     _filled: bytearray = field(default_factory=bytearray)
 
@@ -142,7 +146,10 @@ class FleetCheck:
                 self._note_leaves(uid, raw)
                 self.applications += 1
                 self.events += verdict.events
-                self.failed += not verdict.ok
+                if not verdict.ok:
+                    self.failed += 1
+                    if len(self.failures) < self.failures_kept:
+                        self.failures.append(verdict.describe())
                 yield verdict
         self._check_log()
 
@@ -293,25 +300,35 @@ class FleetCheck:
             .order_by(HistoryEvent.seq)
         )
         for seq, digest, index in events:
+            self.proven += 1
             try:
                 proof = merkle.inclusion_proof(index, row.size)
                 verify_inclusion(event_leaf_hash(uid, seq, digest), index, row.size, proof, bytes(row.root))
             except (ProofError, Exception) as exc:  # a TreeError is as bad: the log cannot prove it
                 self._problem(f"tree index {index} (application {uid} seq {seq}): not in checkpoint {row.id}: {exc}")
 
+    def begin(self, now: datetime | None = None) -> AuditRun:
+        """Store the run as started (unfinished) before ``verdicts()``, so other app nodes see it."""
+        self.run = AuditRun(started_at=now or datetime.now(UTC), scope=self.application_uid or "all", problems=[])
+        self.session.add(self.run)
+        self.session.commit()
+        return self.run
+
+    def progress(self) -> None:
+        """Write the counts so far into the started run (a background run's progress)."""
+        if self.run is not None:
+            self.run.applications, self.run.events, self.run.failed = self.applications, self.events, self.failed
+            self.session.commit()
+
     def record(self) -> AuditRun:
-        """Store this pass (after ``verdicts()`` ran) as an AuditRun for the console."""
-        run = AuditRun(
-            started_at=datetime.now(UTC),
-            finished_at=datetime.now(UTC),
-            scope=self.application_uid or "all",
-            applications=self.applications,
-            events=self.events,
-            failed=self.failed,
-            checkpoint_size=self.checkpoint.size if self.checkpoint is not None else None,
-            ok=self.failed == 0 and not self.problems,
-            problems=list(self.problems),
-        )
+        """Store this pass (after ``verdicts()`` ran) as an AuditRun for the console: counts, the
+        first failed applications, then the log's problems."""
+        run = self.run or AuditRun(started_at=datetime.now(UTC), scope=self.application_uid or "all")
+        run.finished_at = datetime.now(UTC)
+        run.applications, run.events, run.failed = self.applications, self.events, self.failed
+        run.checkpoint_size = self.checkpoint.size if self.checkpoint is not None else None
+        run.ok = self.failed == 0 and not self.problems
+        run.problems = list(self.failures) + list(self.problems)
         self.session.add(run)
         self.session.commit()
         return run
