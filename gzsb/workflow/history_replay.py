@@ -26,8 +26,23 @@ from gzsb.workflow.history import (
 from gzsb.workflow.machine import MACHINES, FlowMachine
 from gzsb.workflow.spec import FlowSpec
 
+# (flow, event, from, to, recorded guards) → problem: the same few recorded guard results
+# recur across a whole fleet, so each is decoded and checked once per verify run.
+_GUARDS_CHECKED: dict[tuple[str, str, str, str, str], str] = {}
+_GUARDS_CACHE_MAX = 65536
+
 
 def _guards_consistent(machine: FlowMachine, event: str, source: str, dest: str, guards_text: str) -> str:
+    key = (machine.flow.sha256, event, source, dest, guards_text)
+    found = _GUARDS_CHECKED.get(key)
+    if found is None:
+        if len(_GUARDS_CHECKED) >= _GUARDS_CACHE_MAX:
+            _GUARDS_CHECKED.clear()
+        found = _GUARDS_CHECKED[key] = _guards_problem(machine, event, source, dest, guards_text)
+    return found
+
+
+def _guards_problem(machine: FlowMachine, event: str, source: str, dest: str, guards_text: str) -> str:
     """The recorded guard results must make the recorded branch the first that passes."""
     try:
         evaluated = json.loads(guards_text)
