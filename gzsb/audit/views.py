@@ -92,7 +92,8 @@ def verify_fleet() -> Any:
             target=_verify_in_background, args=(app, check.run.id), name=f"audit-verify-{check.run.id}", daemon=True
         ).start()
     log.info("auditor %d started a verify run (started: %s)", _me().id, started)
-    return redirect(url_for("audit.home", _anchor="runs"))
+    current = check.run or console.running(db.session, _now())
+    return redirect(url_for("audit.home", _anchor=f"run-{current.id}" if current else "runs"))
 
 
 def _verify_in_background(app: Flask, run_id: int) -> None:
