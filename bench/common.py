@@ -21,6 +21,7 @@ from gzsb.config import ROOT, TestConfig
 from gzsb.enrollment.catalog import import_catalog
 from gzsb.extensions import db
 from gzsb.models import Application, ConfirmationPoint
+from gzsb.payments import orders
 from gzsb.store import publish, start_application
 from gzsb.workflow.engine import Actor, Engine, Fired
 from gzsb.workflow.loader import load_flow_file
@@ -128,8 +129,9 @@ def payload_for(who: Applicant, spec: Any) -> dict[str, Any]:
         info["category"] = CATEGORY
         return info
     if spec == "payment":
-        order = db.session.get(Application, who.application_id).data["order"]
-        return {"order": order["number"], "amount_fen": order["amount_fen"], "trade_no": "T1", "channel": "alipay"}
+        order = orders.current(db.session, who.application_id)
+        assert order is not None
+        return {"order": order.number, "amount_fen": order.amount_fen, "trade_no": "T1", "channel": "alipay"}
     if spec == "materials":
         return {"files": [bench_upload(who, "material")]}
     if spec == "identity":

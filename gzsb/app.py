@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine as SqlEngine
 from gzsb import cli
 from gzsb.accounts.session import current_account
 from gzsb.adapters.storage import make_storage
-from gzsb.bootstrap import blueprints, registries
+from gzsb.bootstrap import blueprints, redactor, registries
 from gzsb.common.security import Vault
 from gzsb.config import INSTANCE, ROOT, Config
 from gzsb.errors import ServiceError
@@ -66,6 +66,8 @@ def create_app(config: type[Config] | Any = Config, *, clock: Callable[[], datet
     app.extensions["gzsb.vault"] = Vault(app.config["DATA_KEY"], app.config["INDEX_KEY"])
     app.extensions["gzsb.clock"] = clock
     app.extensions["gzsb.storage"] = make_storage(app.config["STORAGE_BACKEND"], app.config["UPLOADS_DIR"])
+    with app.app_context():  # the audit service reads it without importing the wiring module
+        app.extensions["gzsb.redactor"] = redactor()
 
     for blueprint in blueprints():
         app.register_blueprint(blueprint)

@@ -21,8 +21,9 @@ from gzsb.errors import ConflictError, MigrationRefused, NotFound
 from gzsb.models import Application, FlowVersion
 from gzsb.store import FLOWS
 from gzsb.workflow import impact as impacts
-from gzsb.workflow.engine import Actor, Engine, _migration_target
+from gzsb.workflow.engine import Actor, Engine
 from gzsb.workflow.history import MIGRATE_ROLE
+from gzsb.workflow.migrate import migration_target
 from gzsb.workflow.registry import GUARDS
 from gzsb.workflow.spec import FlowSpec
 
@@ -242,7 +243,7 @@ def _one(
 ) -> MigrationItem:
     flow = FLOWS.by_version(session, version_id)
     try:
-        dest = _migration_target(uid, state, flow, target, mapping)
+        dest = migration_target(uid, state, flow, target, mapping)
         if not dry_run:
             engine.migrate(app_id, target, mapping=mapping, actor=who, approved_by=approved_by, reason=reason, now=now)
     except MigrationRefused as exc:

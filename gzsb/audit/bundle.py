@@ -36,11 +36,10 @@ from gzsb.workflow.history import (
     Verdict,
     apply_changes,
     canonical,
-    export_lines,
     first_difference,
     redacted_snapshot,
-    verify_export,
 )
+from gzsb.workflow.history_export import export_lines, verify_export
 from gzsb.workflow.spec import FlowSpec
 from gzsb.workflow.translog import ProofError, verify_inclusion
 

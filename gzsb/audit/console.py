@@ -1,47 +1,52 @@
 """What the auditor console reads, in one adapter: every call into the audit backend is here.
 
-The views only talk to this module. Today it is built on ``gzsb.audit.service``
-(``verify_all``, ``application_history``) and ``gzsb.workflow.history`` (``replay``,
-``export_lines``); the transparency log's checkpoints, stored verify runs, bundles with
-inclusion proofs and the guard-aware what-if replay replace the functions marked
-"switch point" when they land, without touching views or templates.
+The views only talk to this module (and ``whatif_view`` for the what-if table). The fleet
+view reads the transparency log (latest checkpoint, witness cosignatures, events not yet
+logged); verify runs are ``FleetCheck`` passes stored as ``AuditRun`` rows, so every app
+node shows the same runs; one application is verified with the log-aware check (each
+event's inclusion in the latest checkpoint); the download is the offline bundle.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-import threading
 import time
-import unicodedata
-from collections import deque
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import date, datetime
-from typing import Any
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
+from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from gzsb.accounts.idcard import parse_id_number
-from gzsb.audit.service import application_history, verify_all
-from gzsb.common.security import Vault, mask_id_number, mask_name, mask_text
-from gzsb.errors import InvalidInput, NotFound
-from gzsb.models import Account, Application, ConfirmationPoint, FlowVersion, HistoryEvent, RegistrationForm
+from gzsb.audit.bundle import export_bundle
+from gzsb.audit.log import LogConfig, checkpoint, latest_checkpoint
+from gzsb.audit.service import FleetCheck, LogPolicy, default_redactor, find_application
+from gzsb.errors import NotFound
+from gzsb.models import (
+    Application,
+    AuditRun,
+    FlowVersion,
+    HistoryEvent,
+    LogCosignature,
+    LogState,
+)
 from gzsb.store import FLOWS
-from gzsb.workflow.graph import render_svg
-from gzsb.workflow.history import EventRow, Verdict, export_lines, replay
-from gzsb.workflow.machine import MACHINES
-from gzsb.workflow.spec import FlowSpec
+from gzsb.workflow.checkpoint import Signer, Verifier
+from gzsb.workflow.history import Verdict
 
 log = logging.getLogger(__name__)
 
 QUERY_MAX = 40
 SERIAL = re.compile(r"^\d{4}-[A-Z0-9]{1,16}-\d{6}$")
 ROLE_LABELS = {"student": "考生", "staff": "确认点工作人员", "admin": "管理员", "system": "系统", "auditor": "审计员"}
-# Failures kept per verify run for the page; the count is always complete.
+# Failures kept per verify run for the page; the counts are always complete.
 FAILURES_SHOWN = 200
+RUNS_SHOWN = 20
+# A run still unfinished after this long broke off (its process died): another may start.
+RUN_STALE = timedelta(hours=2)
+# Background runs write their progress every so many applications.
+PROGRESS_EVERY = 500
 NOT_FOUND = "未找到对应的报名记录，请核对后重新输入"
 BAD_QUERY = "请输入报名序号（如 2027-NK01-000001）或18位身份证号"
 
@@ -58,11 +63,13 @@ class StateCount:
 
 @dataclass(frozen=True)
 class CheckpointView:
+    id: int
     size: int
     at: datetime
     root_prefix: str
     signed_by: str
     cosigned_by: tuple[str, ...] = ()
+    cosigned_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,8 @@ class Fleet:
     events: int
     states: list[StateCount]
     checkpoint: CheckpointView | None
+    log_size: int = 0
+    unlogged: int = 0
 
 
 def _labels(session: Session) -> dict[str, str]:
@@ -84,16 +93,53 @@ def _labels(session: Session) -> dict[str, str]:
 def fleet(session: Session) -> Fleet:
     applications = session.scalar(select(func.count()).select_from(Application)) or 0
     events = session.scalar(select(func.count()).select_from(HistoryEvent)) or 0
+    unlogged = session.scalar(select(func.count()).where(HistoryEvent.log_index.is_(None))) or 0
     labels = _labels(session)
     rows = session.execute(select(Application.state, func.count()).group_by(Application.state))
     states = sorted((StateCount(s, labels.get(s, s), n) for s, n in rows), key=lambda c: (-c.count, c.state))
-    return Fleet(applications, events, states, last_checkpoint(session))
+    log_size = session.scalar(select(LogState.size)) or 0
+    return Fleet(applications, events, states, last_checkpoint(session), log_size, unlogged)
 
 
 def last_checkpoint(session: Session) -> CheckpointView | None:
-    """Switch point: the transparency log's latest signed checkpoint (size, time, root,
-    signer, witness cosignatures). No checkpoint table exists in this build yet."""
-    return None
+    """The latest signed checkpoint: size, time, root, signer and the witnesses that cosigned it."""
+    row = latest_checkpoint(session)
+    if row is None:
+        return None
+    cosigs = session.execute(
+        select(LogCosignature.witness, LogCosignature.cosigned_at)
+        .where(LogCosignature.checkpoint_id == row.id)
+        .order_by(LogCosignature.id)
+    ).all()
+    return CheckpointView(
+        id=row.id,
+        size=row.size,
+        at=row.created_at,
+        root_prefix=bytes(row.root).hex()[:16],
+        signed_by=row.note.split("\n", 1)[0],  # the origin line: the log's key name
+        cosigned_by=tuple(dict.fromkeys(name for name, _ in cosigs)),
+        cosigned_at=max((at for _, at in cosigs), default=None),
+    )
+
+
+def log_config() -> LogConfig:
+    signer = Signer.parse(current_app.config["LOG_SIGNING_KEY"])
+    return LogConfig(signer, signer.name)
+
+
+def log_policy() -> LogPolicy:
+    """The configured log key and witness key, pinned; the witness is shown, not required."""
+    key = log_config().verifier
+    witness = current_app.config.get("WITNESS_KEY") or ""
+    return LogPolicy(key, key.name, (Verifier.parse(witness),) if witness else ())
+
+
+def checkpoint_now(session: Session) -> CheckpointView:
+    """Integrate the not-yet-logged events and sign a checkpoint, as ``flask audit checkpoint`` does."""
+    checkpoint(session, log_config(), batch=current_app.config["LOG_BATCH"])
+    view = last_checkpoint(session)
+    assert view is not None
+    return view
 
 
 # ------------------------------------------------------------------------ verify runs
@@ -104,416 +150,165 @@ class Failure:
     application: str
     seq: int | None
     problem: str
+    tree_index: int | None = None
 
 
-@dataclass
+_APP_FAILURE = re.compile(r"^application (\w+): FAILED at seq (\d+): (.*)$", re.S)
+_TREE_INDEX = re.compile(r"^tree index(?:es)? (\d+)")
+_LEAF_REF = re.compile(r"application (\w+) seq (\d+)")
+
+
+def failure_of(text: str) -> Failure:
+    """A stored problem line as the page shows it (application, seq, tree index)."""
+    found = _APP_FAILURE.match(text)
+    if found:
+        return Failure(found.group(1), int(found.group(2)), found.group(3))
+    index = _TREE_INDEX.match(text)
+    ref = _LEAF_REF.search(text)
+    return Failure(
+        ref.group(1) if ref else "", int(ref.group(2)) if ref else None, text, int(index.group(1)) if index else None
+    )
+
+
+@dataclass(frozen=True)
 class VerifyRun:
     number: int
     started_at: datetime
-    by: str
-    total: int = 0  # applications when the run started (for progress)
-    checked: int = 0
-    events: int = 0
-    failed: int = 0
-    failures: list[Failure] = field(default_factory=list)
-    seconds: float = 0.0
-    error: str = ""
-    finished: threading.Event = field(default_factory=threading.Event, repr=False)
+    finished_at: datetime | None
+    checked: int
+    events: int
+    failed: int
+    ok: bool
+    failures: list[Failure]
+    checkpoint_size: int | None
+    total: int
 
     @property
     def done(self) -> bool:
-        return self.finished.is_set()
+        return self.finished_at is not None
 
     @property
-    def ok(self) -> bool:
-        return self.done and not self.failed and not self.error
-
-
-class RunLog:
-    """The latest verify runs of this process, at most one running at a time. Switch
-    point: the teammate's verify-run table keeps them across processes and restarts."""
-
-    KEEP = 20
-
-    def __init__(self) -> None:
-        self._runs: deque[VerifyRun] = deque(maxlen=self.KEEP)
-        self._lock = threading.Lock()
-        self._numbers = 0
-
-    def start(self, *, now: datetime, by: str, total: int) -> tuple[VerifyRun, bool]:
-        """A new run, or the one still running (False): repeated clicks start nothing."""
-        with self._lock:
-            for run in self._runs:
-                if not run.done:
-                    return run, False
-            self._numbers += 1
-            run = VerifyRun(self._numbers, now, by, total=total)
-            self._runs.appendleft(run)
-            return run, True
-
-    def latest(self) -> list[VerifyRun]:
-        with self._lock:
-            return list(self._runs)
+    def seconds(self) -> float:
+        return (self.finished_at - self.started_at).total_seconds() if self.finished_at else 0.0
 
     @property
-    def running(self) -> bool:
-        return any(not run.done for run in self.latest())
-
-
-# Fleets up to this many events are verified within the request (about 3 s at the ~7,000
-# events/s measured through this page on the shared 2-core machine; bench/RESULTS.md has
-# ~120,000 on an idle one); larger ones in a background thread with progress.
-INLINE_EVENTS = 20_000
-
-
-def run_verify(session: Session, run: VerifyRun) -> VerifyRun:
-    """Replay every application under its own flow version (streamed: memory stays flat),
-    counting into ``run`` as it goes so a page can show progress."""
-    started = time.perf_counter()
-    try:
-        for verdict in verify_all(session):
-            run.checked += 1
-            run.events += verdict.events
-            if not verdict.ok:
-                run.failed += 1
-                if len(run.failures) < FAILURES_SHOWN:
-                    run.failures.append(Failure(verdict.application, verdict.bad_seq, verdict.problem))
-    except Exception as exc:
-        run.error = type(exc).__name__
-        log.exception("verify run %d failed after %d application(s)", run.number, run.checked)
-        raise
-    finally:
-        run.seconds = time.perf_counter() - started
-        run.finished.set()
-    log.info(
-        "verify run %d by %s: %d application(s), %d event(s), %d failed in %.2f s",
-        run.number, run.by, run.checked, run.events, run.failed, run.seconds,
-    )  # fmt: skip
-    return run
-
-
-def verify_application(session: Session, uid: str) -> Verdict:
-    """Switch point: the log-aware verify (inclusion in the cosigned tree, data binding)."""
-    for verdict in verify_all(session, uid):
-        return verdict
-    raise NotFound(f"application {uid} does not exist", public=NOT_FOUND)
-
-
-# ------------------------------------------------------------------------------- find
-
-
-def normalize_query(text: str) -> str:
-    """NFKC (full-width digits and dashes become ASCII), no spaces, upper case, capped."""
-    value = unicodedata.normalize("NFKC", text or "")[: QUERY_MAX * 2]
-    return re.sub(r"\s+", "", value).upper()[:QUERY_MAX]
-
-
-def find_application(session: Session, vault: Vault, text: str, today: date) -> str:
-    """The uid of the application with this 报名序号 or ID number (blind index).
-
-    Raises InvalidInput for a malformed query, NotFound (same message for both kinds)
-    when nothing matches."""
-    query = normalize_query(text)
-    if not query.isascii():
-        raise InvalidInput("non-ASCII query", {"q": [BAD_QUERY]})
-    if SERIAL.match(query):
-        uid = session.scalar(
-            select(Application.uid)
-            .join(RegistrationForm, RegistrationForm.application_id == Application.id)
-            .where(RegistrationForm.serial == query)
-        )
-    else:
-        try:
-            person = parse_id_number(query, today=today)
-        except ValueError as exc:
-            raise InvalidInput("malformed query", {"q": [BAD_QUERY if "-" in query else str(exc)]}) from None
-        uid = session.scalar(
-            select(Application.uid)
-            .join(Account, Account.id == Application.account_id)
-            .where(Account.id_number_index == vault.index(person.value))
-            .order_by(Application.id.desc())
-            .limit(1)
-        )
-    if uid is None:
-        raise NotFound("no application for the auditor's query", public=NOT_FOUND)
-    return uid
-
-
-# --------------------------------------------------------------------------- dossier
-
-
-@dataclass(frozen=True)
-class GuardBranch:
-    dest: str
-    dest_label: str
-    results: list[tuple[str, bool]]
-    taken: bool
-
-
-@dataclass(frozen=True)
-class TimelineEvent:
-    seq: int
-    at: datetime
-    event: str
-    label: str
-    from_state: str
-    from_label: str
-    to_state: str
-    to_label: str
-    actor: str
-    role: str
-    role_label: str
-    guards: list[GuardBranch]
-    payload: str
-    hash: str
-    prev_hash: str
-
-
-@dataclass(frozen=True)
-class Dossier:
-    uid: str
-    name: str
-    id_number: str
-    state: str
-    state_label: str
-    flow_version_id: int
-    flow_sha256: str
-    flow_title: str
-    flow_published_at: datetime
-    serial: str
-    point: str
-    head: str
-    events: list[TimelineEvent]
+    def error(self) -> str:
+        return next((f.problem for f in self.failures if f.problem.startswith("verify broke off")), "")
 
     @property
-    def path(self) -> list[tuple[str, str]]:
-        return [(e.from_state, e.to_state) for e in self.events]
+    def log_failures(self) -> int:
+        return sum(1 for f in self.failures if f.tree_index is not None)
 
 
-def _label(flow: FlowSpec, event: str, source: str, dest: str) -> str:
-    for branch in flow.branches(event, source):
-        if branch.dest == dest and branch.label:
-            return branch.label
-    return event
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _state_label(flow: FlowSpec, name: str) -> str:
-    state = flow.states.get(name)
-    return state.label if state else name
-
-
-def _guard_branches(flow: FlowSpec, text: str, dest: str) -> list[GuardBranch]:
-    try:
-        recorded = json.loads(text)
-    except ValueError:
-        return []
-    branches = []
-    for item in recorded if isinstance(recorded, list) else []:
-        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[1], list)):
-            continue
-        results = [(str(r[0]), bool(r[1])) for r in item[1] if isinstance(r, list) and len(r) == 2]
-        taken = item[0] == dest and all(ok for _, ok in results)
-        branches.append(GuardBranch(str(item[0]), _state_label(flow, str(item[0])), results, taken))
-    return branches
-
-
-def _payload_text(text: str) -> str:
-    """Pretty JSON; personal fields are already keyed hashes in the history, and any ID
-    number or mobile that slipped into free text is masked as well."""
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return mask_text(text)
-    if value in ({}, []):
-        return ""
-    return mask_text(json.dumps(value, ensure_ascii=False, indent=1, sort_keys=True))
-
-
-def _moment(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def timeline(flow: FlowSpec, rows: list[EventRow]) -> list[TimelineEvent]:
+def runs(session: Session, total: int = 0) -> list[VerifyRun]:
+    """The latest fleet verify runs, newest first, as stored (every app node sees the same)."""
+    rows = session.scalars(
+        select(AuditRun).where(AuditRun.scope == "all").order_by(AuditRun.id.desc()).limit(RUNS_SHOWN)
+    )
     return [
-        TimelineEvent(
-            seq=r.seq,
-            at=_moment(r.at),
-            event=r.event,
-            label=_label(flow, r.event, r.from_state, r.to_state),
-            from_state=r.from_state,
-            from_label=_state_label(flow, r.from_state),
-            to_state=r.to_state,
-            to_label=_state_label(flow, r.to_state),
-            actor=r.actor,
-            role=r.role,
-            role_label=ROLE_LABELS.get(r.role, r.role),
-            guards=_guard_branches(flow, r.guards, r.to_state),
-            payload=_payload_text(r.payload),
-            hash=r.hash,
-            prev_hash=r.prev_hash,
+        VerifyRun(
+            number=r.id,
+            started_at=_aware(r.started_at),
+            finished_at=_aware(r.finished_at) if r.finished_at else None,
+            checked=r.applications,
+            events=r.events,
+            failed=r.failed,
+            ok=r.ok,
+            failures=[failure_of(p) for p in (r.problems or [])],
+            checkpoint_size=r.checkpoint_size,
+            total=total,
         )
         for r in rows
     ]
 
 
-def dossier(session: Session, vault: Vault, uid: str) -> Dossier:
-    app, rows = _history(session, uid)
-    flow = FLOWS.by_version(session, app.flow_version_id)
-    version = app.flow_version
-    form = session.scalars(select(RegistrationForm).where(RegistrationForm.application_id == app.id)).first()
-    account = app.account
-    point = session.get(ConfirmationPoint, app.confirmation_point_id) if app.confirmation_point_id else None
-    return Dossier(
-        uid=app.uid,
-        name=mask_name(account.name),
-        id_number=mask_id_number(vault.decrypt(account.id_number_enc)),
-        state=app.state,
-        state_label=_state_label(flow, app.state),
-        flow_version_id=version.id,
-        flow_sha256=version.sha256,
-        flow_title=flow.title,
-        flow_published_at=version.published_at,
-        serial=form.serial if form else "",
-        point=point.name if point else "",
-        head=app.head,
-        events=timeline(flow, rows),
-    )
+def running(session: Session, now: datetime) -> AuditRun | None:
+    return session.scalars(
+        select(AuditRun)
+        .where(AuditRun.scope == "all", AuditRun.finished_at.is_(None), AuditRun.started_at > now - RUN_STALE)
+        .order_by(AuditRun.id.desc())
+        .limit(1)
+    ).first()
 
 
-def _history(session: Session, uid: str) -> tuple[Application, list[EventRow]]:
+# Fleets up to this many events are verified within the request; larger ones in a
+# background thread that writes its progress into its AuditRun row.
+INLINE_EVENTS = 20_000
+
+
+def start_run(session: Session, now: datetime) -> tuple[FleetCheck, bool]:
+    """A new fleet check with its AuditRun row (started), or False when one is already running."""
+    if running(session, now) is not None:
+        return FleetCheck(session), False
+    check = FleetCheck(session, default_redactor(), log_policy(), failures_kept=FAILURES_SHOWN)
+    check.begin(now)
+    return check, True
+
+
+def resume_run(session: Session, run_id: int) -> FleetCheck:
+    """The check of a started run, in another session (a background thread's)."""
+    check = FleetCheck(session, default_redactor(), log_policy(), failures_kept=FAILURES_SHOWN)
+    check.run = session.get(AuditRun, run_id)
+    return check
+
+
+def run_verify(check: FleetCheck) -> AuditRun:
+    """Consume the check (streamed: memory stays flat) and store its result in its run row."""
+    started = time.perf_counter()
     try:
-        return application_history(session, uid[:32])
-    except NotFound:
-        raise NotFound(f"application {uid[:32]} does not exist", public=NOT_FOUND) from None
+        for verdict in check.verdicts():
+            if check.applications % PROGRESS_EVERY == 0:
+                check.progress()
+            del verdict
+    except Exception as exc:
+        log.exception("verify run broke off after %d application(s)", check.applications)
+        check.session.rollback()
+        check.problems.insert(0, f"verify broke off: {type(exc).__name__}")
+        check.record()
+        raise
+    run = check.record()
+    log.info(
+        "verify run %d: %d application(s), %d event(s), %d failed, %d log problem(s) in %.2f s",
+        run.id, run.applications, run.events, run.failed, len(check.problems), time.perf_counter() - started,
+    )  # fmt: skip
+    return run
 
 
-def flow_svg(session: Session, uid: str) -> bytes:
-    """The application's own flow version with its path drawn (graphviz, our own data)."""
-    app, rows = _history(session, uid)
-    flow = FLOWS.by_version(session, app.flow_version_id)
-    return render_svg(flow, [(r.from_state, r.to_state) for r in rows])
+@dataclass(frozen=True)
+class ApplicationCheck:
+    verdict: Verdict
+    problems: list[Failure]
+    checkpoint_size: int | None
+    proven: int  # events whose inclusion in the checkpoint was checked
+    unlogged: int
+
+
+def verify_application(session: Session, uid: str) -> ApplicationCheck:
+    """Replay, data binding and each logged event's inclusion in the latest checkpoint."""
+    check = FleetCheck(session, default_redactor(), log_policy(), uid[:32])
+    verdict = next(iter(list(check.verdicts())), None)  # to the end: the log checks run last
+    if verdict is None:
+        raise NotFound(f"application {uid} does not exist", public=NOT_FOUND)
+    size = check.checkpoint.size if check.checkpoint is not None else None
+    failures = [failure_of(p) for p in check.problems]
+    proven = check.proven
+    return ApplicationCheck(verdict, failures, size, proven, check.unlogged)
 
 
 # ----------------------------------------------------------------------------- export
 
 
-def export(session: Session, uid: str) -> tuple[str, Iterator[str]]:
-    """Switch point: the bundle with inclusion proofs and the cosigned checkpoint.
-    Today: the gzsb-history/1 JSON lines. The file name and the lines."""
-    app, rows = _history(session, uid)
-    flow = FLOWS.by_version(session, app.flow_version_id)
-    lines = export_lines(app.uid, flow, app.state, app.head, rows)
-    return f"gzsb-history-{app.uid}.jsonl", (line + "\n" for line in lines)
-
-
-# ---------------------------------------------------------------------------- what-if
-
-
-@dataclass(frozen=True)
-class VersionOption:
-    id: int
-    flow: str
-    sha256: str
-    published_at: datetime
-    published_by: str
-
-
-@dataclass(frozen=True)
-class WhatIfRow:
-    seq: int
-    label: str
-    from_label: str
-    to_label: str
-    status: str  # legal / illegal / after (not reached: an earlier event already broke)
-    problem: str
-    # Guards the other flow checks on this move: (guard, result then or None if not checked then).
-    guards: list[tuple[str, bool | None]]
-    exists: bool  # the move itself exists in the other flow (for events after the break)
-
-    @property
-    def unchecked(self) -> list[str]:
-        return [name for name, result in self.guards if result is None]
-
-
-@dataclass(frozen=True)
-class WhatIf:
-    version: VersionOption
-    ok: bool
-    stops_at: int | None
-    problem: str
-    rows: list[WhatIfRow]
-    reevaluated: bool = False  # True once the guard-aware replay can re-evaluate from bound data
-
-
-def versions(session: Session) -> list[VersionOption]:
-    rows = session.scalars(select(FlowVersion).order_by(FlowVersion.id.desc()))
-    return [VersionOption(v.id, v.flow, v.sha256, v.published_at, v.published_by) for v in rows]
-
-
-def _recorded_results(text: str, dest: str) -> dict[str, bool]:
-    """Guard results recorded for the branch that was taken."""
+def export(session: Session, uid: str) -> tuple[str, bytes]:
+    """The offline bundle (events, flows, inclusion proofs, cosigned checkpoint): file name and bytes."""
     try:
-        recorded = json.loads(text)
-    except ValueError:
-        return {}
-    for item in reversed(recorded if isinstance(recorded, list) else []):
-        if isinstance(item, list) and len(item) == 2 and item[0] == dest and isinstance(item[1], list):
-            return {str(r[0]): bool(r[1]) for r in item[1] if isinstance(r, list) and len(r) == 2}
-    return {}
-
-
-def what_if(session: Session, uid: str, version_id: int) -> WhatIf:
-    """Switch point: ``gzsb.workflow.whatif`` re-evaluates the other flow's new guards from
-    the data bound into each event. Today: replay without the chain under the other
-    flow (first illegal event named) and, per event, the guards it would check, with the
-    result recorded then where the same guard was checked."""
-    app, rows = _history(session, uid)
-    row = session.get(FlowVersion, version_id)
-    if row is None:
-        raise NotFound(f"flow version {version_id} does not exist", public="所选流程版本不存在")
-    option = VersionOption(row.id, row.flow, row.sha256, row.published_at, row.published_by)
-    other = FLOWS.by_version(session, version_id)
-    own = FLOWS.by_version(session, app.flow_version_id)
-
-    def state_label(name: str) -> str:
-        # A state the other flow lacks keeps its own label, marked as missing there.
-        return _state_label(other, name) if name in other.states else f"{_state_label(own, name)}（新流程中无此状态）"
-
-    verdict = replay(app.uid, other, rows, state=app.state, check_chain=False)
-    machine = MACHINES.get(other)
-    out = []
-    for r in rows:
-        branch = machine.legal(r.from_state, r.event, r.to_state)
-        recorded = _recorded_results(r.guards, r.to_state)
-        guards = [(g.describe(), recorded.get(g.describe())) for g in branch.guards] if branch else []
-        if verdict.ok or r.seq < (verdict.bad_seq or 0):
-            status, problem = "legal", ""
-        elif r.seq == verdict.bad_seq:
-            status, problem = "illegal", verdict.problem
-        else:
-            status, problem = "after", ""
-        out.append(
-            WhatIfRow(
-                seq=r.seq,
-                label=_label(other if branch else own, r.event, r.from_state, r.to_state),
-                from_label=state_label(r.from_state),
-                to_label=state_label(r.to_state),
-                status=status,
-                problem=problem,
-                guards=guards,
-                exists=branch is not None and r.role in branch.actors,
-            )
-        )
-    return WhatIf(option, verdict.ok, None if verdict.ok else verdict.bad_seq, verdict.problem, out)
-
-
-def whatif_summary(result: WhatIf) -> dict[str, Any]:
-    """Counts the page shows above the table."""
-    return {
-        "legal": sum(1 for r in result.rows if r.status == "legal"),
-        "unchecked": sum(1 for r in result.rows if r.status == "legal" and r.unchecked),
-        "total": len(result.rows),
-    }
+        app = find_application(session, uid[:32])
+    except NotFound:
+        raise NotFound(f"application {uid[:32]} does not exist", public=NOT_FOUND) from None
+    return f"gzsb-bundle-{app.uid}.json", export_bundle(session, app.uid, default_redactor())  # type: ignore[arg-type]
 
 
 # The verifier names problems in English (CLI and logs); the page leads with Chinese.
@@ -529,6 +324,13 @@ PROBLEMS_ZH = (
     ("may not fire", "该角色无权触发此事件"),
     ("application row says state", "报名记录的当前状态与历史记录不符"),
     ("guard", "条件检查记录与流程不符"),
+    ("no longer matches its logged leaf", "事件与透明日志中记录的叶子不符（事件被改写）"),
+    ("its event no longer exists", "透明日志中的事件已不存在（事件或报名被删除）"),
+    ("do not give the root", "透明日志前缀与已签名检查点的根哈希不符（历史被改写）"),
+    ("not in checkpoint", "事件无法证明包含在检查点中"),
+    ("claimed by two events", "两个事件占用同一树索引"),
+    ("checkpoint", "检查点签名或大小有误"),
+    ("verify broke off", "校验中断"),
 )
 
 

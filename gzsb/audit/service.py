@@ -9,6 +9,7 @@ Functions the auditor console calls: ``find_application``, ``timeline``,
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
 import logging
 from collections.abc import Iterator
@@ -16,23 +17,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from flask import current_app, has_app_context
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gzsb.audit.log import latest_checkpoint, tree
+from gzsb.audit.log import cosigned_note, latest_checkpoint, tree
 from gzsb.errors import NotFound
 from gzsb.models import Application, AuditRun, FlowVersion, HistoryEvent, LogCheckpoint, LogLeaf, LogNode, LogState
 from gzsb.store import FLOWS, history_rows
 from gzsb.workflow.checkpoint import NoteError, Verifier, verify_checkpoint
-from gzsb.workflow.history import (
-    EventRow,
-    Redactor,
-    Verdict,
-    publish_leaf,
-    redacted_snapshot,
-    replay_application,
-    utc_text,
-)
+from gzsb.workflow.history import EventRow, Redactor, Verdict, event_leaf, publish_leaf, redacted_snapshot, utc_text
+from gzsb.workflow.history_replay import replay_application
 from gzsb.workflow.spec import FlowSpec
 from gzsb.workflow.translog import EMPTY_ROOT, HASH_SIZE, ProofError, leaf_hash, node_hash, verify_inclusion
 
@@ -65,8 +60,6 @@ def event_leaf_hash(uid: str, seq: int, digest: str) -> bytes:
     # same bytes as canonical([uid, seq, digest]) without a JSON encoder call per event.
     if uid.isalnum() and uid.isascii() and digest.isalnum() and digest.isascii():
         return leaf_hash(f'gzsb-log/1 event\n["{uid}",{seq},"{digest}"]\n'.encode("ascii"))
-    from gzsb.workflow.history import event_leaf
-
     return leaf_hash(event_leaf(uid, seq, digest))
 
 
@@ -105,6 +98,10 @@ class FleetCheck:
     events: int = 0
     failed: int = 0
     unlogged: int = 0
+    proven: int = 0  # one application: logged events checked for inclusion in the checkpoint
+    failures_kept: int = MAX_NAMED
+    failures: list[str] = field(default_factory=list)  # the first failed verdicts, described
+    run: AuditRun | None = None
     _leaves: bytearray = field(default_factory=bytearray)
     _filled: bytearray = field(default_factory=bytearray)
 
@@ -149,7 +146,10 @@ class FleetCheck:
                 self._note_leaves(uid, raw)
                 self.applications += 1
                 self.events += verdict.events
-                self.failed += not verdict.ok
+                if not verdict.ok:
+                    self.failed += 1
+                    if len(self.failures) < self.failures_kept:
+                        self.failures.append(verdict.describe())
                 yield verdict
         self._check_log()
 
@@ -197,8 +197,6 @@ class FleetCheck:
             .join(FlowVersion, FlowVersion.id == LogLeaf.flow_version_id)
             .where(LogLeaf.idx < self.log_size)
         )  # fmt: skip
-        import hashlib
-
         for index, flow, sha, by, at, text in rows:
             if hashlib.sha256(text.encode("utf-8")).hexdigest() != sha:
                 self._problem(f"tree index {index} (publish of {flow}): the flow text no longer matches its SHA-256")
@@ -248,8 +246,6 @@ class FleetCheck:
         return good
 
     def _check_checkpoints(self, checkpoints: list[LogCheckpoint], roots: dict[int, bytes]) -> None:
-        from gzsb.audit.log import cosigned_note
-
         target = None
         for row in reversed(checkpoints):
             note = cosigned_note(self.session, row)
@@ -304,25 +300,35 @@ class FleetCheck:
             .order_by(HistoryEvent.seq)
         )
         for seq, digest, index in events:
+            self.proven += 1
             try:
                 proof = merkle.inclusion_proof(index, row.size)
                 verify_inclusion(event_leaf_hash(uid, seq, digest), index, row.size, proof, bytes(row.root))
             except (ProofError, Exception) as exc:  # a TreeError is as bad: the log cannot prove it
                 self._problem(f"tree index {index} (application {uid} seq {seq}): not in checkpoint {row.id}: {exc}")
 
+    def begin(self, now: datetime | None = None) -> AuditRun:
+        """Store the run as started (unfinished) before ``verdicts()``, so other app nodes see it."""
+        self.run = AuditRun(started_at=now or datetime.now(UTC), scope=self.application_uid or "all", problems=[])
+        self.session.add(self.run)
+        self.session.commit()
+        return self.run
+
+    def progress(self) -> None:
+        """Write the counts so far into the started run (a background run's progress)."""
+        if self.run is not None:
+            self.run.applications, self.run.events, self.run.failed = self.applications, self.events, self.failed
+            self.session.commit()
+
     def record(self) -> AuditRun:
-        """Store this pass (after ``verdicts()`` ran) as an AuditRun for the console."""
-        run = AuditRun(
-            started_at=datetime.now(UTC),
-            finished_at=datetime.now(UTC),
-            scope=self.application_uid or "all",
-            applications=self.applications,
-            events=self.events,
-            failed=self.failed,
-            checkpoint_size=self.checkpoint.size if self.checkpoint is not None else None,
-            ok=self.failed == 0 and not self.problems,
-            problems=list(self.problems),
-        )
+        """Store this pass (after ``verdicts()`` ran) as an AuditRun for the console: counts, the
+        first failed applications, then the log's problems."""
+        run = self.run or AuditRun(started_at=datetime.now(UTC), scope=self.application_uid or "all")
+        run.finished_at = datetime.now(UTC)
+        run.applications, run.events, run.failed = self.applications, self.events, self.failed
+        run.checkpoint_size = self.checkpoint.size if self.checkpoint is not None else None
+        run.ok = self.failed == 0 and not self.problems
+        run.problems = list(self.failures) + list(self.problems)
         self.session.add(run)
         self.session.commit()
         return run
@@ -330,13 +336,9 @@ class FleetCheck:
 
 def default_redactor() -> Redactor | None:
     """The app's history redactor when there is an app context (the CLI, the console)."""
-    from flask import has_app_context
-
     if not has_app_context():
         return None
-    from gzsb.bootstrap import redactor
-
-    return redactor()
+    return current_app.extensions.get("gzsb.redactor")
 
 
 def verify_all(

@@ -3,7 +3,8 @@ flow diagram, verify, what-if replay and export.
 
 Auditors only (not admins: the people who change and publish the flow should not be the
 ones who check its history). Thin on purpose: every backend call goes through
-``gzsb.audit.console``. Applications are found with a POST, so ID numbers never end up in
+``gzsb.audit.console`` (fleet, runs, verify, bundle) and ``gzsb.audit.dossier`` (one
+application's pages). Applications are found with a POST, so ID numbers never end up in
 URLs, server logs or browser history; pages show personal data masked.
 """
 
@@ -17,7 +18,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, redirect, render_template, request, url_for
 
 from gzsb.accounts.session import current_account, login_required
-from gzsb.audit import console
+from gzsb.audit import console, dossier
 from gzsb.bootstrap import vault
 from gzsb.common.beijing import BEIJING, as_utc
 from gzsb.errors import InvalidInput, NotFound
@@ -43,10 +44,6 @@ def _now() -> datetime:
     return as_utc(current_app.extensions["gzsb.clock"]())
 
 
-def _runs() -> console.RunLog:
-    return current_app.extensions.setdefault("gzsb.audit_runs", console.RunLog())
-
-
 @bp.app_template_filter("bj_seconds")
 def bj_seconds(value: datetime | None) -> str:
     return as_utc(value).astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S") if value else ""
@@ -61,12 +58,13 @@ def audit_problem(problem: str) -> str:
 
 
 def _home(*, query_error: str = "", status: int = 200) -> Any:
+    fleet = console.fleet(db.session)
     return (
         render_template(
             "audit/home.html",
-            fleet=console.fleet(db.session),
-            runs=_runs().latest(),
-            running=_runs().running,
+            fleet=fleet,
+            runs=console.runs(db.session, fleet.applications),
+            running=console.running(db.session, _now()) is not None,
             query_error=query_error,
         ),
         status,
@@ -82,26 +80,39 @@ def home() -> Any:
 @bp.post("/verify")
 @login_required(ROLE)
 def verify_fleet() -> Any:
+    """Verify every application and the log; the run is stored (AuditRun), large fleets in the background."""
     fleet = console.fleet(db.session)
-    run, started = _runs().start(now=_now(), by=f"account:{_me().id}", total=fleet.applications)
+    check, started = console.start_run(db.session, _now())
     if started and fleet.events <= console.INLINE_EVENTS:
-        console.run_verify(db.session, run)
+        console.run_verify(check)
     elif started:
         app = current_app._get_current_object()  # type: ignore[attr-defined]
+        assert check.run is not None
         threading.Thread(
-            target=_verify_in_background, args=(app, run), name=f"audit-verify-{run.number}", daemon=True
+            target=_verify_in_background, args=(app, check.run.id), name=f"audit-verify-{check.run.id}", daemon=True
         ).start()
-    return redirect(url_for("audit.home", _anchor=f"run-{run.number}"))
+    log.info("auditor %d started a verify run (started: %s)", _me().id, started)
+    current = check.run or console.running(db.session, _now())
+    return redirect(url_for("audit.home", _anchor=f"run-{current.id}" if current else "runs"))
 
 
-def _verify_in_background(app: Flask, run: console.VerifyRun) -> None:
+def _verify_in_background(app: Flask, run_id: int) -> None:
     with app.app_context():
         try:
-            console.run_verify(db.session, run)
-        except Exception:  # logged by run_verify; the page shows the run as broken off
+            console.run_verify(console.resume_run(db.session, run_id))
+        except Exception:  # logged and stored by run_verify; the page shows the run as broken off
             pass
         finally:
             db.session.remove()
+
+
+@bp.post("/checkpoint")
+@login_required(ROLE)
+def checkpoint_now() -> Any:
+    """Integrate the not-yet-logged events and sign a checkpoint now (as the worker does every few minutes)."""
+    view = console.checkpoint_now(db.session)
+    log.info("auditor %d made checkpoint %d (size %d)", _me().id, view.id, view.size)
+    return redirect(url_for("audit.home", _anchor="checkpoint"))
 
 
 @bp.post("/find")
@@ -109,7 +120,7 @@ def _verify_in_background(app: Flask, run: console.VerifyRun) -> None:
 def find() -> Any:
     text = request.form.get("q", "")[: console.QUERY_MAX * 4]
     try:
-        uid = console.find_application(db.session, vault(), text, _now().astimezone(BEIJING).date())
+        uid = dossier.find_application(db.session, vault(), text, _now().astimezone(BEIJING).date())
     except InvalidInput as exc:
         return _home(query_error="；".join(exc.fields.get("q", [])), status=422)
     except NotFound as exc:
@@ -122,11 +133,11 @@ def find() -> Any:
 
 
 def _application(uid: str, **extra: Any) -> Any:
-    dossier = console.dossier(db.session, vault(), uid)
+    found = dossier.dossier(db.session, vault(), uid)
     return render_template(
         "audit/application.html",
-        d=dossier,
-        versions=[v for v in console.versions(db.session) if v.id != dossier.flow_version_id],
+        d=found,
+        versions=[v for v in dossier.versions(db.session) if v.id != found.flow_version_id],
         **extra,
     )
 
@@ -141,9 +152,12 @@ def application(uid: str) -> Any:
 @bp.post("/applications/<uid>/verify")
 @login_required(ROLE)
 def verify_application(uid: str) -> Any:
-    verdict = console.verify_application(db.session, uid[:32])
-    log.info("auditor %d verified application %s: %s", _me().id, uid[:32], verdict.describe())
-    return _application(uid, verdict=verdict)
+    result = console.verify_application(db.session, uid[:32])
+    log.info(
+        "auditor %d verified application %s: %s, %d log problem(s)",
+        _me().id, uid[:32], result.verdict.describe(), len(result.problems),
+    )  # fmt: skip
+    return _application(uid, check=result, verdict=result.verdict)
 
 
 @bp.get("/applications/<uid>/whatif")
@@ -152,14 +166,14 @@ def what_if(uid: str) -> Any:
     version = request.args.get("version", type=int)
     if version is None:
         raise NotFound("no flow version chosen for what-if", public="请选择要对比的流程版本")
-    result = console.what_if(db.session, uid, version)
-    return _application(uid, whatif=result, whatif_counts=console.whatif_summary(result))
+    result = dossier.what_if(db.session, uid, version)
+    return _application(uid, whatif=result, whatif_counts=dossier.whatif_summary(result))
 
 
 @bp.get("/applications/<uid>/flow.svg")
 @login_required(ROLE)
 def flow_svg(uid: str) -> Any:
-    response = Response(console.flow_svg(db.session, uid), mimetype="image/svg+xml")
+    response = Response(dossier.flow_svg(db.session, uid), mimetype="image/svg+xml")
     response.headers["Content-Security-Policy"] = SVG_POLICY
     response.headers["Cache-Control"] = "private, no-store"
     return response
@@ -168,9 +182,9 @@ def flow_svg(uid: str) -> Any:
 @bp.get("/applications/<uid>/export")
 @login_required(ROLE)
 def export(uid: str) -> Any:
-    filename, lines = console.export(db.session, uid)
+    filename, data = console.export(db.session, uid)
     log.info("auditor %d exported application %s", _me().id, uid[:32])
-    response = Response("".join(lines), mimetype="application/x-ndjson")
+    response = Response(data, mimetype="application/json")
     response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     response.headers["Cache-Control"] = "private, no-store"
     return response

@@ -16,7 +16,7 @@ from gzsb.cli.flow import checked
 from gzsb.extensions import db
 from gzsb.store import FLOWS
 from gzsb.workflow.checkpoint import Signer, Verifier, generate_key
-from gzsb.workflow.history import export_lines, verify_export
+from gzsb.workflow.history_export import export_lines, verify_export
 from gzsb.workflow.loader import load_flow
 from gzsb.workflow.whatif import whatif
 

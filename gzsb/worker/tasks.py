@@ -80,6 +80,19 @@ def tick() -> dict[str, int]:
     return {"timers": fired, "sms": sent, "jobs": queued}
 
 
+LOG_CHECKPOINT_LOCK = "gzsb-log-checkpoint"
+
+
+@huey.periodic_task(crontab(minute=f"*/{Config.LOG_CHECKPOINT_MINUTES}"))
+@huey.lock_task(LOG_CHECKPOINT_LOCK)
+def log_checkpoint() -> int:
+    """Every few minutes: new history events get their log leaves and a checkpoint is signed (issue 12)."""
+    from gzsb.worker.audit_tasks import checkpoint_log
+
+    with flask_app().app_context():
+        return checkpoint_log()
+
+
 # --- registration forms (2.12) ---
 
 

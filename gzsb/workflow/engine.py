@@ -3,7 +3,8 @@
 The engine knows the flow, the registries and a Store (the persistence port, implemented
 with SQLAlchemy in ``gzsb.store``). It never imports a guard or a step: it looks them up
 by the names the flow uses. Engine.migrate() moves an application to another published
-flow version, recorded in the same chain as the reserved ``migrate_flow`` event.
+flow version, recorded in the same chain as the reserved ``migrate_flow`` event
+(``gzsb.workflow.migrate``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from gzsb.errors import (
     Forbidden,
     GuardRefused,
     InvalidInput,
-    MigrationRefused,
     StaleApplication,
 )
 from gzsb.workflow.history import (
@@ -38,6 +38,7 @@ from gzsb.workflow.history import (
     utc_text,
 )
 from gzsb.workflow.machine import MACHINES
+from gzsb.workflow.migrate import record_migration
 from gzsb.workflow.registry import GUARDS, STEPS, GuardRegistry, StepRegistry
 from gzsb.workflow.spec import FlowSpec, TransitionSpec
 
@@ -347,64 +348,17 @@ class Engine:
         now = now or self.clock()
         with self.store.transaction():
             record = self.store.lock(application_id)
-            flow = self.store.flow_of(record)
-            source = record.state
-            dest = _migration_target(record.uid, source, flow, target, mapping)
-            seq = record.seq + 1
-            payload = {
-                "from_flow": flow.sha256,
-                "to_flow": target.sha256,
-                "mapping": dict(mapping),
-                "requested_by": actor.id,
-                "approved_by": approved_by,
-                "reason": reason,
-            }
-            guards_text, payload_text, at = canonical([]), canonical(payload), utc_text(now)
-            # Recorded under the target: every event from here on belongs to it.
-            digest = event_hash(
-                record.head, record.uid, seq, MIGRATE_EVENT, source, dest, actor.id, actor.role,
-                guards_text, payload_text, target.sha256, at, "{}",
+            done = record_migration(
+                self.store, record, target, mapping=mapping, actor=actor, approved_by=approved_by, reason=reason,
+                now=now,
             )  # fmt: skip
-            row = EventRow(
-                seq, MIGRATE_EVENT, source, dest, actor.id, actor.role, guards_text, payload_text,
-                target.sha256, at, record.head, digest, "{}",
-            )  # fmt: skip
-            self.store.switch_flow(record, target.sha256)
-            self.store.append(record, row)
-            # Old timers were armed for an earlier seq and flow; the target's apply from now.
-            self.store.cancel_timers(record, now)
-            for timer in target.timers_for(dest):
-                self.store.arm_timer(record, dest, timer.event, seq, now + timer.after)
-            template = target.notify.get(dest) if dest != source else None
-            if template:
-                self.store.outbox(record, "sms", {"application": record.uid, "seq": seq, "template": template})
-            self.store.save(record, state=dest, data=dict(record.data or {}), seq=seq, head=digest)
-            fired = Fired(MIGRATE_EVENT, source, dest, seq, record.version, digest)
+            fired = Fired(MIGRATE_EVENT, done.source, done.dest, done.seq, record.version, done.head)
         log.info(
             "application %s: migrated %s → %s, %s → %s (seq %d, %s, approved by %s)",
-            record.uid, flow.sha256[:12], target.sha256[:12], source, dest, seq, actor.id, approved_by,
+            record.uid, done.from_flow[:12], target.sha256[:12], done.source, done.dest, done.seq, actor.id,
+            approved_by,
         )  # fmt: skip
         return fired
-
-
-def _migration_target(uid: str, state: str, flow: FlowSpec, target: FlowSpec, mapping: Mapping[str, str]) -> str:
-    """Where ``state`` goes in ``target``; MigrationRefused names the application and the choices."""
-    valid = ", ".join(sorted(target.states))
-    where = f"application {uid} in state {state!r}"
-    if flow.sha256 == target.sha256:
-        raise MigrationRefused(f"{where} already runs on flow {target.flow}@{target.sha256[:12]}")
-    unknown = sorted(f"{old}={new}" for old, new in mapping.items() if new not in target.states)
-    if unknown:
-        raise MigrationRefused(
-            f"{where}: the mapping names states flow {target.sha256[:12]} does not have ({', '.join(unknown)}); "
-            f"valid target states: {valid}"
-        )
-    dest = mapping.get(state, state)
-    if dest not in target.states:
-        raise MigrationRefused(
-            f"{where}: flow {target.flow}@{target.sha256[:12]} has no state {state!r}; map it to one of: {valid}"
-        )
-    return dest
 
 
 def _reasons(evaluated: Iterable[tuple[TransitionSpec, list[GuardResult]]]) -> list[str]:

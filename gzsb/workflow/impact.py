@@ -49,6 +49,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from gzsb.workflow.engine import Actor, GuardContext
+from gzsb.workflow.impact_changes import outgoing, state_changes
 from gzsb.workflow.registry import GUARDS, GuardRegistry
 from gzsb.workflow.spec import ROLES, FlowSpec
 
@@ -334,60 +335,11 @@ class Classifier:
         old, new = self.current, self.candidate
         if state not in new.states:
             return STRANDED, (f"state {state!r} is not in the candidate flow",)
-        if not new.states[state].final and not any(t.dest != state for t in _outgoing(new, state)):
-            gone = sorted({t.event for t in _outgoing(old, state) if t.dest != state})
+        if not new.states[state].final and not any(t.dest != state for t in outgoing(new, state)):
+            gone = sorted({t.event for t in outgoing(old, state) if t.dest != state})
             return STRANDED, (f"no event leaves {state!r} in the candidate flow (gone: {', '.join(gone) or '-'})",)
-        changes = _changes(old, new, state, self.guards)
+        changes = state_changes(old, new, state, self.guards)
         return (None if changes else UNAFFECTED), changes
-
-
-def _outgoing(flow: FlowSpec, state: str) -> list[Any]:
-    return [t for event in flow.events_from(state) for t in flow.branches(event, state)]
-
-
-def _changes(old: FlowSpec, new: FlowSpec, state: str, guards: GuardRegistry) -> tuple[str, ...]:
-    """What differs for ``state`` (empty: the same in both flows, see the module docstring)."""
-    changes: list[str] = []
-    if old.states.get(state) != new.states.get(state):
-        changes.append(f"state {state!r} changed")
-
-    def shape(flow: FlowSpec) -> dict[str, list[tuple[Any, ...]]]:
-        return {
-            e: [(t.dest, t.actors, t.label, t.step, t.guards) for t in flow.branches(e, state)]
-            for e in flow.events_from(state)
-        }
-
-    before, after = shape(old), shape(new)
-    events = [e for e in dict.fromkeys([*before, *after]) if before.get(e) != after.get(e)]
-    if events:
-        changes.append(f"transitions changed: {', '.join(events)}")
-    if old.timers_for(state) != new.timers_for(state):
-        changes.append("timers changed")
-    outgoing = _outgoing(old, state) + _outgoing(new, state)
-    referred = {ref for t in outgoing for g in t.guards if (ref := _referred(guards, g)) is not None}
-    for section, key in sorted(referred):
-        if _section(old, section).get(key) != _section(new, section).get(key):
-            changes.append(f"{section[:-1] if section.endswith('s') else section} {key} changed")
-    if any(t.step or t.guards for t in outgoing):
-        settings = [
-            k for k in dict.fromkeys([*old.settings, *new.settings]) if old.settings.get(k) != new.settings.get(k)
-        ]
-        if settings:
-            changes.append(f"settings changed: {', '.join(settings)}")
-    return tuple(changes)
-
-
-def _referred(guards: GuardRegistry, call: Any) -> tuple[str, str] | None:
-    """(section, key) a guard's argument names, e.g. ("windows", "registration")."""
-    if call.name not in guards:
-        return None
-    section = guards.get(call.name).refers_to
-    return (section, str(call.args)) if section and isinstance(call.args, str) else None
-
-
-def _section(flow: FlowSpec, section: str) -> Mapping[str, Any]:
-    value = getattr(flow, section, None)
-    return value if isinstance(value, Mapping) else {}
 
 
 _CLASSIFIERS: dict[tuple[str, str, datetime, int], Classifier] = {}

@@ -5,21 +5,29 @@ from __future__ import annotations
 
 import html
 import re
+import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
 import yaml
 from flask import Flask
+from sqlalchemy import func, select
 
 from gzsb.accounts.service import create_account
+from gzsb.audit import console
+from gzsb.audit.bundle import verify_bundle
 from gzsb.bootstrap import vault
 from gzsb.cli.demo import demo_student, id_number
 from gzsb.extensions import db
-from gzsb.models import Account, Application
+from gzsb.models import Account, Application, AuditRun, FlowVersion, HistoryEvent, RegistrationForm
 from gzsb.regform.service import ensure_form
 from gzsb.store import publish
-from gzsb.workflow.history import verify_export
+from gzsb.workflow.checkpoint import Signer
 from gzsb.workflow.loader import load_flow
+from gzsb.workflow.witness import init_witness
+from tests.audit.test_tamper import rechain
+from tests.audit.test_whatif import not_found_student
 from tests.drive import flow_of, history, sql, to_approved, uid_of
 from tests.review_support import make_staff
 from tests.support import PASSWORD_HASH, csrf_token, log_in, log_in_student, to_confirming
@@ -65,8 +73,6 @@ def post(client: Any, path: str, data: dict[str, str] | None = None) -> Any:
 
 
 def serial_of(who: Any) -> str:
-    from gzsb.models import RegistrationForm
-
     return db.session.query(RegistrationForm.serial).filter_by(application_id=who.application_id).scalar()
 
 
@@ -87,6 +93,26 @@ def test_home_counts_applications_events_and_states(auditor, approved, eng, make
     assert re.search(rf'id="fleet-events">{events}<', text)
     assert "报名完成" in text and "信息确认" in text
     assert "尚未生成检查点" in text
+    assert re.search(r'id="log-size">0<', text) and re.search(rf'id="log-unlogged">{events}<', text)
+
+
+def test_a_checkpoint_on_demand_and_the_witness_status(auditor, approved, app, tmp_path) -> None:
+    events = len(history(approved.application_id))
+    versions = db.session.scalar(select(func.count()).select_from(FlowVersion))
+    response = post(auditor, "/audit/checkpoint")
+    assert response.status_code == 302 and response.headers["Location"].endswith("#checkpoint")
+    text = page(auditor, "/audit/")
+    size = events + versions
+    assert re.search(rf'id="checkpoint-size">{size}<', text) and re.search(r'id="log-unlogged">0<', text)
+    assert "尚未联署" in text and "尚未生成检查点" not in text
+    signer = Signer.parse(app.config["LOG_SIGNING_KEY"])
+    assert signer.name in text
+
+    witness_dir = tmp_path / "witness"
+    init_witness(witness_dir, "kaoshiyuan.example/witness")
+    assert app.test_cli_runner().invoke(args=["audit", "witness", "--dir", str(witness_dir)]).exit_code == 0
+    witness = re.search(r'id="checkpoint-witness">(.*?)</dd>', page(auditor, "/audit/"), re.S).group(1)
+    assert "已联署（kaoshiyuan.example/witness" in witness
 
 
 def test_fleet_verify_names_the_failed_application_and_seq(auditor, approved, eng, make_applicant) -> None:
@@ -113,33 +139,40 @@ def test_fleet_verify_names_the_failed_application_and_seq(auditor, approved, en
 
 
 def test_large_fleets_are_verified_in_the_background_with_progress(app, auditor, approved, monkeypatch) -> None:
-    from gzsb.audit import console
-
     monkeypatch.setattr(console, "INLINE_EVENTS", 0)  # every fleet counts as large
     sql("UPDATE history_events SET at = '2026-12-01T03:00:00.000000Z' WHERE application_id = :a AND seq = 2",
         a=approved.application_id)  # fmt: skip
     response = post(auditor, "/audit/verify")
     assert response.status_code == 302
-    run = app.extensions["gzsb.audit_runs"].latest()[0]
-    assert run.finished.wait(30), "the background verify did not finish"
+    for _ in range(300):
+        db.session.expire_all()
+        run = db.session.scalars(select(AuditRun).order_by(AuditRun.id.desc())).first()
+        if run is not None and run.finished_at is not None:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the background verify did not finish")
     text = page(auditor, "/audit/")
     assert "1 份未通过" in text and "进行中" not in text and 'http-equiv="refresh"' not in text
-    assert run.total == 1 and run.checked == 1 and run.failures[0].seq == 2
+    assert run.applications == 1 and not run.ok and "FAILED at seq 2" in run.problems[0]
 
 
-def test_one_verify_run_at_a_time() -> None:
-    from datetime import UTC, datetime
-
-    from gzsb.audit.console import RunLog
-
-    runs = RunLog()
-    now = datetime(2026, 12, 1, tzinfo=UTC)
-    first, started = runs.start(now=now, by="account:1", total=5)
-    again, started_again = runs.start(now=now, by="account:2", total=5)
-    assert started and not started_again and again is first and runs.running
-    first.finished.set()
-    second, started = runs.start(now=now, by="account:2", total=5)
-    assert started and second.number == 2 and [r.number for r in runs.latest()] == [2, 1]
+def test_one_verify_run_at_a_time_across_app_nodes(app, approved, clock) -> None:
+    # Runs live in the database: a run started by one node blocks a second one on any node.
+    first, started = console.start_run(db.session, clock())
+    again, started_again = console.start_run(db.session, clock())
+    assert started and not started_again
+    assert console.running(db.session, clock()) is not None
+    console.run_verify(first)
+    second, started = console.start_run(db.session, clock())
+    assert started and second.run is not None and first.run is not None and second.run.id == first.run.id + 1
+    console.run_verify(second)
+    runs = console.runs(db.session)
+    assert [r.number for r in runs] == [second.run.id, first.run.id] and all(r.ok and r.done for r in runs)
+    # A run whose process died long ago does not block for ever.
+    stale, _ = console.start_run(db.session, clock())
+    assert console.start_run(db.session, clock() + console.RUN_STALE + timedelta(minutes=1))[1]
+    assert stale.run is not None and stale.run.finished_at is None
 
 
 # ------------------------------------------------------------------------------- find
@@ -246,7 +279,7 @@ def test_diagram_draws_the_applicants_path(auditor, approved) -> None:
 def test_verify_ok_then_failed_at_the_tampered_seq(auditor, approved) -> None:
     uid = uid_of(approved.application_id)
     text = post(auditor, f"/audit/applications/{uid}/verify").get_data(as_text=True)
-    assert "校验通过：11 个事件" in text
+    assert "校验通过：11 个事件" in text and "尚无检查点" in text
 
     sql(
         "UPDATE history_events SET payload = :p WHERE application_id = :a AND seq = 5",
@@ -258,6 +291,35 @@ def test_verify_ok_then_failed_at_the_tampered_seq(auditor, approved) -> None:
     assert response.status_code == 200
     assert "校验未通过：第 5 个事件" in text and "FAILED at seq 5" in text
     assert "校验通过" not in text
+
+
+def test_a_rewritten_and_rechained_event_is_named_by_its_tree_index(auditor, approved) -> None:
+    uid = uid_of(approved.application_id)
+    post(auditor, "/audit/checkpoint")
+    text = post(auditor, f"/audit/applications/{uid}/verify").get_data(as_text=True)
+    assert "11 个事件均已证明包含在树大小为" in text
+    index = db.session.scalar(
+        select(HistoryEvent.log_index).where(HistoryEvent.application_id == approved.application_id,
+                                             HistoryEvent.seq == 5)
+    )  # fmt: skip
+    assert index is not None
+    timeline = page(auditor, f"/audit/applications/{uid}")
+    fifth = timeline[timeline.index('id="seq-5"') : timeline.index('id="seq-6"')]
+    assert f'树索引 <span class="tree-index">{index}</span>' in fifth
+
+    # The attacker's rewrite: a new first 志愿, every later hash and the head recomputed.
+    sql("UPDATE history_events SET payload = replace(payload, '10060', '99999') WHERE application_id = :a AND seq = 5",
+        a=approved.application_id)  # fmt: skip
+    rechain(approved.application_id, 5)
+    text = post(auditor, f"/audit/applications/{uid}/verify").get_data(as_text=True)
+    log_verdict = re.search(r'id="log-verdict">(.*?)</ul>', text, re.S).group(1)
+    assert f"树索引 {index}（第 5 个事件）" in log_verdict and "均已证明" not in text
+
+    post(auditor, "/audit/verify")
+    home = page(auditor, "/audit/")
+    assert "透明日志问题" in home
+    assert re.search(rf'<td data-label="树索引" class="tree-index">{index}</td>', home)
+    assert "事件与透明日志中记录的叶子不符" in home
 
 
 def test_verify_of_an_unknown_application_is_a_404(auditor) -> None:
@@ -297,23 +359,34 @@ def test_what_if_shows_where_a_flow_without_a_state_stops_being_legal(auditor, a
     assert sorted(rows) == list(range(1, 12))
     assert all("合法" in rows[n] and "不合法" not in rows[n] for n in range(1, 8))
     assert "不合法" in rows[8] and "人脸比对中" in rows[8]
-    assert "未继续重放（新流程无此迁移）" in rows[9]  # face_matched needs the removed state
-    assert "未继续重放" in rows[10] and "新流程无此迁移" not in rows[10]  # create_order still exists
+    assert "不合法" in rows[9]  # face_matched leaves the removed state
+    assert "不合法" not in rows[10]  # create_order still exists
 
 
 def test_what_if_reports_a_guard_the_other_flow_adds_that_was_not_checked_then(auditor, approved) -> None:
-    def stricter(raw: dict[str, Any]) -> None:
-        for t in raw["transitions"]:
-            if t["event"] == "submit_preferences":
-                t["guards"] = [*t["guards"], "xueji_found"]
-
     uid = uid_of(approved.application_id)
-    version = _publish_variant(approved.application_id, stricter)
+    version = _publish_variant(approved.application_id, _stricter)
     text = page(auditor, f"/audit/applications/{uid}/whatif?version={version}")
     assert "全部 11 个事件仍然合法" in text and "1 个事件有当时未检查的条件" in text
     fifth = re.search(r'id="whatif-5">(.*?)</tr>', text, re.S).group(1)
-    assert "<code>xueji_found</code>（当时未检查）" in fifth
-    assert "<code>xueji_checked</code>（当时通过）" in fifth
+    assert "<code>xueji_found</code>（重新求值：通过）" in fifth and "xueji_found: passes" in fifth
+
+
+def _stricter(raw: dict[str, Any]) -> None:
+    for t in raw["transitions"]:
+        if t["event"] == "submit_preferences":
+            t["guards"] = [*t["guards"], "xueji_found"]
+
+
+def test_what_if_re_evaluates_the_new_guard_and_refuses_a_student_whose_xueji_was_not_found(app, auditor, eng) -> None:
+    uid = not_found_student(eng)
+    app_id = db.session.scalar(select(Application.id).where(Application.uid == uid))
+    version = _publish_variant(app_id, _stricter)
+    text = page(auditor, f"/audit/applications/{uid}/whatif?version={version}")
+    assert "从第 4 个事件起不再合法" in text
+    fourth = re.search(r'<tr class="refused" id="whatif-4">(.*?)</tr>', text, re.S).group(1)
+    assert "完成报名" in fourth and "条件不满足" in fourth
+    assert "<code>xueji_found</code>（重新求值：不通过）" in fourth and "xueji_found: would be refused: " in fourth
 
 
 def test_what_if_needs_an_existing_version(auditor, approved) -> None:
@@ -325,17 +398,18 @@ def test_what_if_needs_an_existing_version(auditor, approved) -> None:
 # ----------------------------------------------------------------------------- export
 
 
-def test_export_downloads_and_verifies_offline(auditor, approved) -> None:
+def test_export_downloads_the_bundle_and_it_verifies_offline(app, auditor, approved) -> None:
     uid = uid_of(approved.application_id)
+    post(auditor, "/audit/checkpoint")
     response = auditor.get(f"/audit/applications/{uid}/export")
     assert response.status_code == 200
-    assert response.headers["Content-Disposition"] == f'attachment; filename="gzsb-history-{uid}.jsonl"'
-    lines = response.get_data(as_text=True).splitlines()
-    assert len(lines) == 12
-    verdict = verify_export(lines, load_flow)
-    assert verdict.ok and verdict.events == 11, verdict.describe()
-    lines[3] = lines[3].replace('"role":"student"', '"role":"staff"')
-    assert not verify_export(lines, load_flow).ok
+    assert response.headers["Content-Disposition"] == f'attachment; filename="gzsb-bundle-{uid}.json"'
+    text = response.get_data(as_text=True)
+    key = Signer.parse(app.config["LOG_SIGNING_KEY"]).verifier()
+    result = verify_bundle(text, load_flow, key, origin=key.name)
+    assert result.ok and result.verdict.events == 11 and result.proven == 11, result.describe()
+    tampered = text.replace('\\"role\\":\\"student\\"', '\\"role\\":\\"staff\\"', 1)
+    assert tampered != text and not verify_bundle(tampered, load_flow, key, origin=key.name).ok
 
 
 # ----------------------------------------------------------------------------- access

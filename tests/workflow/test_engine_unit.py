@@ -16,7 +16,8 @@ from gzsb.bootstrap import SENSITIVE_FIELDS, import_areas
 from gzsb.config import ROOT
 from gzsb.errors import EventNotAvailable, Forbidden, GuardRefused, InvalidInput, NotFound
 from gzsb.workflow.engine import Actor, Engine
-from gzsb.workflow.history import Redactor, replay
+from gzsb.workflow.history import Redactor
+from gzsb.workflow.history_replay import replay
 from gzsb.workflow.loader import load_flow_file
 from gzsb.workflow.registry import STEPS
 from tests.fakes import FakeServices, MemoryRecord, MemoryStore

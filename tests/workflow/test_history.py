@@ -20,16 +20,9 @@ from gzsb.extensions import db
 from gzsb.models import Application, HistoryEvent
 from gzsb.store import FLOWS, history_rows, publish
 from gzsb.workflow.engine import Engine
-from gzsb.workflow.history import (
-    EventRow,
-    Verdict,
-    canonical,
-    event_hash,
-    genesis_hash,
-    replay,
-    utc_text,
-    verify_export,
-)
+from gzsb.workflow.history import EventRow, Verdict, canonical, event_hash, genesis_hash, utc_text
+from gzsb.workflow.history_export import verify_export
+from gzsb.workflow.history_replay import replay
 from gzsb.workflow.loader import load_flow, load_flow_file
 from gzsb.workflow.spec import FlowSpec
 from tests.drive import application, chain, history, sql, to_approved, uid_of

@@ -24,15 +24,9 @@ from gzsb.models import Outbox, Timer
 from gzsb.store import FLOWS, history_rows, publish
 from gzsb.worker.drain import fire_due_timers
 from gzsb.workflow.engine import MIGRATE_EVENT, Engine
-from gzsb.workflow.history import (
-    EventRow,
-    canonical,
-    event_hash,
-    export_lines,
-    replay,
-    replay_application,
-    verify_export,
-)
+from gzsb.workflow.history import EventRow, canonical, event_hash
+from gzsb.workflow.history_export import export_lines, verify_export
+from gzsb.workflow.history_replay import replay, replay_application
 from gzsb.workflow.loader import load_flow
 from gzsb.workflow.spec import FlowSpec
 from gzsb.workflow.validate import check_flow, check_flow_file
