@@ -25,6 +25,7 @@ from gzsb.adapters.faces import (
     FaceProblem,
     FaceSettings,
     FakeMatcher,
+    Thresholds,
     face_matcher,
     install_weights,
     package_weights_dir,
@@ -185,10 +186,11 @@ def _png(colour: tuple[int, int, int], size: tuple[int, int] = (300, 400)) -> by
 
 
 def test_the_fake_decides_by_colour() -> None:
-    fake = FakeMatcher(FaceSettings(threshold=0.6, model="Dlib"))
+    fake = FakeMatcher(FaceSettings(thresholds=Thresholds(0.415, 0.55), model="Dlib"))
     assert fake.verify(_png((200, 30, 30)), _png((210, 40, 30))).matched
     result = fake.verify(_png((200, 30, 30)), _png((30, 30, 200)))
-    assert not result.matched and result.distance > 0.6 and result.model == "fake-Dlib"
+    assert not result.matched and result.distance > 0.55 and result.model == "fake-Dlib"
+    assert result.band == "mismatch"
     assert fake.detect(_png((0, 0, 0))).problem(10) is not None
     with pytest.raises(FaceProblem):
         fake.verify(_png((0, 0, 0)), _png((30, 30, 200)))
