@@ -18,8 +18,7 @@ from gzsb.config import ROOT, TestConfig
 from gzsb.identity.service import ID_CARD, PHOTO, UploadLimits, check_image
 
 FACES = ROOT / "tests" / "fixtures" / "faces"
-LIMITS = UploadLimits(TestConfig.UPLOAD_MAX_BYTES, TestConfig.UPLOAD_MAX_PIXELS, TestConfig.FACE_MIN_SIZE,
-                      QualityRules.from_config(vars(TestConfig) | {k: getattr(TestConfig, k) for k in dir(TestConfig)}))  # fmt: skip
+LIMITS = UploadLimits.from_config({k: getattr(TestConfig, k) for k in dir(TestConfig) if k.isupper()})
 
 
 @pytest.fixture(scope="module")
