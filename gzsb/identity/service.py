@@ -246,6 +246,27 @@ def identity_view(app: Application, flow_settings: Mapping[str, Any]) -> dict[st
     }
 
 
+# Why an application waits in the manual identity queue (staff filter by it).
+OUTCOMES = {
+    "review": "待人工复核（比对分数在复核区间）",
+    "mismatch": "人脸不一致",
+    "no_id_card": "无身份证",
+    "requested": "考生申请",
+}
+
+
+def queue_outcome(data: Mapping[str, Any] | None) -> str:
+    """The key of OUTCOMES for an application's identity data (older data has no ``outcome``)."""
+    identity = (data or {}).get("identity") or {}
+    outcome = identity.get("outcome")
+    if outcome in OUTCOMES:
+        return str(outcome)
+    manual = identity.get("manual") or {}
+    if manual:
+        return "no_id_card" if manual.get("no_id_card") else "requested"
+    return "mismatch"
+
+
 # ------------------------------------------------------------------ the face job
 
 
