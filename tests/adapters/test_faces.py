@@ -52,24 +52,37 @@ def matcher(tmp_path_factory: pytest.TempPathFactory) -> DeepFaceMatcher:
     return m
 
 
+# With the calibrated auto-pass threshold (0.415, FAR ≈ 0.1 % on East Asian faces) two
+# same-person pairs of different years, lighting and pose no longer pass automatically:
+# obama2-obama3 (≈ 0.449) and biden-biden2 (≈ 0.418). They land in the review band, which
+# is its purpose (staff look; never a rejection): the price of ≈ 40 % same-person reviews.
+REVIEWED = {("obama2.jpg", "obama3.jpg"), ("biden.jpg", "biden2.jpg")}
+
+
 @pytest.mark.parametrize(("photo", "id_card"), SAME, ids=["-".join(p) for p in SAME])
-def test_every_same_person_pair_matches(matcher: DeepFaceMatcher, photo: str, id_card: str) -> None:
+def test_every_same_person_pair_matches_or_goes_to_review(matcher: DeepFaceMatcher, photo: str, id_card: str) -> None:
     result = matcher.verify(face(photo), face(id_card))
-    assert result.matched, result
-    assert 0 <= result.distance <= result.threshold == 0.6
-    assert result.model == "Dlib" and result.reason == ""
+    assert (result.threshold, result.thresholds.review) == (0.415, 0.55)
+    if (photo, id_card) in REVIEWED:
+        assert result.band == "review" and 0.415 < result.distance <= 0.5, result
+    else:
+        assert result.matched and 0 <= result.distance <= 0.415, result
+        assert result.reason == ""
+    assert result.model == "Dlib"
     assert set(result.timings) == {"decode", "detect", "embed", "total"}
 
 
 @pytest.mark.parametrize(("photo", "id_card"), DIFFERENT, ids=["-".join(p) for p in DIFFERENT])
-def test_every_different_person_pair_does_not_match(matcher: DeepFaceMatcher, photo: str, id_card: str) -> None:
+def test_every_different_person_pair_is_a_mismatch(matcher: DeepFaceMatcher, photo: str, id_card: str) -> None:
     result = matcher.verify(face(photo), face(id_card))
     assert not result.matched, result
-    assert result.distance > result.threshold
+    assert result.distance > result.thresholds.review + 0.2  # well above: ≈ 0.82–0.87
     assert result.payload() == {
         "matched": False,
+        "band": "mismatch",
         "distance": round(result.distance, 4),
-        "threshold": 0.6,
+        "threshold": 0.415,
+        "review_threshold": 0.55,
         "model": "Dlib",
         "reason": "人脸不一致",
     }
