@@ -231,7 +231,8 @@ def render(data: dict[str, Any], args: argparse.Namespace, pairs: list[dict[str,
         f"### Face verification, warm worker (`.venv/bin/python -m bench.faces --reps {args.reps}`)",
         "",
         f"{os.cpu_count()} CPUs, load average before {args.load}; deepface model `{Config.FACE_MODEL}`, detector "
-        f"`{Config.FACE_DETECTOR}`, {Config.FACE_DISTANCE_METRIC} distance, thresholds {Config.FACE_THRESHOLDS[Config.FACE_MODEL]}, "
+        f"`{Config.FACE_DETECTOR}`, {Config.FACE_DISTANCE_METRIC} distance, "
+        f"thresholds (auto-pass, review) {Config.FACE_THRESHOLDS[Config.FACE_MODEL]}, "
         f"detection on a copy at most {args.side} px on its longer side. 证件照 358×441 JPEG against a "
         f"3000×4000 phone-photo JPEG of an ID card; {len(pairs)} pairs ({sum(p['same'] for p in pairs)} same "
         f"person) × {args.reps} rounds = {len(samples)} verifications, after one warm-up round.",
