@@ -47,10 +47,9 @@
         label.textContent = percent < 100 ? "上传中 " + percent + "%" : "上传完成，正在检查照片……";
       };
       xhr.onload = function () {
-        // A redirect was followed: go where it led. A refusal re-renders the page: show it.
-        if (xhr.status < 400 && xhr.responseURL && xhr.responseURL !== window.location.href) {
-          window.location.assign(xhr.responseURL); return;
-        }
+        // Accepted: the server redirected; load where it led (a real navigation). A refusal
+        // (422, 413) re-renders the page with the reasons: show that answer.
+        if (xhr.status < 400) { window.location.assign(xhr.responseURL || window.location.href); return; }
         document.open(); document.write(xhr.responseText); document.close();
       };
       xhr.onerror = function () {
