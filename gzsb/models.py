@@ -535,3 +535,19 @@ class AuditRun(db.Model):
     checkpoint_size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     ok: Mapped[bool] = mapped_column(default=False)
     problems: Mapped[list[str]] = mapped_column(JSON, default=list)  # first failures and log problems
+
+
+# --- identity: face comparisons per ID number per day (issue 13) ---
+
+
+class FaceAttemptDay(db.Model):
+    """Face comparisons started by one ID number (its blind index) on one Beijing day.
+
+    Raised with one INSERT … ON CONFLICT DO UPDATE … WHERE n < cap RETURNING statement, so
+    parallel uploads can never pass the cap together.
+    """
+
+    __tablename__ = "face_attempt_days"
+    id_number_index: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD, Beijing time
+    count: Mapped[int] = mapped_column(default=0)

@@ -49,6 +49,10 @@ AREA_EXTRAS = {
         "devsms": "the SMS dev page, its own blueprint (development only)",
         "first_login": "the one-time password change at first log-in and the role → home mapping (own blueprint)",
     },
+    "identity": {
+        "attempts": "the per-ID-number daily cap on face comparisons: one atomic statement and its table",
+        "retention": "deleting ID-card images after identity is settled (a worker job of its own)",
+    },
     "payments": {
         "orders": "the order record (payment_orders), the one copy every page and step reads",
     },

@@ -31,9 +31,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from gzsb.adapters.faces_base import (
+    BAND_LABELS,
     MANY_FACES,
+    MISMATCH,
     NO_FACE,
     PARTIAL_FACE,
+    PASS,
+    REVIEW,
     SMALL_FACE,
     Detection,
     Face,
@@ -41,6 +45,8 @@ from gzsb.adapters.faces_base import (
     FaceProblem,
     FaceSettings,
     MatchResult,
+    Thresholds,
+    thresholds_for,
 )
 from gzsb.adapters.faces_dlib import (
     WEIGHT_FILES,
@@ -50,11 +56,21 @@ from gzsb.adapters.faces_dlib import (
     install_weights,
     package_weights_dir,
 )
+from gzsb.adapters.faces_quality import Quality, QualityRules, first_problem
 from gzsb.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "BAND_LABELS",
+    "MISMATCH",
+    "PASS",
+    "Quality",
+    "QualityRules",
+    "REVIEW",
+    "Thresholds",
+    "first_problem",
+    "thresholds_for",
     "DeepFaceMatcher",
     "Detection",
     "Face",
@@ -122,9 +138,8 @@ class FakeMatcher:
             means.append(self._mean(data)[0])
         distance = math.dist(means[0], means[1]) / 255
         return MatchResult(
-            matched=distance <= self.settings.threshold,
             distance=distance,
-            threshold=self.settings.threshold,
+            thresholds=self.settings.thresholds,
             model=f"fake-{self.settings.model}",
             faces={"photo": 1, "id_card": 1},
             timings={"total": round((time.perf_counter() - started) * 1000, 1)},

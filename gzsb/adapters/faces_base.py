@@ -5,7 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from gzsb.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from gzsb.adapters.faces_quality import Quality
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +29,51 @@ NO_FACE = ("no face found", "未检测到人脸，请上传正面、清晰、光
 MANY_FACES = ("more than one face", "检测到多张人脸，请确保照片中只有本人", "many_faces")
 PARTIAL_FACE = ("face cut at the image edge", "人脸不完整，请确保整张脸都在照片内", "partial_face")
 SMALL_FACE = ("face too small", "人脸过小，请靠近拍摄或裁剪后重新上传", "small_face")
+
+
+# The three outcomes of a comparison (the band the distance falls in).
+PASS, REVIEW, MISMATCH = "pass", "review", "mismatch"
+BAND_LABELS = {PASS: "认证成功", REVIEW: "待人工复核", MISMATCH: "人脸不一致"}
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Two distances per model: up to ``auto_pass`` the faces match; up to ``review`` staff
+    look at both images; above it they do not match. Calibrated on East Asian faces."""
+
+    auto_pass: float
+    review: float
+
+    def __post_init__(self) -> None:
+        if not 0 < self.auto_pass < self.review:
+            raise ConfigurationError(
+                f"face thresholds must satisfy 0 < auto-pass < review, got auto-pass {self.auto_pass} "
+                f"and review {self.review} (FACE_THRESHOLDS in gzsb/config.py)"
+            )
+
+    def band(self, distance: float) -> str:
+        """Which outcome a distance gives: never an accept above ``auto_pass``."""
+        if distance <= self.auto_pass:
+            return PASS
+        if distance <= self.review:
+            return REVIEW
+        return MISMATCH
+
+
+def thresholds_for(table: Mapping[str, Any], model: str) -> Thresholds:
+    """The thresholds of ``model`` in FACE_THRESHOLDS ({model: (auto_pass, review)}); a model
+    without calibrated thresholds is a configuration error, never a silent default."""
+    if model not in table:
+        raise ConfigurationError(
+            f"no face thresholds for model {model!r}: calibrate it and add it to FACE_THRESHOLDS "
+            f"(known: {', '.join(sorted(table)) or 'none'})"
+        )
+    value = table[model]
+    try:
+        auto_pass, review = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"FACE_THRESHOLDS[{model!r}] must be (auto_pass, review), got {value!r}") from None
+    return Thresholds(auto_pass, review)
 
 
 @dataclass(frozen=True)
@@ -47,6 +97,7 @@ class Detection:
     height: int
     faces: tuple[Face, ...]
     millis: float = 0.0
+    quality: Quality | None = None  # measured when there is exactly one face (faces_quality)
 
     def problem(self, min_size: int) -> FaceProblem | None:
         """Why this image cannot be matched, or None: exactly one whole face of min_size."""
@@ -71,23 +122,37 @@ class Detection:
 
 @dataclass(frozen=True)
 class MatchResult:
-    matched: bool
     distance: float
-    threshold: float
+    thresholds: Thresholds
     model: str
     faces: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)  # milliseconds: decode, detect, embed, total
 
     @property
+    def band(self) -> str:
+        return self.thresholds.band(self.distance)
+
+    @property
+    def matched(self) -> bool:
+        return self.band == PASS
+
+    @property
+    def threshold(self) -> float:
+        """The auto-pass threshold: ``matched`` means distance ≤ threshold."""
+        return self.thresholds.auto_pass
+
+    @property
     def reason(self) -> str:
-        return "" if self.matched else "人脸不一致"
+        return "" if self.matched else BAND_LABELS[self.band]
 
     def payload(self) -> dict[str, Any]:
-        """What the face_matched / face_mismatch step records."""
+        """What the face_matched / face_review / face_mismatch step records in the history."""
         return {
             "matched": self.matched,
+            "band": self.band,
             "distance": round(float(self.distance), 4),
-            "threshold": self.threshold,
+            "threshold": self.thresholds.auto_pass,
+            "review_threshold": self.thresholds.review,
             "model": self.model,
             "reason": self.reason,
         }
@@ -106,7 +171,7 @@ class FaceSettings:
     model: str = "Dlib"
     detector: str = "dlib"
     metric: str = "euclidean"
-    threshold: float = 0.6
+    thresholds: Thresholds = Thresholds(0.415, 0.55)
     max_side: int = 640
     min_size: int = 64
     home: str = ""
@@ -118,7 +183,7 @@ class FaceSettings:
             model=config["FACE_MODEL"],
             detector=config["FACE_DETECTOR"],
             metric=config["FACE_DISTANCE_METRIC"],
-            threshold=float(config["FACE_THRESHOLD"]),
+            thresholds=thresholds_for(config["FACE_THRESHOLDS"], config["FACE_MODEL"]),
             max_side=int(config["FACE_DETECT_MAX_SIDE"]),
             min_size=int(config["FACE_MIN_SIZE"]),
             home=str(config["DEEPFACE_HOME"]),

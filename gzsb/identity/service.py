@@ -5,10 +5,10 @@ anything is stored and fires the flow's event; a refused file changes nothing al
 saved. Face detection for the upload checks uses dlib's HOG detector only (see
 ``gzsb.adapters.faces``): the web process never loads deepface or a framework.
 
-The worker side (``run_face_job``, ``purge_id_cards``) loads the images, runs the matcher
-and fires ``face_matched`` / ``face_mismatch`` / ``face_check_failed`` as
-``system:faces``; after identity is settled plus a grace period it deletes the ID-card
-images, recording ``purge_id_card`` in the history first.
+The worker side (``run_face_job``) loads the images, runs the matcher and fires, by the
+band the distance falls in, ``face_matched`` / ``face_review`` / ``face_mismatch`` (or
+``face_check_failed``) as ``system:faces``. ID-card retention lives in
+``gzsb.identity.retention`` (``purge_id_cards`` is re-exported here for the worker).
 """
 
 from __future__ import annotations
@@ -16,42 +16,39 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC
 from typing import Any, BinaryIO
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gzsb.adapters.faces import FaceMatcher, FaceProblem
+from gzsb.adapters.faces import MISMATCH, PASS, REVIEW, FaceMatcher, FaceProblem, QualityRules, first_problem
 from gzsb.adapters.storage import Storage
-from gzsb.common.uploads import CleanImage, ImageProblem, accept_image, discard, read_upload, store_image
-from gzsb.errors import ConflictError, EventNotAvailable, GuardRefused, InvalidInput, NotFound, ServiceError
+from gzsb.common.uploads import CleanImage, ImageProblem, accept_image, read_upload, store_image
+from gzsb.errors import ConflictError, EventNotAvailable, GuardRefused, InvalidInput, NotFound
 from gzsb.identity.names import (
     FACE_ATTEMPTS,
     FACE_CHECK_FAILED,
     FACE_CHECKING,
     FACE_MATCHED,
     FACE_MISMATCH,
-    IDENTITY_PENDING,
-    IDENTITY_VERIFIED,
-    MANUAL_IDENTITY,
-    PURGE_ID_CARD,
+    FACE_REVIEW,
     REQUEST_MANUAL_IDENTITY,
     UPLOAD_IDENTITY,
 )
-from gzsb.models import Application, HistoryEvent, Outbox, Timer, Upload
+from gzsb.identity.retention import ID_CARD, purge_id_cards, settled_at
+from gzsb.models import Application, Outbox, Upload
 from gzsb.workflow.engine import Actor, Engine, Fired
 
 log = logging.getLogger(__name__)
+__all__ = ["purge_id_cards", "settled_at"]  # re-exported: the worker imports them from here
 
-PHOTO, ID_CARD = "photo", "id_card"
+PHOTO = "photo"
 LABELS = {PHOTO: "证件照", ID_CARD: "身份证人像面"}
 FACE_JOB = "face_match"
 FACES = Actor.system("faces")
-RETENTION = Actor.system("retention")
 CHECKING = FACE_CHECKING
-# Entering identity_verified from these states settles identity (not: an expired order).
-SETTLING_STATES = (FACE_CHECKING, MANUAL_IDENTITY)
+BAND_EVENTS = {PASS: FACE_MATCHED, REVIEW: FACE_REVIEW, MISMATCH: FACE_MISMATCH}
 
 NOT_PORTRAIT = ("ID photo is not in portrait orientation", "证件照应为竖版（高度大于宽度），请重新拍摄或裁剪后上传")
 UNREADABLE = "图片已失效，请重新上传"
@@ -64,25 +61,35 @@ class UploadLimits:
     max_bytes: int
     max_pixels: int
     min_face: int
+    rules: QualityRules = QualityRules()
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> UploadLimits:
-        return cls(int(config["UPLOAD_MAX_BYTES"]), int(config["UPLOAD_MAX_PIXELS"]), int(config["FACE_MIN_SIZE"]))
+        return cls(
+            int(config["UPLOAD_MAX_BYTES"]),
+            int(config["UPLOAD_MAX_PIXELS"]),
+            int(config["FACE_MIN_SIZE"]),
+            QualityRules.from_config(config),
+        )
 
 
 # ------------------------------------------------------------------ image checks
 
 
 def check_image(stream: BinaryIO | bytes, kind: str, limits: UploadLimits, matcher: FaceMatcher | None) -> CleanImage:
-    """Size, type, pixels, re-encoding; the 证件照 upright; with a matcher, exactly one
-    whole face that is not too small. Raises ImageProblem with the Chinese reason."""
+    """Size, type, pixels, re-encoding; the 证件照 upright and about 3:4; with a matcher,
+    exactly one whole face, big and sharp enough, not turned or tilted, and a plain
+    background behind the 证件照. Raises ImageProblem with the Chinese reason (what to fix)."""
     image = accept_image(stream, max_bytes=limits.max_bytes, max_pixels=limits.max_pixels)
-    if kind == PHOTO and image.height <= image.width:
+    portrait = kind == PHOTO
+    if portrait and image.height <= image.width:
         raise ImageProblem(*NOT_PORTRAIT)
-    if matcher is not None:
-        problem = matcher.detect(image.data).problem(limits.min_face)
-        if problem is not None:
-            raise ImageProblem(f"{kind}: {problem.english}", problem.chinese)
+    detection = matcher.detect(image.data) if matcher is not None else None
+    problem = detection.problem(limits.min_face) if detection is not None else None
+    quality = detection.quality if detection is not None else None
+    problem = problem or first_problem(quality, limits.rules, width=image.width, height=image.height, portrait=portrait)
+    if problem is not None:
+        raise ImageProblem(f"{kind}: {problem.english}", problem.chinese)
     return image
 
 
@@ -220,13 +227,16 @@ def identity_view(app: Application, flow_settings: Mapping[str, Any]) -> dict[st
     limit = int(flow_settings.get(FACE_ATTEMPTS, 3))
     result = identity.get("result") or {}
     review = identity.get("review") or {}
+    band = result.get("band") or ("pass" if result.get("matched") else "mismatch" if result else "")
     return {
         "consented": bool((identity.get("consent") or {}).get("given_at")),
         "attempts_used": used,
         "attempts_left": max(limit - used, 0),
         "attempt_limit": limit,
         "result": result,
-        "failure": result.get("reason") if result and not result.get("matched") else "",
+        "failure": result.get("reason") if result and not result.get("matched") and band != REVIEW else "",
+        "in_review": band == REVIEW,  # 待人工复核: not a rejection, staff compare the images
+        "outcome": identity.get("outcome", ""),
         "review": review,
         "rejected_reason": review.get("reason", "") if review.get("decision") == "rejected" else "",
         "manual": identity.get("manual") or {},
@@ -234,6 +244,27 @@ def identity_view(app: Application, flow_settings: Mapping[str, Any]) -> dict[st
         "id_card": identity.get(ID_CARD),
         "verified": bool(result.get("matched")) or review.get("decision") == "approved",
     }
+
+
+# Why an application waits in the manual identity queue (staff filter by it).
+OUTCOMES = {
+    "review": "待人工复核（比对分数在复核区间）",
+    "mismatch": "人脸不一致",
+    "no_id_card": "无身份证",
+    "requested": "考生申请",
+}
+
+
+def queue_outcome(data: Mapping[str, Any] | None) -> str:
+    """The key of OUTCOMES for an application's identity data (older data has no ``outcome``)."""
+    identity = (data or {}).get("identity") or {}
+    outcome = identity.get("outcome")
+    if outcome in OUTCOMES:
+        return str(outcome)
+    manual = identity.get("manual") or {}
+    if manual:
+        return "no_id_card" if manual.get("no_id_card") else "requested"
+    return "mismatch"
 
 
 # ------------------------------------------------------------------ the face job
@@ -248,7 +279,7 @@ def run_face_job(
     *,
     final: bool,
 ) -> str:
-    """One face-match job. Returns what happened: matched / mismatch / failed / obsolete.
+    """One face-match job. Returns what happened: matched / review / mismatch / failed / obsolete.
 
     Idempotent: a job whose application is no longer 比对中 for the upload that queued it
     (the seq that entered face_checking) does nothing. A crash raises (the queue retries)
@@ -280,16 +311,27 @@ def run_face_job(
             raise
         log.error("face job %d (application %s) failed for good: %s", outbox_id, uid, exc)
         return _fail(eng, app_id, version, f"{type(exc).__name__}: {exc}", UNAVAILABLE)
-    event = FACE_MATCHED if result.matched else FACE_MISMATCH
+    event = BAND_EVENTS[result.band]
     try:
-        eng.fire(app_id, event, FACES, result.payload(), expected_version=version)
+        try:
+            eng.fire(app_id, event, FACES, result.payload(), expected_version=version)
+        except EventNotAvailable:
+            if event != FACE_REVIEW:
+                raise
+            # A flow version before the review band: never an accept, so the mismatch path.
+            log.warning(
+                "face job %d: application %s's flow has no %s; %s instead", outbox_id, uid, event, FACE_MISMATCH
+            )
+            event = FACE_MISMATCH
+            eng.fire(app_id, event, FACES, result.payload(), expected_version=version)
     except ConflictError:
         return "obsolete"  # another run of this job answered first
     log.info(
-        "face job %d: application %s %s (distance %.3f, threshold %.2f, %s ms)",
-        outbox_id, uid, event, result.distance, result.threshold, result.timings.get("total"),
+        "face job %d: application %s %s (%s, distance %.3f, auto-pass %.3f, review %.3f, %s, %s ms)",
+        outbox_id, uid, event, result.band, result.distance, result.thresholds.auto_pass, result.thresholds.review,
+        result.model, result.timings.get("total"),
     )  # fmt: skip
-    return "matched" if result.matched else "mismatch"
+    return {PASS: "matched", REVIEW: "review", MISMATCH: "mismatch"}[result.band]
 
 
 def _fail(eng: Engine, app_id: int, version: int | None, error: str, reason: str) -> str:
@@ -303,100 +345,3 @@ def _fail(eng: Engine, app_id: int, version: int | None, error: str, reason: str
 def fail_stuck_check(eng: Engine, app: Application, error: str) -> str:
     """The job was dispatched too often without an answer: end 比对中 with a clear failure."""
     return _fail(eng, app.id, app.version, error, TIMED_OUT)
-
-
-# ------------------------------------------------------------------ retention
-
-
-def settled_at(session: Session, app: Application) -> datetime | None:
-    """When identity was settled: the last entry into identity_verified by a face match or
-    a staff approval (a returning expired order does not count)."""
-    at = session.scalars(
-        select(HistoryEvent.at)
-        .where(
-            HistoryEvent.application_id == app.id,
-            HistoryEvent.to_state == IDENTITY_VERIFIED,
-            HistoryEvent.from_state.in_(SETTLING_STATES),
-        )
-        .order_by(HistoryEvent.seq.desc())
-        .limit(1)
-    ).first()
-    return datetime.fromisoformat(at).astimezone(UTC) if at else None
-
-
-def purge_id_cards(
-    session: Session, eng: Engine, storage: Storage, now: datetime, retention: timedelta, limit: int = 200
-) -> int:
-    """Delete the ID-card images of applications settled more than ``retention`` ago.
-
-    The history records ``purge_id_card`` first; the files go after that commit. A run
-    that dies in between leaves the event recorded and the files for the next run.
-    """
-    now = now.astimezone(UTC)
-    rows = session.execute(
-        select(Upload.application_id, Upload.id)
-        .join(Application, Application.id == Upload.application_id)
-        .where(
-            Upload.kind == ID_CARD,
-            Upload.deleted_at.is_(None),
-            # Set on first sight below: images inside their grace period cost no more lookups.
-            or_(Upload.delete_after.is_(None), Upload.delete_after <= now),
-            Application.state.not_in((IDENTITY_PENDING, CHECKING, MANUAL_IDENTITY)),
-        )
-        .order_by(Upload.application_id, Upload.id)
-    ).all()
-    by_app: dict[int, list[int]] = {}
-    for app_id, upload_id in rows:
-        by_app.setdefault(app_id, []).append(upload_id)
-    purged = 0
-    for app_id, upload_ids in list(by_app.items())[:limit]:
-        app = session.get(Application, app_id)
-        if app is None:
-            continue
-        settled = settled_at(session, app)
-        if settled is None or now < settled + retention:
-            continue
-        uploads = [u for u in (session.get(Upload, i) for i in upload_ids) if u is not None]
-        for upload in uploads:
-            upload.delete_after = settled + retention
-        session.commit()
-        recorded = bool(((app.data or {}).get("identity") or {}).get("id_card_purged"))
-        if not recorded and not _record_purge(session, eng, app, uploads, settled, retention, now):
-            continue
-        for upload in uploads:
-            discard(storage, upload, now)
-        session.commit()
-        purged += len(uploads)
-        log.info("retention: deleted %d ID-card image(s) of application %s", len(uploads), app.uid)
-    return purged
-
-
-def _record_purge(
-    session: Session,
-    eng: Engine,
-    app: Application,
-    uploads: list[Upload],
-    settled: datetime,
-    retention: timedelta,
-    now: datetime,
-) -> bool:
-    open_timer = session.scalars(
-        select(Timer.id).where(Timer.application_id == app.id, Timer.fired_at.is_(None)).limit(1)
-    ).first()
-    if open_timer is not None:
-        return False  # a self-loop would make the armed timer obsolete; try after it fired
-    payload = {
-        "uploads": [u.uid for u in uploads],
-        "settled_at": settled.isoformat(),
-        "retention_hours": retention.total_seconds() / 3600,
-    }
-    try:
-        eng.fire(app.id, PURGE_ID_CARD, RETENTION, payload, expected_version=app.version, now=now)
-    except EventNotAvailable:
-        # An application on an older flow version without the event: the image still goes
-        # (keeping it would break the retention promise); the log says why no event exists.
-        log.warning("retention: application %s (state %s) has no purge_id_card event", app.uid, app.state)
-    except ServiceError as exc:
-        log.warning("retention: application %s not purged this time: %s", app.uid, exc)
-        return False
-    return True

@@ -2,10 +2,12 @@
 
 ``data["identity"]`` holds: ``consent`` {given_at, version, text_sha256}; ``photo`` and
 ``id_card`` (Upload uids of the last upload; ``id_card`` absent on the no-ID-card manual
-path); ``attempt``; ``result`` of the last match {matched, distance, threshold, model,
-reason, at} or of a failed check {matched: False, error, reason, at}; ``manual`` (the
-request); ``review`` (the staff decision, written by the review steps); ``id_card_purged``
-once the retention job deleted the ID-card images.
+path); ``attempt``; ``result`` of the last match {matched, band, distance, threshold
+(auto-pass), review_threshold, model, reason, at} or of a failed check {matched: False,
+error, reason, at}; ``outcome``: why the application is in the manual queue (``review``,
+``mismatch``, ``no_id_card``, ``requested``); ``manual`` (the request); ``review`` (the
+staff decision, written by the review steps); ``id_card_purged`` once the retention job
+deleted the ID-card images.
 """
 
 from __future__ import annotations
@@ -15,9 +17,13 @@ from typing import Any
 
 from marshmallow import fields, validate
 
+from gzsb.adapters.faces import BAND_LABELS, MISMATCH, PASS
 from gzsb.common.fields import StepSchema, agreed, text
 from gzsb.enrollment.service import services_of
 from gzsb.errors import InvalidInput
+from gzsb.identity.attempts import DAILY_CAP_REACHED, take_attempt
+from gzsb.identity.names import FACE_DAILY_ATTEMPTS
+from gzsb.models import Account
 from gzsb.workflow.engine import StepContext
 from gzsb.workflow.registry import STEPS
 
@@ -25,7 +31,6 @@ log = logging.getLogger(__name__)
 
 # Versioned so a later change of the consent text can be told apart in the records.
 CONSENT_VERSION = "2026-11-face-v1"
-MISMATCH_REASON = "人脸不一致"
 FAILURE_REASON = "人脸比对未能完成，请稍后重新上传"
 STALE_IMAGE = "图片已失效，请重新上传"
 
@@ -67,12 +72,30 @@ class IdentityUploadSchema(StepSchema):
 )
 def identity_upload(ctx: StepContext, payload: dict[str, Any]) -> None:
     _require_own_uploads(ctx, payload)
+    _take_daily_attempt(ctx)
     counters = ctx.section("counters")
     counters["face"] = int(counters.get("face", 0)) + 1
     identity = ctx.section("identity")
     identity.update(photo=payload["photo"], id_card=payload["id_card"], result=None, attempt=counters["face"])
     identity.pop("review", None)  # an earlier staff decision is about earlier images
     ctx.emit("job", name="face_match", attempt=counters["face"])
+
+
+def _take_daily_attempt(ctx: StepContext) -> None:
+    """The per-ID-number daily cap, counted in this transition's transaction (a failed
+    transition gives the attempt back)."""
+    session = services_of(ctx, "face attempts").session
+    account = session.get(Account, ctx.record.account_id)
+    if account is None:
+        return  # an application without an account exists only in engine unit tests
+    cap = int(ctx.settings.get(FACE_DAILY_ATTEMPTS, 30))
+    count = take_attempt(session, account.id_number_index, ctx.now, cap)
+    if count is None:
+        raise InvalidInput(
+            f"application {ctx.record.uid}: daily face attempts of its ID number used up ({cap})",
+            {"_upload": [DAILY_CAP_REACHED.format(cap=cap)]},
+        )
+    ctx.record_in_history(daily_attempt=count, daily_cap=cap)
 
 
 class ManualRequestSchema(StepSchema):
@@ -93,6 +116,7 @@ def manual_identity_request(ctx: StepContext, payload: dict[str, Any]) -> None:
     elif payload.get("id_card"):
         identity["id_card"] = payload["id_card"]
     identity.pop("review", None)
+    identity["outcome"] = "no_id_card" if payload.get("no_id_card") else "requested"
     identity["manual"] = {
         "requested_at": ctx.now.isoformat(),
         "no_id_card": bool(payload.get("no_id_card")),
@@ -102,8 +126,11 @@ def manual_identity_request(ctx: StepContext, payload: dict[str, Any]) -> None:
 
 class FaceResultSchema(StepSchema):
     matched = fields.Boolean(required=True)
+    # pass / review / mismatch; absent in results recorded before the review band existed.
+    band = fields.String(load_default=None, validate=validate.OneOf(tuple(BAND_LABELS)))
     distance = fields.Float(required=True)
-    threshold = fields.Float(required=True)
+    threshold = fields.Float(required=True)  # the auto-pass threshold
+    review_threshold = fields.Float(load_default=None)
     model = fields.String(required=True)
     reason = fields.String(load_default="")
 
@@ -111,13 +138,22 @@ class FaceResultSchema(StepSchema):
 @STEPS.register(
     "face_result",
     schema=FaceResultSchema(),
-    example=lambda: {"matched": True, "distance": 0.41, "threshold": 0.6, "model": "Dlib"},
-)
+    example=lambda: {
+        "matched": False, "band": "review", "distance": 0.47, "threshold": 0.415, "review_threshold": 0.55,
+        "model": "Dlib",
+    },
+)  # fmt: skip
 def face_result(ctx: StepContext, payload: dict[str, Any]) -> None:
-    result = {**payload, "at": ctx.now.isoformat()}
-    if not payload["matched"] and not payload.get("reason"):
-        result["reason"] = MISMATCH_REASON
-    ctx.section("identity")["result"] = result
+    """The job's answer, whichever of face_matched / face_review / face_mismatch fired."""
+    band = payload.get("band") or (PASS if payload["matched"] else MISMATCH)
+    if payload["matched"] != (band == PASS):
+        raise InvalidInput(f"face result says matched={payload['matched']} in band {band!r}", {"band": ["不一致"]})
+    result = {**{k: v for k, v in payload.items() if v is not None}, "band": band, "at": ctx.now.isoformat()}
+    if band != PASS and not payload.get("reason"):
+        result["reason"] = BAND_LABELS[band]
+    identity = ctx.section("identity")
+    identity["result"] = result
+    identity["outcome"] = band
 
 
 class FaceFailureSchema(StepSchema):

@@ -15,7 +15,7 @@ from flask import Blueprint, Response, current_app, jsonify, make_response, redi
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from gzsb.accounts.session import login_required
-from gzsb.adapters.faces import face_matcher
+from gzsb.adapters.faces import face_matcher, thresholds_for
 from gzsb.bootstrap import engine, storage
 from gzsb.common.uploads import image_response, read_upload
 from gzsb.enrollment.views import current_actor, flow_of, own_application, render_state
@@ -30,6 +30,15 @@ log = logging.getLogger(__name__)
 bp = Blueprint("identity", __name__)
 
 FORM_SLACK = 64 * 1024  # the text fields beside the two images
+
+
+@bp.record_once
+def _check_face_settings(state: Any) -> None:
+    """At start-up: the face model has thresholds and auto-pass < review (else a clear
+    ConfigurationError before anything is served)."""
+    model = state.app.config["FACE_MODEL"]
+    limits = thresholds_for(state.app.config["FACE_THRESHOLDS"], model)
+    log.info("faces: model %s, auto-pass ≤ %.3f, review ≤ %.3f", model, limits.auto_pass, limits.review)
 
 
 @bp.app_context_processor

@@ -26,6 +26,8 @@ from sqlalchemy.orm import Session
 from gzsb.common.beijing import as_utc
 from gzsb.errors import InvalidInput, NotFound
 from gzsb.identity import names as identity_names
+from gzsb.identity.service import OUTCOMES as OUTCOMES  # the identity queue's filter, for the views
+from gzsb.identity.service import queue_outcome
 from gzsb.models import Account, Application, ConfirmationPoint, CorrectionRequest, HistoryEvent, Upload
 from gzsb.payments import names as payment_names
 from gzsb.staff.names import (
@@ -71,7 +73,7 @@ QUEUES: dict[str, Queue] = {
     "identity": Queue(
         "identity",
         "人工身份认证",
-        "人脸比对未通过或申请人工认证的考生",
+        "人脸比对在复核区间、不一致或申请人工认证的考生",
         state=IDENTITY_QUEUE,
         approve=APPROVE_IDENTITY,
         reject=REJECT_IDENTITY,
@@ -94,6 +96,7 @@ CORRECTION_EVENT = RESOLVE_XUEJI_CORRECTION
 # System events carry no label in the flow (nobody clicks them); how staff read them.
 SYSTEM_EVENTS = {
     identity_names.FACE_MATCHED: "人脸比对一致",
+    identity_names.FACE_REVIEW: "人脸比对待人工复核",
     identity_names.FACE_MISMATCH: "人脸比对不一致",
     identity_names.FACE_CHECK_FAILED: "人脸比对失败",
     payment_names.PAYMENT_SUCCEEDED: "支付成功",
@@ -191,16 +194,23 @@ def summary(session: Session, account: Account, now: datetime) -> list[dict[str,
     return out
 
 
-def queue_items(session: Session, account: Account, queue: Queue, now: datetime) -> list[dict[str, Any]]:
-    """The queue's items, oldest first, with what a list row shows."""
+def queue_items(
+    session: Session, account: Account, queue: Queue, now: datetime, outcome: str = ""
+) -> list[dict[str, Any]]:
+    """The queue's items, oldest first, with what a list row shows; the identity queue can
+    be narrowed to one outcome (review band, mismatch, no ID card, requested)."""
     point_id = account.confirmation_point_id
     if point_id is None:
         return []
     items = []
     if queue.state is not None:
         for app, at in _state_rows(session, point_id, queue.state, limit=500):
-            since = _parse_at(at)
-            items.append(_row(app, since, now, url_id=app.uid))
+            row = _row(app, _parse_at(at), now, url_id=app.uid)
+            if queue.key == "identity":
+                row["outcome"] = queue_outcome(app.data)
+                if outcome and row["outcome"] != outcome:
+                    continue
+            items.append(row)
     else:
         rows = session.execute(_open_corrections(point_id).order_by(CorrectionRequest.created_at, CorrectionRequest.id))
         for request, app in rows:

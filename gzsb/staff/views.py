@@ -62,10 +62,12 @@ def queue(key: str) -> Any:
     chosen = staff.QUEUES.get(key)
     if chosen is None:
         raise NotFound(f"no staff queue {key!r}")
-    items = staff.queue_items(db.session, me, chosen, _now())
+    outcome = request.args.get("outcome", "") if key == "identity" else ""
+    items = staff.queue_items(db.session, me, chosen, _now(), outcome if outcome in staff.OUTCOMES else "")
     return render_template(
-        "staff/queue.html", queue=chosen, items=items, point=staff.staff_point(db.session, me), now=_now()
-    )
+        "staff/queue.html", queue=chosen, items=items, point=staff.staff_point(db.session, me), now=_now(),
+        outcomes=staff.OUTCOMES if key == "identity" else {}, outcome=outcome,
+    )  # fmt: skip
 
 
 # ------------------------------------------------------------------- application items

@@ -25,6 +25,7 @@ from gzsb.adapters.faces import (
     FaceProblem,
     FaceSettings,
     FakeMatcher,
+    Thresholds,
     face_matcher,
     install_weights,
     package_weights_dir,
@@ -51,24 +52,37 @@ def matcher(tmp_path_factory: pytest.TempPathFactory) -> DeepFaceMatcher:
     return m
 
 
+# With the calibrated auto-pass threshold (0.415, FAR ≈ 0.1 % on East Asian faces) two
+# same-person pairs of different years, lighting and pose no longer pass automatically:
+# obama2-obama3 (≈ 0.449) and biden-biden2 (≈ 0.418). They land in the review band, which
+# is its purpose (staff look; never a rejection): the price of ≈ 40 % same-person reviews.
+REVIEWED = {("obama2.jpg", "obama3.jpg"), ("biden.jpg", "biden2.jpg")}
+
+
 @pytest.mark.parametrize(("photo", "id_card"), SAME, ids=["-".join(p) for p in SAME])
-def test_every_same_person_pair_matches(matcher: DeepFaceMatcher, photo: str, id_card: str) -> None:
+def test_every_same_person_pair_matches_or_goes_to_review(matcher: DeepFaceMatcher, photo: str, id_card: str) -> None:
     result = matcher.verify(face(photo), face(id_card))
-    assert result.matched, result
-    assert 0 <= result.distance <= result.threshold == 0.6
-    assert result.model == "Dlib" and result.reason == ""
+    assert (result.threshold, result.thresholds.review) == (0.415, 0.55)
+    if (photo, id_card) in REVIEWED:
+        assert result.band == "review" and 0.415 < result.distance <= 0.5, result
+    else:
+        assert result.matched and 0 <= result.distance <= 0.415, result
+        assert result.reason == ""
+    assert result.model == "Dlib"
     assert set(result.timings) == {"decode", "detect", "embed", "total"}
 
 
 @pytest.mark.parametrize(("photo", "id_card"), DIFFERENT, ids=["-".join(p) for p in DIFFERENT])
-def test_every_different_person_pair_does_not_match(matcher: DeepFaceMatcher, photo: str, id_card: str) -> None:
+def test_every_different_person_pair_is_a_mismatch(matcher: DeepFaceMatcher, photo: str, id_card: str) -> None:
     result = matcher.verify(face(photo), face(id_card))
     assert not result.matched, result
-    assert result.distance > result.threshold
+    assert result.distance > result.thresholds.review + 0.2  # well above: ≈ 0.82–0.87
     assert result.payload() == {
         "matched": False,
+        "band": "mismatch",
         "distance": round(result.distance, 4),
-        "threshold": 0.6,
+        "threshold": 0.415,
+        "review_threshold": 0.55,
         "model": "Dlib",
         "reason": "人脸不一致",
     }
@@ -185,10 +199,11 @@ def _png(colour: tuple[int, int, int], size: tuple[int, int] = (300, 400)) -> by
 
 
 def test_the_fake_decides_by_colour() -> None:
-    fake = FakeMatcher(FaceSettings(threshold=0.6, model="Dlib"))
+    fake = FakeMatcher(FaceSettings(thresholds=Thresholds(0.415, 0.55), model="Dlib"))
     assert fake.verify(_png((200, 30, 30)), _png((210, 40, 30))).matched
     result = fake.verify(_png((200, 30, 30)), _png((30, 30, 200)))
-    assert not result.matched and result.distance > 0.6 and result.model == "fake-Dlib"
+    assert not result.matched and result.distance > 0.55 and result.model == "fake-Dlib"
+    assert result.band == "mismatch"
     assert fake.detect(_png((0, 0, 0))).problem(10) is not None
     with pytest.raises(FaceProblem):
         fake.verify(_png((0, 0, 0)), _png((30, 30, 200)))

@@ -14,7 +14,7 @@ from flask import Flask
 from PIL import Image
 from sqlalchemy import func, select
 
-from gzsb.adapters.faces import DeepFaceMatcher, FaceSettings, MatchResult, face_matcher
+from gzsb.adapters.faces import DeepFaceMatcher, FaceSettings, MatchResult, Thresholds, face_matcher
 from gzsb.bootstrap import engine, storage
 from gzsb.common.uploads import ImageProblem
 from gzsb.errors import GuardRefused, InvalidInput
@@ -213,7 +213,7 @@ class FaceAnswer:
         self.calls += 1
         if self.error is not None:
             raise self.error
-        return MatchResult(self.matched, 0.31 if self.matched else 0.82, 0.6, "Dlib")
+        return MatchResult(0.31 if self.matched else 0.82, Thresholds(0.415, 0.55), "Dlib")
 
 
 def test_a_match_verifies_with_distance_threshold_and_model_in_the_history(app: Flask, make_applicant) -> None:
@@ -230,7 +230,8 @@ def test_a_match_verifies_with_distance_threshold_and_model_in_the_history(app: 
     assert record(who).state == "identity_verified"
     event, state, payload = events(who)[-1]
     assert (event, state) == ("face_matched", "identity_verified")
-    assert payload["model"] == "fake-Dlib" and payload["threshold"] == 0.6 and payload["distance"] < 0.1
+    assert payload["model"] == "fake-Dlib" and payload["distance"] < 0.1
+    assert (payload["band"], payload["threshold"], payload["review_threshold"]) == ("pass", 0.415, 0.55)
     actor = db.session.scalars(select(HistoryEvent.actor).order_by(HistoryEvent.id.desc()).limit(1)).one()
     assert actor == "system:faces"
     # Idempotent: the same job again changes nothing.
@@ -248,7 +249,8 @@ def test_mismatches_count_and_the_third_goes_to_the_manual_queue(app: Flask, mak
         states.append(record(who).state)
     assert states == ["identity_pending", "identity_pending", "manual_identity"]
     result = record(who).data["identity"]["result"]
-    assert result["matched"] is False and result["reason"] == "人脸不一致" and result["distance"] > 0.6
+    assert result["matched"] is False and result["reason"] == "人脸不一致" and result["distance"] > 0.55
+    assert result["band"] == "mismatch" and record(who).data["identity"]["outcome"] == "mismatch"
 
 
 def test_a_crash_is_retried_then_fails_clearly_and_gives_the_attempt_back(app: Flask, make_applicant) -> None:

@@ -92,7 +92,9 @@ def test_consent_upload_checking_and_success(app: Flask, make_applicant) -> None
     assert consent(client, who).status_code == 302
     page = client.get("/application").get_data(as_text=True)
     assert 'action="/application/identity/upload"' in page and "上传认证" in page
-    assert 'capture="user"' in page and 'capture="environment"' in page and "identity.js" in page
+    # No capture attribute: phones offer the photo library, not only the camera (issue 13).
+    assert "capture=" not in page and 'accept="image/jpeg,image/png"' in page and "identity.js" in page
+    assert 'class="upload-progress"' in page and "上传中" in page
 
     response = upload(client, who, png(RED), png(RED2))
     assert response.status_code == 302

@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -33,7 +34,8 @@ from gzsb.cli.demo import CATALOG_CSV, demo_student
 from gzsb.config import ROOT, TestConfig, test_redis_url
 from gzsb.enrollment.catalog import import_catalog
 from gzsb.extensions import db
-from gzsb.models import Application, ConfirmationPoint, HistoryEvent
+from gzsb.identity.attempts import take_attempt
+from gzsb.models import Application, ConfirmationPoint, FaceAttemptDay, HistoryEvent
 from gzsb.store import publish
 from gzsb.worker import tasks as jobs
 from gzsb.worker.drain import requeue_stale_jobs
@@ -255,3 +257,37 @@ def test_a_worker_killed_mid_job_is_replaced_and_the_application_is_not_stuck(fa
     assert wait_for_state(world, who, seconds=60) in {"identity_verified", "identity_pending"}
     events = face_events(who)
     assert [e[0] for e in events] == ["face_matched"], events
+
+
+# ------------------------------------------------------------------ the daily cap on PostgreSQL
+
+
+def test_the_daily_cap_per_id_number_holds_under_parallel_attempts(pg_app: Flask) -> None:
+    """Twelve uploads of one ID number at once against a cap of five: exactly five counted,
+    1..5 once each, the rest refused, nothing over the cap (one statement each, no read-then-write)."""
+    now = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
+    start = threading.Barrier(12)
+    answers: list[int | None] = []
+    lock = threading.Lock()
+
+    def attempt() -> None:
+        with pg_app.app_context():
+            start.wait()
+            count = take_attempt(db.session, "idx-parallel", now, 5)
+            db.session.commit()
+            with lock:
+                answers.append(count)
+            db.session.remove()
+
+    threads = [threading.Thread(target=attempt) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(a for a in answers if a is not None) == [1, 2, 3, 4, 5]
+    assert answers.count(None) == 7
+    db.session.expire_all()
+    assert db.session.get(FaceAttemptDay, ("idx-parallel", "2026-12-01")).count == 5
+    # Another Beijing day starts from one (16:00 UTC is midnight in Beijing).
+    assert take_attempt(db.session, "idx-parallel", datetime(2026, 12, 1, 16, 0, tzinfo=UTC), 5) == 1
+    db.session.commit()
