@@ -137,6 +137,7 @@ class FakeServices:
     uploads: dict[tuple[int, str], set[str]] = field(default_factory=dict)  # (application, kind) → uids
     corrections: dict[tuple[int, int], str] = field(default_factory=dict)  # (application, request) → status
     orders: dict[int, SimpleNamespace] = field(default_factory=dict)  # application → its latest order
+    face_attempts: dict[tuple[int, str], int] = field(default_factory=dict)  # (account, day) → count
 
     def confirmation_point(self, code: str) -> int | None:
         return self.points.get(code)
@@ -228,3 +229,10 @@ class FakeServices:
         if order is not None:
             order.status = "expired"
         return order
+
+    def take_face_attempt(self, account_id: int, now: datetime, cap: int) -> int | None:
+        key = (account_id, now.date().isoformat())
+        if self.face_attempts.get(key, 0) >= cap:
+            return None
+        self.face_attempts[key] = self.face_attempts.get(key, 0) + 1
+        return self.face_attempts[key]

@@ -31,22 +31,6 @@ log = logging.getLogger(__name__)
 
 MANAGED_ROLES = ("staff", "admin", "auditor")
 ROLE_LABELS = {"student": "考生", "staff": "确认点工作人员", "admin": "管理员", "auditor": "审计员"}
-ACTION_LABELS = {
-    "create_account": "创建账号",
-    "disable_account": "停用账号",
-    "enable_account": "启用账号",
-    "reset_password": "重置密码",
-    "create_point": "新增确认点",
-    "edit_point": "修改确认点",
-    "disable_point": "停用确认点",
-    "enable_point": "启用确认点",
-    "delete_point": "删除确认点",
-    "propose_flow": "提交流程修改",
-    "approve_flow": "批准流程修改",
-    "reject_flow": "驳回流程修改",
-    "publish_flow": "发布流程版本",
-    "migrate_flow": "迁移在办申请",
-}
 
 # Size caps of what admins type (the columns' own limits or less).
 MAX_NAME, MAX_POINT_NAME, MAX_ADDRESS, MAX_HOURS = 30, 100, 200, 500

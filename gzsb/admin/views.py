@@ -22,6 +22,23 @@ from gzsb.extensions import db
 
 log = logging.getLogger(__name__)
 bp = Blueprint("admin", __name__, url_prefix="/admin")
+# How the action log names what admins did (display only).
+ACTION_LABELS = {
+    "create_account": "创建账号",
+    "disable_account": "停用账号",
+    "enable_account": "启用账号",
+    "reset_password": "重置密码",
+    "create_point": "新增确认点",
+    "edit_point": "修改确认点",
+    "disable_point": "停用确认点",
+    "enable_point": "启用确认点",
+    "delete_point": "删除确认点",
+    "propose_flow": "提交流程修改",
+    "approve_flow": "批准流程修改",
+    "reject_flow": "驳回流程修改",
+    "publish_flow": "发布流程版本",
+    "migrate_flow": "迁移在办申请",
+}
 
 ACCOUNT_FIELDS = ("role", "id_number", "name", "mobile", "point")
 POINT_FIELDS = ("code", "name", "address", "office_hours")
@@ -52,7 +69,7 @@ def _errors(exc: ServiceError) -> dict[str, list[str]]:
 def admin_helpers() -> dict[str, Any]:
     return {
         "role_labels": admin.ROLE_LABELS,
-        "action_labels": admin.ACTION_LABELS,
+        "action_labels": ACTION_LABELS,
     }
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from gzsb.common.security import Vault
 from gzsb.errors import ConfigurationError
+from gzsb.identity.attempts import take_attempt
 from gzsb.models import (
     Account,
     ConfirmationPoint,
@@ -204,6 +205,16 @@ class Services:
         self.session.add(request)
         self.session.flush()
         return request.id
+
+    # -- 身份认证: the per-ID-number daily cap of face comparisons ---------------------------
+
+    def take_face_attempt(self, account_id: int, now: datetime, cap: int) -> int | None:
+        """Count one comparison for the account's ID number today (atomic, in this
+        transaction); the new count, or None when the cap was already reached."""
+        account = self.session.get(Account, account_id)
+        if account is None:
+            raise ConfigurationError(f"account {account_id} does not exist")
+        return take_attempt(self.session, account.id_number_index, now, cap)
 
     # -- 网上支付 (steps of gzsb.payments.steps): the payment_orders row is the order --------
 
