@@ -96,7 +96,8 @@ run: setup
 	$(BIN)/flask demo seed   # does nothing when the demo data is already there
 	echo "==> Huey worker and web server"
 	# Worker processes: each holds its own face model, and a job's time limit (SIGALRM) works there.
-	$(BIN)/huey_consumer gzsb.worker.tasks.huey -w $(WORKERS) -k process &
+	# -f: a consumer killed while holding a periodic task's lock leaves it behind; flush at start.
+	$(BIN)/huey_consumer gzsb.worker.tasks.huey -w $(WORKERS) -k process -f &
 	consumer=$$!
 	web=""
 	# Whichever way this ends (Ctrl-C, kill, the server exiting), stop both.
