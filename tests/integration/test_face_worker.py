@@ -212,7 +212,7 @@ def whole_step(world: World) -> None:
     (mismatch, matched) = face_events(who)
     assert mismatch[:3] == ("face_mismatch", "identity_pending", "system:faces")
     assert matched[:3] == ("face_matched", "identity_verified", "system:faces")
-    assert matched[3]["model"] == "Dlib" and matched[3]["threshold"] == 0.6
+    assert matched[3]["model"] == "Dlib" and matched[3]["threshold"] == 0.415 and matched[3]["band"] == "pass"
     assert matched[3]["distance"] < 0.6 < mismatch[3]["distance"]
     # The weights were copied into the consumer's deepface home at first use.
     assert (world.tmp / "deepface" / ".deepface" / "weights" / "dlib_face_recognition_resnet_model_v1.dat").is_file()
