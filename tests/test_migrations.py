@@ -1,4 +1,4 @@
-"""The Alembic migrations in migrations/ build exactly the schema of gzsb/models.py.
+"""The Alembic migrations in migrations/ build exactly the schema of gzsb/models/.
 
 Runs on a fresh SQLite file, and on PostgreSQL when TEST_DATABASE_URL is set (in a schema
 of its own, dropped afterwards, so other tests using that database are not disturbed).
@@ -111,7 +111,7 @@ def test_upgrade_creates_the_tables_and_columns_of_the_models(migrate_app: Flask
     command.upgrade(_alembic_config(migrate_app), "head")
 
     tables, models = _database_columns(), _model_columns()
-    assert sorted(tables) == sorted(models), "tables created by the migrations ≠ tables of gzsb/models.py"
+    assert sorted(tables) == sorted(models), "tables created by the migrations ≠ tables of gzsb/models/"
     for name, columns in models.items():
         assert tables[name] == columns, f"{name}: migrated columns ≠ model columns"
 
@@ -127,7 +127,7 @@ def test_upgraded_schema_matches_the_models_exactly(migrate_app: Flask) -> None:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         differences = compare_metadata(context, db.metadata)
     assert differences == [], (
-        "gzsb/models.py differs from the migrated schema; add a migration (`flask db migrate -m ...`):\n"
+        "gzsb/models/ differs from the migrated schema; add a migration (`flask db migrate -m ...`):\n"
         + "\n".join(map(repr, differences))
     )
 

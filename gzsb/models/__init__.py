@@ -1,0 +1,85 @@
+"""Database models, one module per part of the product; import them from here.
+
+Personal data is encrypted; lookups go through keyed blind indexes."""
+
+from __future__ import annotations
+
+from gzsb.models.admin import (
+    AdminAction,
+    FlowLive,
+    FlowProposal,
+    FlowPublication,
+)
+from gzsb.models.audit import (
+    AuditRun,
+    LogCheckpoint,
+    LogCosignature,
+    LogLeaf,
+    LogNode,
+    LogState,
+)
+from gzsb.models.core import (
+    Account,
+    Application,
+    ConfirmationPoint,
+    FlowVersion,
+    HistoryEvent,
+    OtpCode,
+    Outbox,
+    SmsMessage,
+    Timer,
+    new_uid,
+    utcnow,
+)
+from gzsb.models.payments import (
+    OrderStatus,
+    Payment,
+    PaymentNotification,
+    PaymentOrder,
+    SandboxTrade,
+)
+from gzsb.models.records import (
+    CorrectionRequest,
+    FaceAttemptDay,
+    Institution,
+    Major,
+    RegistrationForm,
+    RegistryRecord,
+    Upload,
+)
+
+__all__ = [
+    "Account",
+    "AdminAction",
+    "Application",
+    "AuditRun",
+    "ConfirmationPoint",
+    "CorrectionRequest",
+    "FaceAttemptDay",
+    "FlowLive",
+    "FlowProposal",
+    "FlowPublication",
+    "FlowVersion",
+    "HistoryEvent",
+    "Institution",
+    "LogCheckpoint",
+    "LogCosignature",
+    "LogLeaf",
+    "LogNode",
+    "LogState",
+    "Major",
+    "OrderStatus",
+    "OtpCode",
+    "Outbox",
+    "Payment",
+    "PaymentNotification",
+    "PaymentOrder",
+    "RegistrationForm",
+    "RegistryRecord",
+    "SandboxTrade",
+    "SmsMessage",
+    "Timer",
+    "Upload",
+    "new_uid",
+    "utcnow",
+]
