@@ -31,6 +31,7 @@ from gzsb.cli.demo import basic_info, demo_student, portrait_png
 from gzsb.common.uploads import accept_image, store_image
 from gzsb.extensions import db
 from gzsb.models import Application
+from gzsb.payments.service import current_order
 from gzsb.regform import service as forms
 from gzsb.store import FLOWS
 
@@ -73,17 +74,18 @@ def approve_all(count: int) -> list[int]:
         record = db.session.get(Application, app_id)
         if "give_face_consent" in FLOWS.by_version(db.session, record.flow_version_id).events_from(record.state):
             fire("give_face_consent", {"agree": True})
-        fire("upload_identity", {"photo": "bench-photo", "id_card": "bench-id-card"})
+        record = db.session.get(Application, app_id)
+        uids = {}
+        for kind in ("photo", "id_card"):  # the identity step takes only the application's own uploads
+            image = accept_image(portrait_png(who.index), max_bytes=5_000_000, max_pixels=40_000_000)
+            uids[kind] = store_image(
+                db.session, storage(), application_id=app_id, application_uid=record.uid, kind=kind, image=image
+            ).uid
+        db.session.commit()
+        fire("upload_identity", uids)
         fire("face_matched", MATCHED, by_student=False)
         fire("create_order", {})
-        record = db.session.get(Application, app_id)
-        image = accept_image(portrait_png(who.index), max_bytes=5_000_000, max_pixels=40_000_000)
-        upload = store_image(
-            db.session, storage(), application_id=app_id, application_uid=record.uid, kind="photo", image=image
-        )
-        record.data = {**record.data, "identity": {**record.data.get("identity", {}), "photo": upload.uid}}
-        db.session.commit()
-        order = record.data["order"]
+        order = current_order(db.session, app_id)
         payment = {"order": order["number"], "amount_fen": order["amount_fen"], "trade_no": "T1", "channel": "alipay"}
         fire("payment_succeeded", payment, by_student=False)
         assert db.session.get(Application, app_id).state == forms.FINAL_STATE
