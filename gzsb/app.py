@@ -17,8 +17,8 @@ from gzsb.accounts.session import current_account
 from gzsb.adapters.storage import make_storage
 from gzsb.bootstrap import blueprints, registries
 from gzsb.common.security import Vault
-from gzsb.config import INSTANCE, ROOT, Config
-from gzsb.errors import ServiceError
+from gzsb.config import INSTANCE, ROOT, Config, insecure_defaults
+from gzsb.errors import ConfigurationError, ServiceError
 from gzsb.extensions import csrf, db, migrate
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,19 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def refuse_default_keys(config: Any) -> None:
+    """Outside development, a key or URL still at its public default stops the start."""
+    defaults = insecure_defaults(config)
+    if defaults:
+        raise ConfigurationError(
+            "refusing to start outside development with development defaults for: "
+            + ", ".join(defaults)
+            + " (set them in the environment; GZSB_ENV=development only on a developer's machine)"
+        )
+
+
 def create_app(config: type[Config] | Any = Config, *, clock: Callable[[], datetime] = _utcnow) -> Flask:
+    refuse_default_keys(config)
     app = Flask(__name__, instance_path=str(INSTANCE))
     app.config.from_object(config)
     app.json.ensure_ascii = False  # type: ignore[attr-defined]  # Chinese stays readable in the API

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTANCE = Path(os.environ.get("GZSB_INSTANCE", ROOT / "instance"))
@@ -13,14 +15,37 @@ def _env(name: str, default: str = "") -> str:
     return os.environ.get(name, default)
 
 
+# Settings whose default only suits development (a key everyone can read in this file, a
+# local URL): name → default. Outside development the app and the worker refuse to start
+# while any of them still holds its default (``insecure_defaults``).
+DEV_DEFAULTS: dict[str, str] = {}
+
+
+def _dev_default(name: str, default: str) -> str:
+    """``_env`` for a setting whose default is for development only (marks it)."""
+    DEV_DEFAULTS[name] = default
+    return _env(name, default)
+
+
+def insecure_defaults(config: Mapping[str, Any] | type) -> list[str]:
+    """The marked settings still at their development default, unless ``ENV`` is development."""
+    get = config.get if isinstance(config, Mapping) else lambda name, default=None: getattr(config, name, default)
+    if get("ENV", "production") == "development":
+        return []
+    return sorted(name for name, default in DEV_DEFAULTS.items() if get(name, default) == default)
+
+
 class Config:
+    # "development" only where it is said explicitly (`make run`, the tests): anything else
+    # is production, where development defaults are refused.
+    ENV = _env("GZSB_ENV", "production")
     TESTING = False
-    SECRET_KEY = _env("SECRET_KEY", "dev-only-secret-change-me")
+    SECRET_KEY = _dev_default("SECRET_KEY", "dev-only-secret-change-me")
     # Separate keys: encrypting personal data, blind indexes for lookups, and the keyed
     # hashes that replace sensitive fields in the history.
-    DATA_KEY = _env("DATA_KEY", "dev-only-data-key-change-me")
-    INDEX_KEY = _env("INDEX_KEY", "dev-only-index-key-change-me")
-    HISTORY_KEY = _env("HISTORY_KEY", "dev-only-history-key-change-me")
+    DATA_KEY = _dev_default("DATA_KEY", "dev-only-data-key-change-me")
+    INDEX_KEY = _dev_default("INDEX_KEY", "dev-only-index-key-change-me")
+    HISTORY_KEY = _dev_default("HISTORY_KEY", "dev-only-history-key-change-me")
 
     SQLALCHEMY_DATABASE_URI = _env("DATABASE_URL", f"sqlite:///{INSTANCE / 'gzsb.sqlite3'}")
     SQLALCHEMY_ENGINE_OPTIONS: dict = {}
@@ -54,7 +79,7 @@ class Config:
     # The /dev/sms page listing outbox messages (always on when debugging or testing).
     SMS_DEV_PAGE = _env("SMS_DEV_PAGE", "0") == "1"
     # SMS verification codes: HMAC key of the stored hashes, lifetime, tries and send limits.
-    OTP_KEY = _env("OTP_KEY", "dev-only-otp-key-change-me")
+    OTP_KEY = _dev_default("OTP_KEY", "dev-only-otp-key-change-me")
     OTP_TTL_SECONDS = int(_env("OTP_TTL_SECONDS", "600"))
     OTP_MAX_ATTEMPTS = int(_env("OTP_MAX_ATTEMPTS", "5"))
     OTP_RESEND_SECONDS = int(_env("OTP_RESEND_SECONDS", "60"))
@@ -78,8 +103,8 @@ class Config:
     PDF_RENDERER = _env("PDF_RENDERER", "wkhtmltopdf")
     WKHTMLTOPDF = _env("WKHTMLTOPDF")
     PDF_TIMEOUT_SECONDS = float(_env("PDF_TIMEOUT_SECONDS", "30"))
-    FORM_KEY = _env("FORM_KEY", "dev-only-form-key-change-me")
-    PUBLIC_BASE_URL = _env("PUBLIC_BASE_URL", "http://127.0.0.1:5000")
+    FORM_KEY = _dev_default("FORM_KEY", "dev-only-form-key-change-me")
+    PUBLIC_BASE_URL = _dev_default("PUBLIC_BASE_URL", "http://127.0.0.1:5000")
     FORM_RENDER_RETRY_SECONDS = int(_env("FORM_RENDER_RETRY_SECONDS", "60"))
 
     # --- payments (issue 5) ---
@@ -88,10 +113,10 @@ class Config:
     PAYMENT_CHANNELS = {"alipay": "sandbox", "wechat": "sandbox", "unionpay": "sandbox"}
     PAYMENT_MERCHANT_ID = _env("PAYMENT_MERCHANT_ID", "2088000000000001")
     PAYMENT_MERCHANT_NAME = _env("PAYMENT_MERCHANT_NAME", "天津市教育招生考试院")
-    PAYMENT_SIGN_KEY = _env("PAYMENT_SIGN_KEY", "dev-only-payment-key-change-me")
+    PAYMENT_SIGN_KEY = _dev_default("PAYMENT_SIGN_KEY", "dev-only-payment-key-change-me")
     PAYMENT_CURRENCY = "CNY"
     # Our address as the gateway's servers reach it (the notify URL is built on it).
-    PAYMENT_NOTIFY_BASE_URL = _env("PAYMENT_NOTIFY_BASE_URL", "http://127.0.0.1:5000")
+    PAYMENT_NOTIFY_BASE_URL = _dev_default("PAYMENT_NOTIFY_BASE_URL", "http://127.0.0.1:5000")
     # The sandbox's own side: where its cashier lives ("" = this app), how it delivers
     # notifies ("http", or "wsgi": through this app's WSGI stack in process), and its retry
     # schedule in seconds (like real gateways: until it reads `success`, growing delays),
@@ -153,7 +178,7 @@ class Config:
     # The log's Ed25519 signer key (C2SP note format; `flask audit keygen` makes one); the
     # default's name says dev-only,
     # like every other development default here, and must be replaced in production.
-    LOG_SIGNING_KEY = _env(
+    LOG_SIGNING_KEY = _dev_default(
         "LOG_SIGNING_KEY",
         "PRIVATE+KEY+gzsb.example/tianjin-gzsb/dev-only+96e123a2+AVLhJHxQ75X5uge4xS3sbttNXF7KMQE1fwGUyTtNaKTx",
     )
@@ -164,7 +189,8 @@ class Config:
     LOG_CHECKPOINT_MINUTES = int(_env("LOG_CHECKPOINT_MINUTES", "5"))
     # The 考试院 witness: its directory (when run on this machine) and its pinned verifier key.
     WITNESS_DIR = _env("WITNESS_DIR", str(INSTANCE / "witness"))
-    WITNESS_KEY = _env("WITNESS_KEY")
+    # No default witness: production pins the 考试院's key.
+    WITNESS_KEY = _dev_default("WITNESS_KEY", "")
 
     @classmethod
     def is_sqlite(cls) -> bool:
@@ -172,6 +198,7 @@ class Config:
 
 
 class TestConfig(Config):
+    ENV = "development"
     TESTING = True
     SECRET_KEY = "test-secret"
     DATA_KEY = "test-data-key"

@@ -16,7 +16,8 @@ from typing import Any
 
 from huey import RedisHuey, SqliteHuey, crontab
 
-from gzsb.config import Config
+from gzsb.config import Config, insecure_defaults
+from gzsb.errors import ConfigurationError
 from gzsb.worker import outbox
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,14 @@ def make_huey(config: Any = Config) -> Any:
     return SqliteHuey(name, filename=config.HUEY_SQLITE_PATH, immediate=config.HUEY_IMMEDIATE)
 
 
+def refuse_default_keys(config: Any = Config) -> None:
+    """The consumer refuses at start (not at its first task) what create_app() refuses."""
+    defaults = insecure_defaults(config)
+    if defaults:
+        raise ConfigurationError("worker refuses development defaults outside development: " + ", ".join(defaults))
+
+
+refuse_default_keys()
 huey = make_huey()
 _flask_app = None
 
