@@ -49,6 +49,11 @@ class Config:
 
     SQLALCHEMY_DATABASE_URI = _env("DATABASE_URL", f"sqlite:///{INSTANCE / 'gzsb.sqlite3'}")
     SQLALCHEMY_ENGINE_OPTIONS: dict = {}
+    # A hung or unreachable database fails the request fast (the 503 page) instead of
+    # holding it: seconds to connect, to wait for a pooled connection; per-statement cap.
+    DB_CONNECT_TIMEOUT = int(_env("DB_CONNECT_TIMEOUT", "5"))
+    DB_POOL_TIMEOUT = int(_env("DB_POOL_TIMEOUT", "10"))
+    DB_STATEMENT_TIMEOUT_MS = int(_env("DB_STATEMENT_TIMEOUT_MS", "15000"))
     REDIS_URL = _env("REDIS_URL")
     HUEY_SQLITE_PATH = str(INSTANCE / "huey.sqlite3")
     HUEY_IMMEDIATE = False
@@ -60,6 +65,14 @@ class Config:
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_SECURE = _env("SESSION_COOKIE_SECURE", "0") == "1"
     WTF_CSRF_TIME_LIMIT = None
+    # Request bodies: forms and JSON are small; the upload views raise the cap for themselves
+    # (UPLOAD_MAX_BYTES plus room for the form) before reading. Werkzeug answers 413.
+    MAX_CONTENT_LENGTH = int(_env("MAX_CONTENT_LENGTH", str(256 * 1024)))
+    MAX_FORM_MEMORY_SIZE = int(_env("MAX_FORM_MEMORY_SIZE", str(64 * 1024)))  # one text field
+    MAX_FORM_PARTS = int(_env("MAX_FORM_PARTS", "200"))
+    # JSON bodies of /api: size and nesting (deeper documents never reach the parser).
+    JSON_MAX_BYTES = int(_env("JSON_MAX_BYTES", str(64 * 1024)))
+    JSON_MAX_DEPTH = int(_env("JSON_MAX_DEPTH", "16"))
 
     # SMS templates named by the flow's `notify` section (Chinese, str.format fields).
     SMS_TEMPLATES = {
