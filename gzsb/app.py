@@ -241,6 +241,7 @@ def _security_headers(response: Any) -> Any:
     response.headers.setdefault("Referrer-Policy", "same-origin")
     response.headers.setdefault("Content-Security-Policy", CSP)
     # Pages of a logged-in user carry personal data: never kept by a browser or proxy cache.
-    if g.get("account") is not None or request.path.startswith("/api/"):
+    personal = g.get("account") is not None or request.path.startswith("/api/")
+    if personal and "no-store" not in response.headers.get("Cache-Control", ""):
         response.headers["Cache-Control"] = "no-store"
     return response

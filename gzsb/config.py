@@ -68,7 +68,8 @@ class Config:
     # Request bodies: forms and JSON are small; the upload views raise the cap for themselves
     # (UPLOAD_MAX_BYTES plus room for the form) before reading. Werkzeug answers 413.
     MAX_CONTENT_LENGTH = int(_env("MAX_CONTENT_LENGTH", str(256 * 1024)))
-    MAX_FORM_MEMORY_SIZE = int(_env("MAX_FORM_MEMORY_SIZE", str(64 * 1024)))  # one text field
+    # One text field of a multipart body; also bounds the parser's buffer (Werkzeug reads 64 KB chunks).
+    MAX_FORM_MEMORY_SIZE = int(_env("MAX_FORM_MEMORY_SIZE", str(256 * 1024)))
     MAX_FORM_PARTS = int(_env("MAX_FORM_PARTS", "200"))
     # JSON bodies of /api: size and nesting (deeper documents never reach the parser).
     JSON_MAX_BYTES = int(_env("JSON_MAX_BYTES", str(64 * 1024)))
