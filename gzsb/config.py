@@ -109,7 +109,14 @@ class Config:
     STORAGE_BACKEND = _env("STORAGE_BACKEND", "local")
     UPLOADS_DIR = _env("UPLOADS_DIR", str(INSTANCE / "uploads"))
     UPLOAD_MAX_BYTES = int(_env("UPLOAD_MAX_BYTES", str(8 * 1024 * 1024)))
-    UPLOAD_MAX_PIXELS = int(_env("UPLOAD_MAX_PIXELS", "40000000"))
+    # 12 MP is more than any phone photo of a face or a document needs; a larger header is
+    # refused before decoding. Stored images are scaled to UPLOAD_MAX_SIDE (JPEGs are decoded
+    # at a reduced size to begin with). Decodes at once per process, and how long a request
+    # waits for one before the 503 page.
+    UPLOAD_MAX_PIXELS = int(_env("UPLOAD_MAX_PIXELS", "12000000"))
+    UPLOAD_MAX_SIDE = int(_env("UPLOAD_MAX_SIDE", "2400"))
+    IMAGE_DECODE_CONCURRENCY = int(_env("IMAGE_DECODE_CONCURRENCY", "2"))
+    IMAGE_DECODE_WAIT_SECONDS = float(_env("IMAGE_DECODE_WAIT_SECONDS", "10"))
 
     # Registration form PDFs (2.12): renderer, its path (empty: found on PATH) and hard time
     # limit; the key of the verification codes; the address printed in the QR code; how long
