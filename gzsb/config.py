@@ -193,6 +193,16 @@ class Config:
     # A job no worker has started this long after it was queued is taken as lost by the queue.
     FACE_JOB_QUEUE_WAIT_SECONDS = int(_env("FACE_JOB_QUEUE_WAIT_SECONDS", "900"))
     IDCARD_RETENTION_HOURS = float(_env("IDCARD_RETENTION_HOURS", "72"))
+    # Deadlines of every upload kind, in days from the upload (gzsb/worker/retention.py): ID
+    # cards of students who never settle identity; the 证件照 printed on the 报名表 and the
+    # review materials are kept about a year for the exam record. Files no Upload row owns
+    # (a crash between writing and committing) go after ORPHAN_GRACE_HOURS.
+    UPLOAD_RETENTION_DAYS = {
+        "id_card": float(_env("IDCARD_UNSETTLED_DAYS", "30")),
+        "photo": float(_env("PHOTO_RETENTION_DAYS", "400")),
+        "material": float(_env("MATERIAL_RETENTION_DAYS", "365")),
+    }
+    ORPHAN_GRACE_HOURS = float(_env("ORPHAN_GRACE_HOURS", "24"))
     HUEY_NAME = _env("HUEY_NAME", "gzsb")
 
     # --- the transparency log (issue 12) ---

@@ -19,6 +19,7 @@ from huey import RedisHuey, SqliteHuey, crontab
 from gzsb.config import Config, insecure_defaults
 from gzsb.errors import ConfigurationError
 from gzsb.worker import outbox
+from gzsb.worker.retention import sweep
 
 log = logging.getLogger(__name__)
 
@@ -306,3 +307,19 @@ def identity_tick() -> dict[str, int]:
             "identity tick: %d queued, %d requeued, %d failed, %d ID card(s) purged", queued, requeued, failed, purged
         )
     return {"queued": queued, "requeued": requeued, "failed": failed, "purged": purged}
+
+
+# --- retention of every upload kind (issue 14) ---
+
+RETENTION_LOCK = "gzsb-retention"
+
+
+@huey.periodic_task(crontab(minute="*/5"))
+@huey.lock_task(RETENTION_LOCK)
+def retention_sweep() -> dict[str, int]:
+    """Every five minutes: withdrawn face images, uploads past their deadline, deletion
+    requests, orphaned files."""
+    app = flask_app()
+    with app.app_context():
+        db = app.extensions["sqlalchemy"]
+        return sweep(db.session, app.extensions["gzsb.storage"], datetime.now(UTC), app.config)
