@@ -22,7 +22,7 @@ from gzsb import cli
 from gzsb.accounts.session import current_account
 from gzsb.adapters.storage import make_storage
 from gzsb.bootstrap import blueprints, registries
-from gzsb.common.security import Vault
+from gzsb.common.security import Vault, basic_info_of
 from gzsb.config import INSTANCE, ROOT, Config, insecure_defaults
 from gzsb.errors import ConfigurationError, InvalidInput, ServiceError
 from gzsb.extensions import csrf, db, migrate
@@ -103,6 +103,7 @@ def create_app(config: type[Config] | Any = Config, *, clock: Callable[[], datet
         app.register_blueprint(blueprint)
 
     app.context_processor(lambda: {"account": current_account()})
+    app.add_template_global(basic_info_of, "basic_info_of")
     app.before_request(_fresh_g)
 
     cli.register(app)

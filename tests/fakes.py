@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from gzsb.common.security import Vault
 from gzsb.enrollment.service import UNKNOWN_INSTITUTION, UNKNOWN_MAJOR
 from gzsb.errors import NotFound
 from gzsb.workflow.history import EventRow, genesis_hash
@@ -135,6 +136,8 @@ class FakeServices:
     )
     uploads: dict[tuple[int, str], set[str]] = field(default_factory=dict)  # (application, kind) → uids
     corrections: dict[tuple[int, int], str] = field(default_factory=dict)  # (application, request) → status
+    # The real Vault (personal fields are sealed in data["basic_info"]), with test keys.
+    vault: Vault = field(default_factory=lambda: Vault("unit-data-key", "unit-index-key"))
 
     def confirmation_point(self, code: str) -> int | None:
         return self.points.get(code)
