@@ -26,6 +26,8 @@ export FLASK_APP := gzsb.app:create_app
 # `make run` is a development server: the SMS outbox page (/dev/sms) shows the codes.
 run: export SMS_DEV_PAGE := 1
 run: export SESSION_COOKIE_SECURE := 0
+# Development, said explicitly: the default keys in gzsb/config.py are accepted only then.
+run: export GZSB_ENV := development
 
 .PHONY: help setup system-packages deps run test unit typecheck lint fmt bench clean distclean
 
@@ -111,7 +113,7 @@ run: setup
 	echo
 	# Started with & and waited for, so that the traps run as soon as a signal arrives
 	# (bash defers traps until a foreground command returns); it still logs to the terminal.
-	$(BIN)/gunicorn -w $(WORKERS) -b 0.0.0.0:$(PORT) --access-logfile - 'gzsb.app:create_app()' &
+	$(BIN)/gunicorn -w $(WORKERS) -b 127.0.0.1:$(PORT) --access-logfile - 'gzsb.app:create_app()' &
 	web=$$!
 	wait -n $$web $$consumer  # either one stopping stops both
 

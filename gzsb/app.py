@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from flask import Flask, g, jsonify, render_template, request
+from flask.json.provider import DefaultJSONProvider
+from flask_wtf.csrf import CSRFError
 from sqlalchemy import event
 from sqlalchemy.engine import Engine as SqlEngine
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from werkzeug.exceptions import HTTPException
 
 from gzsb import cli
 from gzsb.accounts.session import current_account
 from gzsb.adapters.storage import make_storage
 from gzsb.bootstrap import blueprints, redactor, registries
-from gzsb.common.security import Vault
-from gzsb.config import INSTANCE, ROOT, Config
-from gzsb.errors import ServiceError
+from gzsb.common.security import Vault, basic_info_of
+from gzsb.config import INSTANCE, ROOT, Config, insecure_defaults
+from gzsb.errors import ConfigurationError, InvalidInput, ServiceError
 from gzsb.extensions import csrf, db, migrate
 
 log = logging.getLogger(__name__)
@@ -53,13 +59,39 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def refuse_default_keys(config: Any) -> None:
+    """Outside development, a key or URL still at its public default stops the start."""
+    defaults = insecure_defaults(config)
+    if defaults:
+        raise ConfigurationError(
+            "refusing to start outside development with development defaults for: "
+            + ", ".join(defaults)
+            + " (set them in the environment; GZSB_ENV=development only on a developer's machine)"
+        )
+
+
+def engine_options(config: Any) -> dict[str, Any]:
+    """The configured engine options plus timeouts, so a hung database fails fast (503)."""
+    options = dict(config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+    if str(config["SQLALCHEMY_DATABASE_URI"]).startswith("postgresql"):
+        connect_args = dict(options.get("connect_args") or {})
+        connect_args.setdefault("connect_timeout", int(config["DB_CONNECT_TIMEOUT"]))
+        connect_args.setdefault("options", f"-c statement_timeout={int(config['DB_STATEMENT_TIMEOUT_MS'])}")
+        options["connect_args"] = connect_args
+        options.setdefault("pool_timeout", int(config["DB_POOL_TIMEOUT"]))
+        options.setdefault("pool_pre_ping", True)
+    return options
+
+
 def create_app(config: type[Config] | Any = Config, *, clock: Callable[[], datetime] = _utcnow) -> Flask:
+    refuse_default_keys(config)
     app = Flask(__name__, instance_path=str(INSTANCE))
     app.config.from_object(config)
     app.json.ensure_ascii = False  # type: ignore[attr-defined]  # Chinese stays readable in the API
     INSTANCE.mkdir(parents=True, exist_ok=True)
     register_names(config)
 
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(app.config)
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
     csrf.init_app(app)
@@ -73,24 +105,146 @@ def create_app(config: type[Config] | Any = Config, *, clock: Callable[[], datet
         app.register_blueprint(blueprint)
 
     app.context_processor(lambda: {"account": current_account()})
+    app.add_template_global(basic_info_of, "basic_info_of")
     app.before_request(_fresh_g)
 
     cli.register(app)
 
-    @app.errorhandler(ServiceError)
-    def service_error(exc: ServiceError) -> Any:
-        # The one place where our exceptions become HTTP answers.
-        level = logging.WARNING if exc.http_status < 500 else logging.ERROR
-        log.log(level, "%s %s → %d %s: %s", request.method, request.path, exc.http_status, exc.code, exc)
-        if request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json":
-            return jsonify(exc.to_dict()), exc.http_status
-        return render_template("error.html", error=exc), exc.http_status
-
-    @app.after_request
-    def security_headers(response: Any) -> Any:
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        return response
+    app.json = BoundedJSON(app)
+    _error_pages(app)
+    app.after_request(_security_headers)
 
     return app
+
+
+# ------------------------------------------------------------------ request bodies
+
+
+class BoundedJSON(DefaultJSONProvider):
+    """JSON with a size and nesting bound on request bodies: a deep document is refused
+    before the recursive parser sees it (RecursionError would be a 500)."""
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        config = self._app.config
+        if len(s) > int(config["JSON_MAX_BYTES"]):
+            raise InvalidInput("JSON body too large", {"_schema": ["提交的内容过大"]})
+        text = s.decode("utf-8", "replace") if isinstance(s, bytes) else s
+        if json_depth(text) > int(config["JSON_MAX_DEPTH"]):
+            raise InvalidInput("JSON nested too deeply", {"_schema": ["提交的内容层次过深"]})
+        return super().loads(s, **kwargs)
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def json_depth(text: str) -> int:
+    """How deeply arrays and objects nest (brackets inside strings do not count)."""
+    depth = deepest = 0
+    for bracket in _BRACKETS.findall(_JSON_STRING.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+# ------------------------------------------------------------------ error pages
+
+# What a student reads for each HTTP error Werkzeug or Flask-WTF raises.
+HTTP_MESSAGES = {
+    400: "请求有误，请返回上一页重试",
+    401: "请先登录",
+    403: "无权访问此页面",
+    404: "页面不存在",
+    405: "不支持该请求方式",
+    408: "请求超时，请重试",
+    413: "提交的内容过大",
+    429: "操作过于频繁，请稍后再试",
+    503: "系统繁忙，请稍后再试",
+}
+CSRF_MESSAGE = "页面已过期，请刷新页面后重试"
+DATABASE_DOWN = "系统暂时无法访问，请稍后再试"
+UNEXPECTED = "系统出错了，请稍后再试"
+
+
+class ErrorPage(ServiceError):
+    """Any other failure, shown the way our own errors are."""
+
+    def __init__(self, status: int, code: str, public: str) -> None:
+        super().__init__(code, public=public)
+        self.http_status = status
+        self.code = code
+
+
+def _answer(exc: ServiceError) -> Any:
+    if request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json":
+        return jsonify(exc.to_dict()), exc.http_status
+    return render_template("error.html", error=exc), exc.http_status
+
+
+def _database_failed(exc: Exception) -> bool:
+    # The server is down or unreachable, the pool is exhausted, or a statement ran out of time.
+    return isinstance(exc, (PoolTimeout, OperationalError, InterfaceError)) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    )
+
+
+def _error_pages(app: Flask) -> None:
+    """The one place where exceptions become HTTP answers: ours, Werkzeug's, anything else."""
+
+    @app.errorhandler(ServiceError)
+    def service_error(exc: ServiceError) -> Any:
+        level = logging.WARNING if exc.http_status < 500 else logging.ERROR
+        log.log(level, "%s %s → %d %s: %s", request.method, request.path, exc.http_status, exc.code, exc)
+        return _answer(exc)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Any:
+        status = exc.code or 500
+        if isinstance(exc, CSRFError):
+            message, code = CSRF_MESSAGE, "csrf"
+        else:
+            message, code = HTTP_MESSAGES.get(status, UNEXPECTED if status >= 500 else HTTP_MESSAGES[400]), "http"
+        log.info("%s %s → %d %s", request.method, request.path, status, exc.name)
+        body, status = _answer(ErrorPage(status, f"{code}_{status}", message))
+        allowed = getattr(exc, "valid_methods", None)
+        return body, status, ({"Allow": ", ".join(allowed)} if allowed else {})
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Any:
+        _rollback()
+        propagate = app.config.get("PROPAGATE_EXCEPTIONS")
+        if (app.testing or app.debug if propagate is None else propagate) and not _database_failed(exc):
+            raise exc  # tests and the debugger see the traceback (Flask's PROPAGATE_EXCEPTIONS)
+        if _database_failed(exc):
+            log.error("%s %s → 503, database unavailable: %s", request.method, request.path, exc)
+            g.account = None  # the layout must not ask the database who is logged in
+            return _answer(ErrorPage(503, "database_unavailable", DATABASE_DOWN))
+        log.exception("%s %s → 500 unexpected error", request.method, request.path)
+        return _answer(ErrorPage(500, "unexpected", UNEXPECTED))
+
+
+def _rollback() -> None:
+    try:
+        db.session.rollback()
+    except SQLAlchemyError:  # the connection itself is gone
+        log.warning("rollback after an error failed", exc_info=True)
+
+
+# ------------------------------------------------------------------ headers
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+def _security_headers(response: Any) -> Any:
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    # Pages of a logged-in user carry personal data: never kept by a browser or proxy cache.
+    personal = g.get("account") is not None or request.path.startswith("/api/")
+    if personal and "no-store" not in response.headers.get("Cache-Control", ""):
+        response.headers["Cache-Control"] = "no-store"
+    return response

@@ -25,7 +25,8 @@ from gzsb.workflow.history import Redactor
 from gzsb.workflow.registry import PAGES, SMS_TEMPLATES, FlowRegistries, global_registries
 
 # Payload fields never written to the history in clear, whatever the step says.
-SENSITIVE_FIELDS = ("name", "id_number", "mobile", "address", "password", "code", "photo", "id_card")
+# "sealed": the encrypted personal fields of data["basic_info"] (gzsb.common.security.SEALED).
+SENSITIVE_FIELDS = ("name", "id_number", "mobile", "address", "password", "code", "photo", "id_card", "sealed")
 
 
 # One folder per area of the journey; each may hold steps, guards and a views blueprint.

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTANCE = Path(os.environ.get("GZSB_INSTANCE", ROOT / "instance"))
@@ -11,6 +13,26 @@ INSTANCE = Path(os.environ.get("GZSB_INSTANCE", ROOT / "instance"))
 
 def _env(name: str, default: str = "") -> str:
     return os.environ.get(name, default)
+
+
+# Settings whose default only suits development (a key everyone can read in this file, a
+# local URL): name → default. Outside development the app and the worker refuse to start
+# while any of them still holds its default (``insecure_defaults``).
+DEV_DEFAULTS: dict[str, str] = {}
+
+
+def _dev_default(name: str, default: str) -> str:
+    """``_env`` for a setting whose default is for development only (marks it)."""
+    DEV_DEFAULTS[name] = default
+    return _env(name, default)
+
+
+def insecure_defaults(config: Mapping[str, Any] | type) -> list[str]:
+    """The marked settings still at their development default, unless ``ENV`` is development."""
+    get = config.get if isinstance(config, Mapping) else lambda name, default=None: getattr(config, name, default)
+    if get("ENV", "production") == "development":
+        return []
+    return sorted(name for name, default in DEV_DEFAULTS.items() if get(name, default) == default)
 
 
 def _face_thresholds(text: str) -> dict[str, tuple[float, float]]:
@@ -24,16 +46,24 @@ def _face_thresholds(text: str) -> dict[str, tuple[float, float]]:
 
 
 class Config:
+    # "development" only where it is said explicitly (`make run`, the tests): anything else
+    # is production, where development defaults are refused.
+    ENV = _env("GZSB_ENV", "production")
     TESTING = False
-    SECRET_KEY = _env("SECRET_KEY", "dev-only-secret-change-me")
+    SECRET_KEY = _dev_default("SECRET_KEY", "dev-only-secret-change-me")
     # Separate keys: encrypting personal data, blind indexes for lookups, and the keyed
     # hashes that replace sensitive fields in the history.
-    DATA_KEY = _env("DATA_KEY", "dev-only-data-key-change-me")
-    INDEX_KEY = _env("INDEX_KEY", "dev-only-index-key-change-me")
-    HISTORY_KEY = _env("HISTORY_KEY", "dev-only-history-key-change-me")
+    DATA_KEY = _dev_default("DATA_KEY", "dev-only-data-key-change-me")
+    INDEX_KEY = _dev_default("INDEX_KEY", "dev-only-index-key-change-me")
+    HISTORY_KEY = _dev_default("HISTORY_KEY", "dev-only-history-key-change-me")
 
     SQLALCHEMY_DATABASE_URI = _env("DATABASE_URL", f"sqlite:///{INSTANCE / 'gzsb.sqlite3'}")
     SQLALCHEMY_ENGINE_OPTIONS: dict = {}
+    # A hung or unreachable database fails the request fast (the 503 page) instead of
+    # holding it: seconds to connect, to wait for a pooled connection; per-statement cap.
+    DB_CONNECT_TIMEOUT = int(_env("DB_CONNECT_TIMEOUT", "5"))
+    DB_POOL_TIMEOUT = int(_env("DB_POOL_TIMEOUT", "10"))
+    DB_STATEMENT_TIMEOUT_MS = int(_env("DB_STATEMENT_TIMEOUT_MS", "15000"))
     REDIS_URL = _env("REDIS_URL")
     HUEY_SQLITE_PATH = str(INSTANCE / "huey.sqlite3")
     HUEY_IMMEDIATE = False
@@ -50,6 +80,15 @@ class Config:
     SESSION_IDLE_MINUTES = int(_env("SESSION_IDLE_MINUTES", "30"))
     SESSION_IDLE_MINUTES_STAFF = int(_env("SESSION_IDLE_MINUTES_STAFF", "15"))
     WTF_CSRF_TIME_LIMIT = None
+    # Request bodies: forms and JSON are small; the upload views raise the cap for themselves
+    # (UPLOAD_MAX_BYTES plus room for the form) before reading. Werkzeug answers 413.
+    MAX_CONTENT_LENGTH = int(_env("MAX_CONTENT_LENGTH", str(256 * 1024)))
+    # One text field of a multipart body; also bounds the parser's buffer (Werkzeug reads 64 KB chunks).
+    MAX_FORM_MEMORY_SIZE = int(_env("MAX_FORM_MEMORY_SIZE", str(256 * 1024)))
+    MAX_FORM_PARTS = int(_env("MAX_FORM_PARTS", "200"))
+    # JSON bodies of /api: size and nesting (deeper documents never reach the parser).
+    JSON_MAX_BYTES = int(_env("JSON_MAX_BYTES", str(64 * 1024)))
+    JSON_MAX_DEPTH = int(_env("JSON_MAX_DEPTH", "16"))
 
     # SMS templates named by the flow's `notify` section (Chinese, str.format fields).
     SMS_TEMPLATES = {
@@ -72,7 +111,7 @@ class Config:
     # The /dev/sms page listing outbox messages (always on when debugging or testing).
     SMS_DEV_PAGE = _env("SMS_DEV_PAGE", "0") == "1"
     # SMS verification codes: HMAC key of the stored hashes, lifetime, tries and send limits.
-    OTP_KEY = _env("OTP_KEY", "dev-only-otp-key-change-me")
+    OTP_KEY = _dev_default("OTP_KEY", "dev-only-otp-key-change-me")
     OTP_TTL_SECONDS = int(_env("OTP_TTL_SECONDS", "600"))
     OTP_MAX_ATTEMPTS = int(_env("OTP_MAX_ATTEMPTS", "5"))
     OTP_RESEND_SECONDS = int(_env("OTP_RESEND_SECONDS", "60"))
@@ -88,7 +127,14 @@ class Config:
     STORAGE_BACKEND = _env("STORAGE_BACKEND", "local")
     UPLOADS_DIR = _env("UPLOADS_DIR", str(INSTANCE / "uploads"))
     UPLOAD_MAX_BYTES = int(_env("UPLOAD_MAX_BYTES", str(8 * 1024 * 1024)))
-    UPLOAD_MAX_PIXELS = int(_env("UPLOAD_MAX_PIXELS", "40000000"))
+    # 12 MP is more than any phone photo of a face or a document needs; a larger header is
+    # refused before decoding. Stored images are scaled to UPLOAD_MAX_SIDE (JPEGs are decoded
+    # at a reduced size to begin with). Decodes at once per process, and how long a request
+    # waits for one before the 503 page.
+    UPLOAD_MAX_PIXELS = int(_env("UPLOAD_MAX_PIXELS", "12000000"))
+    UPLOAD_MAX_SIDE = int(_env("UPLOAD_MAX_SIDE", "2400"))
+    IMAGE_DECODE_CONCURRENCY = int(_env("IMAGE_DECODE_CONCURRENCY", "2"))
+    IMAGE_DECODE_WAIT_SECONDS = float(_env("IMAGE_DECODE_WAIT_SECONDS", "10"))
 
     # Registration form PDFs (2.12): renderer, its path (empty: found on PATH) and hard time
     # limit; the key of the verification codes; the address printed in the QR code; how long
@@ -96,8 +142,8 @@ class Config:
     PDF_RENDERER = _env("PDF_RENDERER", "wkhtmltopdf")
     WKHTMLTOPDF = _env("WKHTMLTOPDF")
     PDF_TIMEOUT_SECONDS = float(_env("PDF_TIMEOUT_SECONDS", "30"))
-    FORM_KEY = _env("FORM_KEY", "dev-only-form-key-change-me")
-    PUBLIC_BASE_URL = _env("PUBLIC_BASE_URL", "http://127.0.0.1:5000")
+    FORM_KEY = _dev_default("FORM_KEY", "dev-only-form-key-change-me")
+    PUBLIC_BASE_URL = _dev_default("PUBLIC_BASE_URL", "http://127.0.0.1:5000")
     FORM_RENDER_RETRY_SECONDS = int(_env("FORM_RENDER_RETRY_SECONDS", "60"))
 
     # --- payments (issue 5) ---
@@ -106,10 +152,10 @@ class Config:
     PAYMENT_CHANNELS = {"alipay": "sandbox", "wechat": "sandbox", "unionpay": "sandbox"}
     PAYMENT_MERCHANT_ID = _env("PAYMENT_MERCHANT_ID", "2088000000000001")
     PAYMENT_MERCHANT_NAME = _env("PAYMENT_MERCHANT_NAME", "天津市教育招生考试院")
-    PAYMENT_SIGN_KEY = _env("PAYMENT_SIGN_KEY", "dev-only-payment-key-change-me")
+    PAYMENT_SIGN_KEY = _dev_default("PAYMENT_SIGN_KEY", "dev-only-payment-key-change-me")
     PAYMENT_CURRENCY = "CNY"
     # Our address as the gateway's servers reach it (the notify URL is built on it).
-    PAYMENT_NOTIFY_BASE_URL = _env("PAYMENT_NOTIFY_BASE_URL", "http://127.0.0.1:5000")
+    PAYMENT_NOTIFY_BASE_URL = _dev_default("PAYMENT_NOTIFY_BASE_URL", "http://127.0.0.1:5000")
     # The sandbox's own side: where its cashier lives ("" = this app), how it delivers
     # notifies ("http", or "wsgi": through this app's WSGI stack in process), and its retry
     # schedule in seconds (like real gateways: until it reads `success`, growing delays),
@@ -176,13 +222,23 @@ class Config:
     # A job no worker has started this long after it was queued is taken as lost by the queue.
     FACE_JOB_QUEUE_WAIT_SECONDS = int(_env("FACE_JOB_QUEUE_WAIT_SECONDS", "900"))
     IDCARD_RETENTION_HOURS = float(_env("IDCARD_RETENTION_HOURS", "72"))
+    # Deadlines of every upload kind, in days from the upload (gzsb/worker/retention.py): ID
+    # cards of students who never settle identity; the 证件照 printed on the 报名表 and the
+    # review materials are kept about a year for the exam record. Files no Upload row owns
+    # (a crash between writing and committing) go after ORPHAN_GRACE_HOURS.
+    UPLOAD_RETENTION_DAYS = {
+        "id_card": float(_env("IDCARD_UNSETTLED_DAYS", "30")),
+        "photo": float(_env("PHOTO_RETENTION_DAYS", "400")),
+        "material": float(_env("MATERIAL_RETENTION_DAYS", "365")),
+    }
+    ORPHAN_GRACE_HOURS = float(_env("ORPHAN_GRACE_HOURS", "24"))
     HUEY_NAME = _env("HUEY_NAME", "gzsb")
 
     # --- the transparency log (issue 12) ---
     # The log's Ed25519 signer key (C2SP note format; `flask audit keygen` makes one); the
     # default's name says dev-only,
     # like every other development default here, and must be replaced in production.
-    LOG_SIGNING_KEY = _env(
+    LOG_SIGNING_KEY = _dev_default(
         "LOG_SIGNING_KEY",
         "PRIVATE+KEY+gzsb.example/tianjin-gzsb/dev-only+96e123a2+AVLhJHxQ75X5uge4xS3sbttNXF7KMQE1fwGUyTtNaKTx",
     )
@@ -193,7 +249,8 @@ class Config:
     LOG_CHECKPOINT_MINUTES = int(_env("LOG_CHECKPOINT_MINUTES", "5"))
     # The 考试院 witness: its directory (when run on this machine) and its pinned verifier key.
     WITNESS_DIR = _env("WITNESS_DIR", str(INSTANCE / "witness"))
-    WITNESS_KEY = _env("WITNESS_KEY")
+    # No default witness: production pins the 考试院's key.
+    WITNESS_KEY = _dev_default("WITNESS_KEY", "")
 
     @classmethod
     def is_sqlite(cls) -> bool:
@@ -201,6 +258,7 @@ class Config:
 
 
 class TestConfig(Config):
+    ENV = "development"
     TESTING = True
     SECRET_KEY = "test-secret"
     DATA_KEY = "test-data-key"

@@ -127,3 +127,11 @@ class RateLimited(ServiceError):
     http_status = 429
     code = "rate_limited"
     public_message = "操作过于频繁，请稍后再试"
+
+
+class ServiceUnavailable(ServiceError):
+    """A bounded resource (image decoders, the database) is busy or down: try again later."""
+
+    http_status = 503
+    code = "unavailable"
+    public_message = "系统繁忙，请稍后再试"

@@ -17,6 +17,7 @@ from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
+from gzsb.common.security import Vault
 from gzsb.enrollment.service import UNKNOWN_INSTITUTION, UNKNOWN_MAJOR
 from gzsb.errors import NotFound
 from gzsb.workflow.history import EventRow, genesis_hash
@@ -138,6 +139,8 @@ class FakeServices:
     corrections: dict[tuple[int, int], str] = field(default_factory=dict)  # (application, request) → status
     orders: dict[int, SimpleNamespace] = field(default_factory=dict)  # application → its latest order
     face_attempts: dict[tuple[int, str], int] = field(default_factory=dict)  # (account, day) → count
+    # The real Vault (personal fields are sealed in data["basic_info"]), with test keys.
+    vault: Vault = field(default_factory=lambda: Vault("unit-data-key", "unit-index-key"))
 
     def confirmation_point(self, code: str) -> int | None:
         return self.points.get(code)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -32,6 +34,10 @@ class Storage(Protocol):
     def delete(self, key: str) -> bool: ...
 
     def exists(self, key: str) -> bool: ...
+
+    def listing(self, prefix: str) -> Iterator[tuple[str, datetime]]:
+        """(key, last written, UTC) of the stored files whose key starts with ``prefix``."""
+        ...
 
 
 def check_key(key: str) -> str:
@@ -77,15 +83,25 @@ class LocalStorage:
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
+    def listing(self, prefix: str) -> Iterator[tuple[str, datetime]]:
+        folder = self.root / check_key(prefix.rstrip("/"))
+        if not folder.is_dir():
+            return
+        for path in folder.rglob("*"):
+            if path.is_file() and not path.name.startswith("."):
+                yield path.relative_to(self.root).as_posix(), datetime.fromtimestamp(path.stat().st_mtime, UTC)
+
 
 class MemoryStorage:
     """For tests and benchmarks: the same interface, in a dict."""
 
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
+        self.written: dict[str, datetime] = {}
 
     def put(self, key: str, data: bytes) -> None:
         self.files[check_key(key)] = bytes(data)
+        self.written[key] = datetime.now(UTC)
 
     def get(self, key: str) -> bytes:
         try:
@@ -98,6 +114,10 @@ class MemoryStorage:
 
     def exists(self, key: str) -> bool:
         return check_key(key) in self.files
+
+    def listing(self, prefix: str) -> Iterator[tuple[str, datetime]]:
+        for key in [k for k in self.files if k.startswith(prefix)]:
+            yield key, self.written.get(key, datetime.now(UTC))
 
 
 def make_storage(backend: str, root: Path | str) -> Storage:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import json
 import logging
 import os
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from flask import current_app
 
 _NONCE = 12
 
@@ -36,6 +40,39 @@ class Vault:
     def index(self, text: str) -> str:
         normalized = text.strip().upper()
         return hmac.new(self._index_key, normalized.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+# Personal fields of the application's basic information kept only encrypted in
+# ``applications.data``: one ``sealed`` value (AES-GCM, base64) replaces them. The history's
+# redactor treats ``sealed`` as sensitive (a keyed hash of the stored text, deterministic).
+SEALED_FIELDS = ("id_number", "mobile", "address")
+SEALED = "sealed"
+
+
+def seal_fields(vault: Vault, section: Mapping[str, Any]) -> dict[str, Any]:
+    """``section`` with the personal fields replaced by one encrypted ``sealed`` value."""
+    out = {k: v for k, v in section.items() if k not in SEALED_FIELDS}
+    secret = {k: section[k] for k in SEALED_FIELDS if k in section}
+    if secret:
+        text = json.dumps(secret, ensure_ascii=False, sort_keys=True)
+        out[SEALED] = base64.b64encode(vault.encrypt(text)).decode("ascii")
+    return out
+
+
+def open_fields(vault: Vault, section: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The section as typed. Fields present in clear (rows written before sealing, or edited
+    by hand) are taken as they are."""
+    section = section or {}
+    out: dict[str, Any] = json.loads(vault.decrypt(base64.b64decode(section[SEALED]))) if section.get(SEALED) else {}
+    out.update((k, v) for k, v in section.items() if k != SEALED)
+    return out
+
+
+def basic_info_of(data: Mapping[str, Any] | None, vault: Vault | None = None) -> dict[str, Any]:
+    """The one reader of an application's basic information (decrypted): pages, the 报名表,
+    the staff console and the steps all go through here. Default vault: the current app's."""
+    vault = vault if vault is not None else current_app.extensions["gzsb.vault"]
+    return open_fields(vault, (data or {}).get("basic_info"))
 
 
 def mask_id_number(value: str) -> str:

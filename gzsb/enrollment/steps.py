@@ -9,6 +9,7 @@ from typing import Any
 from marshmallow import ValidationError, fields, post_load, pre_load, validate, validates_schema
 
 from gzsb.common.fields import AsciiInteger, IdNumberField, StepSchema, agreed, choice, pattern, text
+from gzsb.common.security import basic_info_of, seal_fields
 from gzsb.enrollment.names import MAX_PREFERENCES
 from gzsb.enrollment.service import services_of
 from gzsb.errors import InvalidInput
@@ -135,9 +136,11 @@ def basic_info(ctx: StepContext, payload: dict[str, Any]) -> None:
         raise InvalidInput("id number differs from the account's", {"id_number": ["身份证号须与注册时一致"]})
     info = dict(payload)
     info["birth_date"] = payload["birth_date"].isoformat()
-    ctx.data["basic_info"] = info
+    # ID number, mobile and address are stored only encrypted (read through basic_info_of).
+    ctx.data["basic_info"] = seal_fields(services.vault, info)
     # Editing the basic information invalidates an earlier registry check.
-    if ctx.data.get("xueji", {}).get("id_number") not in (None, info["id_number"]):
+    checked = ctx.data.get("xueji", {})
+    if checked and checked.get("id_index") != services.vault.index(info["id_number"]):
         ctx.data.pop("xueji", None)
 
 
@@ -169,8 +172,9 @@ class XuejiLookupSchema(StepSchema):
 @STEPS.register("xueji_lookup", schema=XuejiLookupSchema(), example=dict)
 def xueji_lookup(ctx: StepContext, payload: dict[str, Any]) -> None:
     _keep_draft(ctx, payload)
-    info = ctx.data.get("basic_info") or {}
-    record = services_of(ctx, "the 学籍/学历 registry").xueji_lookup(info.get("id_number", ""))
+    services = services_of(ctx, "the 学籍/学历 registry")
+    info = basic_info_of(ctx.data, services.vault)
+    record = services.xueji_lookup(info.get("id_number", ""))
     if record is not None and record.get("name") != info.get("name"):
         # Same ID number, other name: show it, the student reports the mismatch.
         record = {**record, "name_mismatch": True}
@@ -178,7 +182,8 @@ def xueji_lookup(ctx: StepContext, payload: dict[str, Any]) -> None:
         "status": "found" if record else "not_found",
         "record": record or {},
         "answer": None,
-        "id_number": info.get("id_number"),
+        # The blind index, not the number: which ID number was checked, without storing it.
+        "id_index": services.vault.index(info["id_number"]) if info.get("id_number") else None,
         "checked_at": ctx.now.isoformat(),
     }
     ctx.record_in_history(result="found" if record else "not_found")

@@ -68,6 +68,10 @@ def stage_rows(app: Application, flow: FlowSpec) -> list[dict[str, Any]]:
     return rows
 
 
+# Dotted form keys (choices.0.major) nest at most this deep; deeper ones are refused.
+FORM_KEY_DEPTH = 4
+
+
 def form_payload(form: Any) -> dict[str, Any]:
     """``choices.0.major=…`` → {"choices": [{"major": …}]}; the step's schema does the rest."""
     payload: dict[str, Any] = {}
@@ -77,9 +81,13 @@ def form_payload(form: Any) -> dict[str, Any]:
         values = form.getlist(key)
         value: Any = values if key.endswith("[]") else values[-1]
         parts = key.removesuffix("[]").split(".")
+        if len(parts) > FORM_KEY_DEPTH or any(len(part) > 40 for part in parts):
+            raise InvalidInput(f"form key too deep or long: {key[:60]!r}", {"_schema": ["提交的内容有误"]})
         node: Any = payload
         for part in parts[:-1]:
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):  # "a=1" and "a.b=2" in one form
+                raise InvalidInput(f"form key clashes: {key[:60]!r}", {"_schema": ["提交的内容有误"]})
         node[parts[-1]] = value
     return _lists(payload)
 

@@ -22,3 +22,9 @@ FACE_REVIEW = need.event("face_review", "fired by the face-match job in the revi
 FACE_MISMATCH = need.event("face_mismatch", "fired by the face-match job when they do not")
 FACE_CHECK_FAILED = need.event("face_check_failed", "fired when the face-match job gives up")
 PURGE_ID_CARD = need.event("purge_id_card", "recorded when the retention job deletes the ID-card images")
+WITHDRAW_FACE_CONSENT = need.event(
+    "withdraw_face_consent", "the student withdraws the face consent: the face images go, the manual path stays"
+)
+REQUEST_DATA_DELETION = need.event("request_data_deletion", "the student asks for their personal data to be deleted")
+# Retention (gzsb/worker/retention.py) keeps material photos while staff review them.
+MATERIALS_REVIEW = need.state("materials_review", "material photos are kept while the confirmation point reviews them")

@@ -110,6 +110,7 @@ def manual_identity_request(ctx: StepContext, payload: dict[str, Any]) -> None:
         identity.pop("id_card", None)  # staff compare the 证件照 with the applicant in person
     elif payload.get("id_card"):
         identity["id_card"] = payload["id_card"]
+    _require_manual_images(ctx, identity, bool(payload.get("no_id_card")))
     identity.pop("review", None)
     identity["outcome"] = "no_id_card" if payload.get("no_id_card") else "requested"
     identity["manual"] = {
@@ -117,6 +118,22 @@ def manual_identity_request(ctx: StepContext, payload: dict[str, Any]) -> None:
         "no_id_card": bool(payload.get("no_id_card")),
         **({"note": payload["note"]} if payload.get("note") else {}),
     }
+
+
+def _require_manual_images(ctx: StepContext, identity: dict[str, Any], no_id_card: bool) -> None:
+    """Staff need a 证件照, and the ID card unless the student has none: a request without
+    them (the JSON API skips the upload page) would put an empty item in their queue."""
+    services = services_of(ctx, "uploads")
+    needed = {"photo": "请上传证件照（用于人工认证和报名表）"}
+    if not no_id_card:
+        needed["id_card"] = "请上传身份证人像面，没有身份证的请勾选“无身份证”"
+    errors = {
+        kind: [message]
+        for kind, message in needed.items()
+        if not identity.get(kind) or identity[kind] not in services.live_uploads(ctx.record.id, [identity[kind]], kind)
+    }
+    if errors:
+        raise InvalidInput(f"manual identity request of {ctx.record.uid} without images: {sorted(errors)}", errors)
 
 
 class FaceResultSchema(StepSchema):
@@ -185,3 +202,35 @@ def purge_id_card(ctx: StepContext, payload: dict[str, Any]) -> None:
     """The retention job deletes the ID-card images after this event is recorded."""
     identity = ctx.section("identity")
     identity["id_card_purged"] = {"at": ctx.now.isoformat(), "uploads": list(payload["uploads"])}
+
+
+# ------------------------------------------------------------------ personal information rights
+
+FACE_IMAGES = ("photo", "id_card")
+
+
+@STEPS.register("face_consent_withdrawal")
+def face_consent_withdrawal(ctx: StepContext, payload: dict[str, Any]) -> None:
+    """The consent ends; the face images are listed for deletion (the worker deletes them
+    once this is committed) and no longer used; the manual check needs no consent."""
+    identity = ctx.section("identity")
+    consent = identity.pop("consent", None) or {}
+    uploads = [identity.pop(kind) for kind in FACE_IMAGES if identity.get(kind)]
+    identity.pop("result", None)
+    identity["consent_withdrawn"] = {
+        "at": ctx.now.isoformat(),
+        "version": consent.get("version", CONSENT_VERSION),
+        "uploads": uploads,
+    }
+    ctx.record_in_history(consent_version=consent.get("version", CONSENT_VERSION), uploads=uploads)
+
+
+class DeletionRequestSchema(StepSchema):
+    agree = agreed("删除个人信息的说明")
+
+
+@STEPS.register("data_deletion_request", schema=DeletionRequestSchema(), example=lambda: {"agree": True})
+def data_deletion_request(ctx: StepContext, payload: dict[str, Any]) -> None:
+    """Recorded here (and in the history); the worker deletes what the exam record does not need."""
+    ctx.section("privacy")["deletion_request"] = {"requested_at": ctx.now.isoformat(), "by": ctx.actor.id}
+    ctx.record_in_history(deletion_requested=True)

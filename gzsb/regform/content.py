@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from gzsb.common.beijing import BEIJING, as_utc
-from gzsb.common.security import mask_id_number, mask_name
+from gzsb.common.security import basic_info_of, mask_id_number, mask_name
 from gzsb.enrollment.steps import preference_label
 from gzsb.errors import ConflictError
 from gzsb.models import (
@@ -91,7 +91,7 @@ def _approved_at(session: Session, app: Application) -> str:
 def form_content(session: Session, app: Application) -> dict[str, Any]:
     """What the form prints, as plain JSON values (no bytes are read: the photo is its hash)."""
     data = app.data or {}
-    info = data.get("basic_info") or {}
+    info = basic_info_of(data)  # decrypted: the form prints the ID number
     account = session.get(Account, app.account_id)
     point = session.get(ConfirmationPoint, app.confirmation_point_id) if app.confirmation_point_id else None
     choices = [dict(c) for c in data.get("preferences") or []]

@@ -24,6 +24,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from gzsb.common.beijing import as_utc
+from gzsb.common.security import basic_info_of
 from gzsb.errors import InvalidInput, NotFound
 from gzsb.identity import names as identity_names
 from gzsb.identity.service import OUTCOMES as OUTCOMES  # the identity queue's filter, for the views
@@ -221,7 +222,7 @@ def queue_items(
 
 
 def _row(app: Application, since: datetime | None, now: datetime, *, url_id: str) -> dict[str, Any]:
-    info = (app.data or {}).get("basic_info") or {}
+    info = basic_info_of(app.data)
     return {
         "id": url_id,
         "uid": app.uid,
@@ -280,7 +281,7 @@ def queue_of(app: Application) -> Queue | None:
 def applicant_facts(session: Session, app: Application, flow: FlowSpec) -> dict[str, Any]:
     """What an item page shows of the applicant (the template masks ID number and mobile)."""
     data = app.data or {}
-    info = data.get("basic_info") or {}
+    info = basic_info_of(data)
     point = session.get(ConfirmationPoint, app.confirmation_point_id) if app.confirmation_point_id else None
     return {
         "info": info,

@@ -16,8 +16,10 @@ from typing import Any
 
 from huey import RedisHuey, SqliteHuey, crontab
 
-from gzsb.config import Config
+from gzsb.config import Config, insecure_defaults
+from gzsb.errors import ConfigurationError
 from gzsb.worker import outbox
+from gzsb.worker.retention import sweep
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,14 @@ def make_huey(config: Any = Config) -> Any:
     return SqliteHuey(name, filename=config.HUEY_SQLITE_PATH, immediate=config.HUEY_IMMEDIATE)
 
 
+def refuse_default_keys(config: Any = Config) -> None:
+    """The consumer refuses at start (not at its first task) what create_app() refuses."""
+    defaults = insecure_defaults(config)
+    if defaults:
+        raise ConfigurationError("worker refuses development defaults outside development: " + ", ".join(defaults))
+
+
+refuse_default_keys()
 huey = make_huey()
 _flask_app = None
 
@@ -310,3 +320,19 @@ def identity_tick() -> dict[str, int]:
             "identity tick: %d queued, %d requeued, %d failed, %d ID card(s) purged", queued, requeued, failed, purged
         )
     return {"queued": queued, "requeued": requeued, "failed": failed, "purged": purged}
+
+
+# --- retention of every upload kind (issue 14) ---
+
+RETENTION_LOCK = "gzsb-retention"
+
+
+@huey.periodic_task(crontab(minute="*/5"))
+@huey.lock_task(RETENTION_LOCK)
+def retention_sweep() -> dict[str, int]:
+    """Every five minutes: withdrawn face images, uploads past their deadline, deletion
+    requests, orphaned files."""
+    app = flask_app()
+    with app.app_context():
+        db = app.extensions["sqlalchemy"]
+        return sweep(db.session, app.extensions["gzsb.storage"], datetime.now(UTC), app.config)

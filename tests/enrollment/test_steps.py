@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
+from gzsb.bootstrap import vault
 from gzsb.cli.demo import CATALOG_CSV
+from gzsb.common.security import basic_info_of
 from gzsb.enrollment.catalog import import_catalog
 from gzsb.enrollment.service import latest_correction
 from gzsb.enrollment.steps import ETHNIC_GROUPS, preference_label
@@ -59,7 +61,7 @@ def test_basic_info_knows_the_56_ethnic_groups_and_derives_the_birth_date(app, m
     assert invalid.value.fields == {"ethnicity": ["请选择民族"]}
     payload = student_payload(who, ethnicity="朝鲜族", birth_date="")
     eng.fire(who.application_id, "submit_basic_info", who.actor, payload)
-    info = data(who)["basic_info"]
+    info = basic_info_of(data(who), vault())
     number = info["id_number"]
     assert info["birth_date"] == f"{number[6:10]}-{number[10:12]}-{number[12:14]}"
     assert info["ethnicity"] == "朝鲜族"
