@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from gzsb.accounts.session import current_account, login_required
 from gzsb.bootstrap import engine
-from gzsb.enrollment.views import current_actor, flow_of, own_application, stage_rows
+from gzsb.enrollment.views import current_actor, flow_of, own_application, refuse_own_route_event, stage_rows
 from gzsb.errors import Forbidden, InvalidInput, NotFound
 from gzsb.extensions import db
 from gzsb.models import Application
@@ -58,6 +58,7 @@ def application() -> Any:
 @login_required("student")
 def fire(event: str) -> Any:
     app = own_application()
+    refuse_own_route_event(app, event)
     payload, version = _json_body()
     engine().fire(app.id, event, current_actor(), payload, expected_version=version)
     return jsonify(describe(db.session.get(Application, app.id)))

@@ -10,8 +10,9 @@ from sqlalchemy import select
 from gzsb.accounts.session import current_account, login_required
 from gzsb.bootstrap import engine
 from gzsb.enrollment.service import latest_correction
-from gzsb.errors import GuardRefused, InvalidInput
+from gzsb.errors import EventNotAvailable, GuardRefused, InvalidInput
 from gzsb.extensions import db
+from gzsb.identity.names import OWN_ROUTE_EVENTS
 from gzsb.models import Application, HistoryEvent
 from gzsb.store import FLOWS, start_application
 from gzsb.workflow.engine import Actor
@@ -141,10 +142,17 @@ def application() -> Any:
     return render_state(own_application())
 
 
+def refuse_own_route_event(app: Application, event: str) -> None:
+    """Events with a route of their own (photo checks first) are not fired from here."""
+    if event in OWN_ROUTE_EVENTS:
+        raise EventNotAvailable(f"application {app.uid}: {event!r} is fired only by its own upload route")
+
+
 @bp.post("/application/events/<event>")
 @login_required("student")
 def fire(event: str) -> Any:
     app = own_application()
+    refuse_own_route_event(app, event)
     payload = form_payload(request.form)
     version = request.form.get("version", type=int)
     try:

@@ -28,3 +28,7 @@ WITHDRAW_FACE_CONSENT = need.event(
 REQUEST_DATA_DELETION = need.event("request_data_deletion", "the student asks for their personal data to be deleted")
 # Retention (gzsb/worker/retention.py) keeps material photos while staff review them.
 MATERIALS_REVIEW = need.state("materials_review", "material photos are kept while the confirmation point reviews them")
+
+# Events only their own route may fire: 【上传认证】 checks every photo (one face, size, blur,
+# pose, 证件照 layout) before the step stores them; the generic event routes would skip that.
+OWN_ROUTE_EVENTS = frozenset({UPLOAD_IDENTITY})

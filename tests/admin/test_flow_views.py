@@ -109,8 +109,8 @@ def test_api_requires_the_csrf_header(admin: FlaskClient) -> None:
 def test_api_caps_the_body(admin: FlaskClient) -> None:
     huge = SHIPPED + "#" * (300 * 1024)
     answer = api(admin, VALIDATE, huge)
-    assert answer.status_code == 413
-    assert answer.get_json()["message"] == "流程文件过大（最多 256 KiB）"
+    assert answer.status_code == 413  # the app-wide body cap or the workbench's own, whichever is lower
+    assert "过大" in answer.get_json()["message"]
 
 
 def test_api_refuses_a_missing_text(admin: FlaskClient) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from gzsb.adapters.faces import face_matcher
 from gzsb.bootstrap import engine, storage
 from gzsb.cli.demo import demo_student
+from gzsb.common.uploads import accept_image, store_image
 from gzsb.config import ROOT
 from gzsb.extensions import db
 from gzsb.identity.service import run_face_job
@@ -199,6 +200,37 @@ def test_no_id_card_manual_request_and_the_staff_rejection_reason(app: Flask, ma
     engine().fire(who.application_id, "approve_identity", STAFF, {"note": "现场核验"})
     result = client.get("/application/identity/result").get_data(as_text=True)
     assert "认证成功" in result and "确认点已通过您的人工身份认证" in result
+
+
+def test_the_upload_event_is_fired_only_by_its_own_route(app: Flask, make_applicant) -> None:
+    # Images stored through 【申请人工认证】 skip the photo checks of 【上传认证】: firing
+    # upload_identity with their ids through the generic routes must not reach the matcher.
+    who = make_applicant()
+    client = student(app, who)
+    assert consent(client, who).status_code == 302
+    photo = store_photo(who, "photo")
+    card = store_photo(who, "id_card")
+    before = application(who).version
+    payload = {"photo": photo, "id_card": card}
+    form = {"csrf_token": token(client), "version": before, **payload}
+    assert client.post("/application/events/upload_identity", data=form).status_code == 409
+    api = client.post(
+        "/api/application/events/upload_identity",
+        json={**payload, "version": before},
+        headers={"X-CSRFToken": token(client)},
+    )
+    assert api.status_code == 409 and api.get_json()["error"] == "event_not_available"
+    assert application(who).version == before and application(who).state == "identity_pending"
+
+
+def store_photo(who: Applicant, kind: str) -> str:
+    app_row = application(who)
+    image = accept_image(png(RED), max_bytes=1 << 20, max_pixels=1 << 22)
+    upload = store_image(
+        db.session, storage(), application_id=app_row.id, application_uid=app_row.uid, kind=kind, image=image
+    )
+    db.session.commit()
+    return upload.uid
 
 
 def test_identity_routes_need_a_logged_in_student(app: Flask) -> None:
