@@ -115,7 +115,7 @@ def _decode(probe: Any, max_side: int) -> Any:
     # re-encoding drops EXIF, or the picture would be stored lying on its side.
     image = ImageOps.exif_transpose(probe) or probe.copy()
     if max(image.size) > max_side:
-        image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+        image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=2.0)
     return image
 
 
