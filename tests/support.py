@@ -86,6 +86,13 @@ def identity_uploads(who: Applicant, kinds: tuple[str, ...] = ("photo", "id_card
     }
 
 
+def to_manual_identity(eng: Any, who: Applicant) -> None:
+    """Through 信息确认 to a 确认点 manual identity request (with images): one SMS queued."""
+    to_confirming(eng, who)
+    eng.fire(who.application_id, "confirm_info", who.actor, {})
+    eng.fire(who.application_id, "request_manual_identity", who.actor, {**identity_uploads(who), "note": "无身份证"})
+
+
 def to_confirming(eng, who) -> None:
     eng.fire(who.application_id, "accept_pledge", who.actor, {"agree": True})
     eng.fire(who.application_id, "submit_basic_info", who.actor, student_payload(who))

@@ -6,15 +6,13 @@ from gzsb.bootstrap import engine, vault
 from gzsb.extensions import db
 from gzsb.models import Outbox, SmsMessage
 from gzsb.worker import tasks as jobs
-from tests.support import demo_student, identity_uploads, to_confirming
+from tests.support import demo_student, to_manual_identity
 
 
 def test_tick_sends_queued_sms_once_with_the_template(app, make_applicant) -> None:
     who = make_applicant()
     eng = engine()
-    to_confirming(eng, who)
-    eng.fire(who.application_id, "confirm_info", who.actor, {})
-    eng.fire(who.application_id, "request_manual_identity", who.actor, {**identity_uploads(who), "note": "无身份证"})
+    to_manual_identity(eng, who)
     jobs.use_app(app)
     assert jobs.tick.call_local() == {"timers": 0, "sms": 1, "jobs": 0}
     (message,) = db.session.scalars(select(SmsMessage)).all()

@@ -21,7 +21,7 @@ from tests.identity.test_service import RED, RED2, at_identity, png, submit
 from tests.payments.test_service import order_of, to_order
 from tests.payments.test_views import queue, run_scheduled  # noqa: F401 - the fixture (immediate Huey on this app)
 from tests.regform.test_service import approve
-from tests.support import identity_uploads, to_confirming
+from tests.support import to_manual_identity
 
 
 class Recorder:
@@ -189,9 +189,7 @@ def test_a_face_job_whose_worker_died_is_queued_again_and_answers(app, clock, ma
 def test_an_sms_never_sent_is_sent_by_the_next_tick_once(app, make_applicant) -> None:
     who = make_applicant()
     eng = engine()
-    to_confirming(eng, who)
-    eng.fire(who.application_id, "confirm_info", who.actor, {})
-    eng.fire(who.application_id, "request_manual_identity", who.actor, {**identity_uploads(who), "note": "无身份证"})
+    to_manual_identity(eng, who)
     (sms,) = db.session.scalars(select(Outbox).where(Outbox.kind == "sms")).all()
     # A consumer read it and was killed before sending: its claim counted an attempt only.
     db.session.execute(Outbox.__table__.update().where(Outbox.id == sms.id).values(attempts=1))
@@ -218,9 +216,7 @@ def test_two_consumers_reading_the_same_item_claim_it_once(app, clock, make_appl
 def test_two_consumers_never_send_the_same_sms(app, make_applicant) -> None:
     who = make_applicant()
     eng = engine()
-    to_confirming(eng, who)
-    eng.fire(who.application_id, "confirm_info", who.actor, {})
-    eng.fire(who.application_id, "request_manual_identity", who.actor, {**identity_uploads(who), "note": "无身份证"})
+    to_manual_identity(eng, who)
     sent: list[str] = []
 
     class Sender:
@@ -241,9 +237,7 @@ def test_two_consumers_never_send_the_same_sms(app, make_applicant) -> None:
 def test_a_tick_does_not_run_while_another_holds_its_lock(app, make_applicant) -> None:
     who = make_applicant()
     eng = engine()
-    to_confirming(eng, who)
-    eng.fire(who.application_id, "confirm_info", who.actor, {})
-    eng.fire(who.application_id, "request_manual_identity", who.actor, {**identity_uploads(who), "note": "无身份证"})
+    to_manual_identity(eng, who)
     jobs.use_app(app)
     with jobs.huey.lock_task(jobs.TICK_LOCK):  # another consumer's tick is running
         with pytest.raises(TaskLockedException):
