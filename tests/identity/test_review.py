@@ -13,6 +13,7 @@ from flask import Flask
 from sqlalchemy import select
 
 from gzsb.app import create_app
+from gzsb.common.security import basic_info_of
 from gzsb.config import TestConfig
 from gzsb.errors import ConfigurationError, InvalidInput
 from gzsb.extensions import db
@@ -74,7 +75,7 @@ def test_staff_see_the_band_the_full_id_number_and_filter_by_outcome(app: Flask,
     assert "暂无待处理事项" in client.get("/staff/queues/identity?outcome=no_id_card").get_data(as_text=True)
     page = client.get(f"/staff/applications/{record(reviewed).uid}").get_data(as_text=True)
     assert "待人工复核（复核区间）" in page and "0.415" in page and "0.550" in page
-    number = record(reviewed).data["basic_info"]["id_number"]
+    number = basic_info_of(record(reviewed).data)["id_number"]  # sealed at rest
     assert re.search(rf'id="full-id-number">{number}<', page)
     # The queue list itself keeps the number masked.
     assert number not in everyone
