@@ -14,6 +14,7 @@ from flask.json.provider import DefaultJSONProvider
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import event
 from sqlalchemy.engine import Engine as SqlEngine
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
@@ -76,7 +77,11 @@ def engine_options(config: Any) -> dict[str, Any]:
     if str(config["SQLALCHEMY_DATABASE_URI"]).startswith("postgresql"):
         connect_args = dict(options.get("connect_args") or {})
         connect_args.setdefault("connect_timeout", int(config["DB_CONNECT_TIMEOUT"]))
-        connect_args.setdefault("options", f"-c statement_timeout={int(config['DB_STATEMENT_TIMEOUT_MS'])}")
+        # connect_args replace the URL's own libpq ``options`` (e.g. a search_path): keep both.
+        timeout = f"-c statement_timeout={int(config['DB_STATEMENT_TIMEOUT_MS'])}"
+        in_url = make_url(str(config["SQLALCHEMY_DATABASE_URI"])).query.get("options")
+        in_url = " ".join(in_url) if isinstance(in_url, tuple) else in_url
+        connect_args.setdefault("options", f"{in_url} {timeout}" if in_url else timeout)
         options["connect_args"] = connect_args
         options.setdefault("pool_timeout", int(config["DB_POOL_TIMEOUT"]))
         options.setdefault("pool_pre_ping", True)
