@@ -166,3 +166,12 @@ def test_postgres_gets_connect_and_statement_timeouts() -> None:
     options = engine_options(settings)
     assert options["connect_args"]["connect_timeout"] == TestConfig.DB_CONNECT_TIMEOUT
     assert "statement_timeout" in options["connect_args"]["options"]
+
+
+def test_the_timeout_keeps_the_urls_own_libpq_options() -> None:
+    # connect_args replace the URL's ``options``: a search_path given there must survive.
+    settings = {name: getattr(TestConfig, name) for name in dir(TestConfig) if name.isupper()}
+    url = "postgresql+psycopg://x@h/db?options=-csearch_path%3Dscratch"
+    settings.update(SQLALCHEMY_DATABASE_URI=url, SQLALCHEMY_ENGINE_OPTIONS={})
+    options = engine_options(settings)["connect_args"]["options"]
+    assert "-csearch_path=scratch" in options and "statement_timeout" in options
