@@ -5,14 +5,24 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from gzsb.errors import ConfigurationError
 
-if TYPE_CHECKING:
-    from gzsb.adapters.faces_quality import Quality
-
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Quality:
+    """Measures of one face (None: not measured, e.g. no landmarks)."""
+
+    sharpness: float | None = None
+    yaw: float | None = None
+    roll: float | None = None
+    background: float | None = None
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: round(v, 3) for k, v in vars(self).items() if v is not None}
 
 
 class FaceProblem(Exception):

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gzsb.adapters.faces_base import Face, FaceProblem
+from gzsb.adapters.faces_base import Face, FaceProblem, Quality
 
 log = logging.getLogger(__name__)
 
@@ -53,19 +53,6 @@ class QualityRules:
             aspect=(float(low), float(high)),
             max_background=float(config["FACE_MAX_BACKGROUND"]),
         )
-
-
-@dataclass(frozen=True)
-class Quality:
-    """Measures of one face (None: not measured, e.g. no landmarks)."""
-
-    sharpness: float | None = None
-    yaw: float | None = None
-    roll: float | None = None
-    background: float | None = None
-
-    def as_dict(self) -> dict[str, float]:
-        return {k: round(v, 3) for k, v in vars(self).items() if v is not None}
 
 
 def laplacian_variance(gray: Any) -> float:

@@ -10,14 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from gzsb.errors import MigrationRefused
 from gzsb.workflow.history import MIGRATE_EVENT, EventRow, canonical, event_hash, utc_text
+from gzsb.workflow.ports import Actor, Record, Store
 from gzsb.workflow.spec import FlowSpec
-
-if TYPE_CHECKING:
-    from gzsb.workflow.engine import Actor, Record, Store
 
 
 @dataclass(frozen=True)
