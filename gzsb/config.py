@@ -70,6 +70,9 @@ class Config:
 
     FLOW_FILE = str(ROOT / "flows" / "enrollment.yaml")
     FLOW_NAME = "tianjin-gzsb"
+    # Impact reports and migrations over more in-flight applications than this run as worker
+    # jobs whose progress the workbench shows; smaller fleets are answered in the request.
+    FLOW_JOB_SYNC_MAX = int(_env("FLOW_JOB_SYNC_MAX", "5000"))
 
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from gzsb.models.admin import (
     AdminAction,
+    FlowJob,
     FlowLive,
     FlowProposal,
     FlowPublication,
@@ -57,6 +58,7 @@ __all__ = [
     "CorrectionRequest",
     "FaceAttemptDay",
     "FlowLive",
+    "FlowJob",
     "FlowProposal",
     "FlowPublication",
     "FlowVersion",
