@@ -26,7 +26,7 @@ from gzsb.bootstrap import engine, registries
 from gzsb.common.beijing import as_utc
 from gzsb.errors import FlowError, InvalidInput, ServiceError
 from gzsb.extensions import db
-from gzsb.models import FlowVersion
+from gzsb.models import FlowProposal, FlowVersion
 from gzsb.store import FLOWS
 from gzsb.worker.tasks import enqueue_flow_job
 from gzsb.workflow.diff import diff_flows
@@ -163,6 +163,17 @@ def _large(flow_name: str) -> bool:
     return flow_jobs.large(db.session, flow_name, current_app.config["FLOW_JOB_SYNC_MAX"])
 
 
+def _new_proposal(text: str, flow_name: str, **fields: Any) -> FlowProposal:
+    """A proposal; over a large fleet its impact report comes from a worker job, whose
+    progress the proposal's page shows."""
+    big = _large(flow_name)
+    found = flow_admin.propose(db.session, text, by=_me().label, now=_now(), with_impact=not big, **fields)
+    if big:
+        job = flow_jobs.start_impact(db.session, text, by=_me().label, now=_now(), proposal_id=found.id)
+        enqueue_flow_job(job.id)
+    return found
+
+
 def _job_of(proposal_id: int) -> dict[str, Any] | None:
     found = flow_jobs.latest_for(db.session, proposal_id)
     return flow_jobs.status(found) if found is not None else None
@@ -245,6 +256,18 @@ def republish(version_id: int) -> Any:
     return redirect(url_for("admin_flows.index"))
 
 
+@bp.post("/versions/<int:version_id>/propose-rollback")
+@login_required("admin")
+def propose_rollback(version_id: int) -> Any:
+    """A rollback that also moves the in-flight applications back: a migrating proposal of the
+    earlier version's YAML, so a second admin approves the moves (their history says who)."""
+    row = db.get_or_404(FlowVersion, version_id)
+    flow = FLOWS.by_version(db.session, row.id)
+    found = _new_proposal(flow.text, flow.flow, note=f"回滚到版本 {row.id}，并迁移在办考生", migrate=True)
+    flash("已提交回滚申请，须由另一位管理员批准后生效并迁移在办考生")
+    return redirect(url_for("admin_flows.proposal", proposal_id=found.id))
+
+
 # ------------------------------------------------------------------------------ editor API
 
 
@@ -312,16 +335,8 @@ def propose() -> Any:
     _, live = live_version()
     migrate = request.form.get("migrate") == "1"
     mapping = _mapping(removed_states(live, flow)) if migrate else {}
-    big = _large(flow.flow)
     try:
-        found = flow_admin.propose(
-            db.session, text, by=_me().label, now=_now(), note=note, migrate=migrate, mapping=mapping,
-            with_impact=not big,
-        )  # fmt: skip
-        if big:  # the impact report comes from a worker job, shown on the proposal's page
-            enqueue_flow_job(
-                flow_jobs.start_impact(db.session, text, by=_me().label, now=_now(), proposal_id=found.id).id
-            )
+        found = _new_proposal(text, flow.flow, note=note, migrate=migrate, mapping=mapping)
     except InvalidInput as exc:
         db.session.rollback()
         messages = [m for ms in exc.fields.values() for m in ms]

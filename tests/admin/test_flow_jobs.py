@@ -19,6 +19,7 @@ from gzsb.store import FLOWS
 from gzsb.worker import outbox
 from tests.admin.support import add_account, client_of, non_admin_clients
 from tests.admin.test_flow_views import IMPACT, NEW_CLOSE, OLD_CLOSE, SHIPPED, api, decide, proposal_id_of, propose
+from tests.support import csrf_token
 
 EXTENDED = SHIPPED.replace(OLD_CLOSE, NEW_CLOSE)
 AFTER_CLOSE = datetime(2027, 2, 1, 2, 0, tzinfo=UTC)
@@ -129,3 +130,22 @@ def test_a_running_job_shows_progress_on_the_proposal_page(large, admin, make_ap
     page = admin.get(f"/admin/flows/proposals/{pid}").get_data(as_text=True)
     assert f'data-job-url="/admin/flows/jobs/{job.id}"' in page and 'value="25"' in page
     assert "已处理 1 / 4" in page and "flowjob.js" in page
+
+
+def test_a_rollback_can_move_in_flight_applications_back_with_a_second_admin(app, admin, make_applicant) -> None:
+    first = FLOWS.current(db.session, app.config["FLOW_NAME"]).id
+    pid = proposal_id_of(propose(admin, EXTENDED))
+    _, second = add_account("admin")
+    other = client_of(app, second)
+    decide(other, pid, "approve")
+    student = make_applicant()  # starts on the extended version
+    assert db.session.get(Application, student.application_id).flow_version_id != first
+    token = csrf_token(admin, "/admin/flows")
+    rollback = admin.post(f"/admin/flows/versions/{first}/propose-rollback", data={"csrf_token": token})
+    back = proposal_id_of(rollback)
+    assert db.session.get(FlowProposal, back).migrate is True
+    page = decide(other, back, "approve").get_data(as_text=True)
+    assert "已迁移1份" in page
+    db.session.expire_all()
+    assert FLOWS.current(db.session, app.config["FLOW_NAME"]).id == first
+    assert db.session.get(Application, student.application_id).flow_version_id == first
