@@ -85,7 +85,8 @@ def test_the_shipped_flow_validates_with_groups_and_known_points() -> None:
         ),
         (
             '    by_points: {NK01: {opens: "2026-11-18T09:00:00+08:00"}}\n',
-            "staggered.yaml: windows.registration: unknown key 'by_points'; known: by_district, by_point, closes, opens",
+            "staggered.yaml: windows.registration: unknown key 'by_points'; "
+            "known: by_district, by_point, closes, opens",
         ),
     ],
 )
