@@ -92,7 +92,9 @@ class Gate:
         now = self.clock().timestamp()
         cookies = cookies_of(environ)
         admission = self.signer.verify(cookies.get(ADMIT_COOKIE), now)
-        if admission is not None and not status_call:
+        if admission is not None and status_call:  # already in: no place to take
+            return self._status(start_response, Verdict("admit"), admission.ticket, now, settings, [])
+        if admission is not None:
             extra = []
             if admission.expires - now < settings.admit_seconds / 2:  # sliding: active visitors stay in
                 extra.append(self._admit_cookie(admission.ticket, now, settings))

@@ -70,6 +70,8 @@ def test_an_admission_made_on_one_node_passes_on_the_other(busy: tuple[Flask, Fl
     page = other.get("/login")
     assert page.status_code == 200 and WAITING not in page.get_data(as_text=True)
     assert room_of(node_b).stats() == before  # no place taken: the signature was enough
+    assert other.get("/waitroom/status").get_json()["status"] == "admit"
+    assert room_of(node_b).stats() == before
 
 
 @pytest.mark.parametrize(
