@@ -156,3 +156,10 @@ def test_switched_off_nobody_queues_and_without_redis_there_is_no_gate(
     for _ in range(3):
         assert WAITING not in node.test_client().get("/").get_data(as_text=True)
     assert EXTENSION not in app.extensions  # the test config has no Redis URL
+
+
+def test_with_redis_down_requests_pass(make_app: Callable[..., Flask], caplog: pytest.LogCaptureFixture) -> None:
+    node = make_app(Clock(), WAITROOM_REDIS_URL="redis://127.0.0.1:1/0", WAITROOM_ENABLED=True)
+    page = node.test_client().get("/login")
+    assert page.status_code == 200 and WAITING not in page.get_data(as_text=True)
+    assert "letting the request through" in caplog.text
