@@ -68,11 +68,12 @@ local cap = tonumber(s[3] or ARGV[5])
 local opens = tonumber(s[4] or ARGV[6])
 local ttl = tonumber(s[5] or ARGV[7])
 local burst = math.max(1, rate)
-if opens > 0 and now < opens then
+local st = redis.call('HMGET', KEYS[4], 'tail', 'frontier', 'at', 'opened')
+-- Once any node has opened, a node whose clock is a little behind does not collect any more.
+if opens > 0 and now < opens and st[4] ~= '1' then
   redis.call('SADD', KEYS[3], ticket)
   return {'early', tostring(redis.call('SCARD', KEYS[3])), tostring(opens - now)}
 end
-local st = redis.call('HMGET', KEYS[4], 'tail', 'frontier', 'at', 'opened')
 local tail = tonumber(st[1] or '0')
 local frontier = tonumber(st[2] or burst)
 local at = tonumber(st[3] or (opens > 0 and opens or now))

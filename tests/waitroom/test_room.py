@@ -77,6 +77,9 @@ def test_the_shuffle_happens_once_across_nodes(make_room: Callable[..., Room]) -
     node_b.visit("a-later-visitor-00000001", OPENS + 2)
     assert {t: node_a.place(t) for t in tickets} == after_first
     assert node_a.place("a-later-visitor-00000001") == 31  # after everybody who came early
+    # A node whose clock is a second behind queues newcomers too, instead of collecting them.
+    assert node_b.visit("a-slow-clock-visitor-001", OPENS - 1).status == "wait"
+    assert node_a.place("a-slow-clock-visitor-001") == 32
     assert node_a.stats()["opened"] is True
 
 
