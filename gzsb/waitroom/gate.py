@@ -100,7 +100,7 @@ class Gate:
                 extra.append(self._admit_cookie(admission.ticket, now, settings))
                 self._safely(self.room.touch, admission.ticket, now)
             return self._pass(environ, start_response, extra)
-        ticket = valid_ticket(cookies.get(TICKET_COOKIE)) or (admission.ticket if admission else new_ticket())
+        ticket = valid_ticket(cookies.get(TICKET_COOKIE)) or new_ticket()
         verdict = self._safely(self.room.visit, ticket, now) or Verdict("off")
         cookie = [] if cookies.get(TICKET_COOKIE) == ticket else [self._cookie(TICKET_COOKIE, ticket, 86400)]
         if status_call:
