@@ -82,7 +82,8 @@ AREA_EXTRAS = {
     },
 }
 # Packages outside the areas; their own rules are tested below.
-OTHER_PACKAGES = {"models", "workflow", "adapters", "common", "worker", "cli", "templates", "static"}
+# waitroom: the opening-hour waiting room, a WSGI layer in front of the app (no area of the journey).
+OTHER_PACKAGES = {"models", "workflow", "adapters", "common", "worker", "cli", "templates", "static", "waitroom"}
 
 
 def module_name(path: Path) -> str:
