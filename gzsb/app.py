@@ -18,8 +18,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from gzsb import cli
+from gzsb.accounts.ratelimit import init_limits
 from gzsb.accounts.session import current_account
 from gzsb.adapters.storage import make_storage
 from gzsb.bootstrap import blueprints, redactor, registries
@@ -27,6 +29,8 @@ from gzsb.common.security import Vault, basic_info_of
 from gzsb.config import INSTANCE, ROOT, Config, insecure_defaults
 from gzsb.errors import ConfigurationError, InvalidInput, ServiceError
 from gzsb.extensions import csrf, db, migrate
+from gzsb.ops import health, metrics
+from gzsb.ops.logs import configure_logging, install_request_ids
 
 log = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).parent / "templates"
@@ -93,6 +97,10 @@ def create_app(config: type[Config] | Any = Config, *, clock: Callable[[], datet
     app = Flask(__name__, instance_path=str(INSTANCE))
     app.config.from_object(config)
     app.json.ensure_ascii = False  # type: ignore[attr-defined]  # Chinese stays readable in the API
+    configure_logging(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
+    if app.config["PROXY_COUNT"] > 0:  # the client address and scheme as the trusted proxies saw them
+        count = int(app.config["PROXY_COUNT"])
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count)  # type: ignore[method-assign]
     INSTANCE.mkdir(parents=True, exist_ok=True)
     register_names(config)
 
@@ -108,10 +116,15 @@ def create_app(config: type[Config] | Any = Config, *, clock: Callable[[], datet
 
     for blueprint in blueprints():
         app.register_blueprint(blueprint)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(metrics.bp)
+    init_limits(app)
 
     app.context_processor(lambda: {"account": current_account()})
     app.add_template_global(basic_info_of, "basic_info_of")
     app.before_request(_fresh_g)
+    install_request_ids(app)  # after _fresh_g, which empties g
+    metrics.install_metrics(app)
 
     cli.register(app)
 

@@ -43,7 +43,7 @@ AREA_EXTRAS = {
         "otp": "SMS verification codes: their own rules and table",
         "passwords": "password rules and hashing",
         "session": "who is logged in; every area's views import login_required from here",
-        "ratelimit": "per-client in-memory limits of the account pages",
+        "ratelimit": "rate limits of the account pages (Flask-Limiter, shared by all nodes)",
         "forms": "the account pages' form and field checks",
         "validators": "pure field checks (NFKC, ASCII digits, mobile, name) shared with admin and the step schemas",
         "devsms": "the SMS dev page, its own blueprint (development only)",
@@ -78,7 +78,7 @@ AREA_EXTRAS = {
     },
 }
 # Packages outside the areas; their own rules are tested below.
-OTHER_PACKAGES = {"models", "workflow", "adapters", "common", "worker", "cli", "templates", "static"}
+OTHER_PACKAGES = {"models", "workflow", "adapters", "common", "worker", "cli", "templates", "static", "ops"}
 
 
 def module_name(path: Path) -> str:
