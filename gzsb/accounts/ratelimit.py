@@ -81,10 +81,15 @@ def _key(who: str) -> str:
     return hmac.new(secret, text.encode(), hashlib.sha256).hexdigest()[:32]
 
 
+def _ids(*parts: str) -> tuple[str, ...]:
+    # Flask-Limiter prefixes only its own route limits; ours get the same prefix here.
+    return (str(current_app.config["RATELIMIT_KEY_PREFIX"]), *parts)
+
+
 def _budgets(bucket: str, who: str) -> list[tuple[RateLimitItem, tuple[str, ...]]]:
     return [
-        (_limit("FAILURES_PER_ACCOUNT"), (bucket, "who", _key(who))),
-        (_limit("FAILURES_PER_IP"), (bucket, "ip", client())),
+        (_limit("FAILURES_PER_ACCOUNT"), _ids(bucket, "who", _key(who))),
+        (_limit("FAILURES_PER_IP"), _ids(bucket, "ip", client())),
     ]
 
 
@@ -99,7 +104,7 @@ def failure(bucket: str, who: str) -> None:
     strategy = _strategy()
     for item, ids in _budgets(bucket, who):
         if not strategy.hit(item, *ids):
-            log.warning("%s paused by %s failures (%s)", ids[1], bucket, item)
+            log.warning("%s paused by %s failures (%s)", ids[2], bucket, item)
 
 
 def pause_minutes() -> int:
