@@ -7,8 +7,8 @@ import re
 import pytest
 
 from gzsb.errors import EventNotAvailable
-from gzsb.models import Outbox
 from gzsb.extensions import db
+from gzsb.models import Outbox
 
 
 def sample(text: str, name: str, **labels: str) -> float:
