@@ -110,7 +110,9 @@ def create_app(config: type[Config] | Any = Config, *, clock: Callable[[], datet
     csrf.init_app(app)
     app.extensions["gzsb.vault"] = Vault(app.config["DATA_KEY"], app.config["INDEX_KEY"])
     app.extensions["gzsb.clock"] = clock
-    app.extensions["gzsb.storage"] = make_storage(app.config["STORAGE_BACKEND"], app.config["UPLOADS_DIR"])
+    with app.app_context():  # the engine Flask-SQLAlchemy made for this app (shared storage backend)
+        engine = db.engine
+    app.extensions["gzsb.storage"] = make_storage(app.config["STORAGE_BACKEND"], app.config["UPLOADS_DIR"], engine)
     with app.app_context():  # the audit service reads it without importing the wiring module
         app.extensions["gzsb.redactor"] = redactor()
 

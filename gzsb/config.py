@@ -149,8 +149,8 @@ class Config:
 
     # Uploaded files (identity images, materials): backend and folder (outside static/),
     # and the caps checked before reading / before decoding.
-    # "local" (a folder on this node: the embedded default), "postgres" (a table of the
-    # application database, shared by every node), "memory" (tests).
+    # "local" (a folder on this node: the embedded default), "database" (a table of the
+    # application database, shared by every node and worker), "memory" (tests).
     STORAGE_BACKEND = _env("STORAGE_BACKEND", "local")
     UPLOADS_DIR = _env("UPLOADS_DIR", str(INSTANCE / "uploads"))
     UPLOAD_MAX_BYTES = int(_env("UPLOAD_MAX_BYTES", str(8 * 1024 * 1024)))

@@ -31,6 +31,7 @@ from gzsb.models.core import (
     new_uid,
     utcnow,
 )
+from gzsb.models.files import StoredFile
 from gzsb.models.payments import (
     OrderStatus,
     Payment,
@@ -78,6 +79,7 @@ __all__ = [
     "RegistryRecord",
     "SandboxTrade",
     "SmsMessage",
+    "StoredFile",
     "Timer",
     "Upload",
     "new_uid",
