@@ -3,8 +3,9 @@
 The default keeps files in a local folder outside ``static/`` (nothing there is reachable
 except through a checked route): right for one node. With several app nodes and workers,
 ``database`` keeps them in a table of the application database that all of them share
-(``DatabaseStorage``); an object store could sit behind the same interface. Keys are chosen by us (random names), never by a user, and are still checked so
-that a bad key can never name a file outside the root.
+(``DatabaseStorage``); an object store could sit behind the same interface. Keys are
+chosen by us (random names), never by a user, and are still checked so that a bad key can
+never name a file outside the root.
 """
 
 from __future__ import annotations
