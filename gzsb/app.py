@@ -30,6 +30,7 @@ from gzsb.config import INSTANCE, ROOT, Config, insecure_defaults
 from gzsb.errors import ConfigurationError, InvalidInput, ServiceError
 from gzsb.extensions import csrf, db, migrate
 from gzsb.ops import health, metrics
+from gzsb.ops.checks import warn_single_node
 from gzsb.ops.logs import configure_logging, install_request_ids
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,7 @@ def create_app(config: type[Config] | Any = Config, *, clock: Callable[[], datet
     app.config.from_object(config)
     app.json.ensure_ascii = False  # type: ignore[attr-defined]  # Chinese stays readable in the API
     configure_logging(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
+    warn_single_node(app.config)
     if app.config["PROXY_COUNT"] > 0:  # the client address and scheme as the trusted proxies saw them
         count = int(app.config["PROXY_COUNT"])
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count)  # type: ignore[method-assign]
