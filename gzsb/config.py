@@ -123,6 +123,10 @@ class Config:
     RATELIMIT_STRATEGY = _env("RATELIMIT_STRATEGY", "moving-window")
     RATELIMIT_KEY_PREFIX = _env("RATELIMIT_KEY_PREFIX", "gzsb")
     RATELIMIT_HEADERS_ENABLED = False
+    # Redis down: Flask-Limiter's own ceilings go on in memory per process, and the failure
+    # budgets are skipped (logged); the database's per-account lock still holds.
+    RATELIMIT_SWALLOW_ERRORS = True
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
     # Failures (wrong password or code, a miss) per account key (login name, mobile, ID
     # number): small. Per client IP: generous, so that one school's NAT is not one client.
     FAILURES_PER_ACCOUNT = _env("FAILURES_PER_ACCOUNT", "10/15minutes")

@@ -93,18 +93,31 @@ def _budgets(bucket: str, who: str) -> list[tuple[RateLimitItem, tuple[str, ...]
     ]
 
 
+def _storage_failed(what: str) -> None:
+    # The limiter's store (Redis) is down: the account pages keep working, limited by the
+    # database's per-account lock and per-number SMS rules only, and we say so loudly.
+    log.error("rate-limit storage unavailable (%s): not limiting", what, exc_info=True)
+
+
 def blocked(bucket: str, who: str) -> bool:
     """True when this account key, or this client IP, has used up its failures of ``bucket``."""
     strategy = _strategy()
-    return not all(strategy.test(item, *ids) for item, ids in _budgets(bucket, who))
+    try:
+        return not all(strategy.test(item, *ids) for item, ids in _budgets(bucket, who))
+    except Exception:  # noqa: BLE001 - any storage error (redis.ConnectionError, timeouts)
+        _storage_failed(f"{bucket} check")
+        return False
 
 
 def failure(bucket: str, who: str) -> None:
     """Count one failure of ``bucket`` against the account key and the client IP."""
     strategy = _strategy()
-    for item, ids in _budgets(bucket, who):
-        if not strategy.hit(item, *ids):
-            log.warning("%s paused by %s failures (%s)", ids[2], bucket, item)
+    try:
+        for item, ids in _budgets(bucket, who):
+            if not strategy.hit(item, *ids):
+                log.warning("%s paused by %s failures (%s)", ids[2], bucket, item)
+    except Exception:  # noqa: BLE001
+        _storage_failed(f"{bucket} failure")
 
 
 def pause_minutes() -> int:
@@ -119,7 +132,13 @@ def sms_allowed(mobile: str) -> None:
         (_limit("SMS_PER_MOBILE"), ("sms", "who", _key(mobile))),
         (_limit("SMS_PER_IP"), ("sms", "ip", client())),
     ]
-    if not all(strategy.test(item, *ids) for item, ids in budgets):
+    try:
+        allowed = all(strategy.test(item, *ids) for item, ids in budgets)
+        if allowed:
+            for item, ids in budgets:
+                strategy.hit(item, *ids)
+    except Exception:  # noqa: BLE001
+        _storage_failed("sms")
+        return
+    if not allowed:
         raise RateLimited("too many SMS for this number or client", public=TOO_MANY)
-    for item, ids in budgets:
-        strategy.hit(item, *ids)

@@ -102,3 +102,9 @@ def test_the_request_ceiling_answers_in_chinese_and_json_for_api_clients(nodes) 
     )
     assert answer.status_code == 429
     assert answer.get_json()["message"] == "操作过于频繁，请稍后再试"
+
+
+def test_log_in_keeps_working_while_the_limit_store_is_down(nodes) -> None:
+    app = nodes(RATELIMIT_STORAGE_URI="redis://127.0.0.1:9/0")  # nothing listens there
+    client = app.test_client()
+    assert [login(client, "13900005000").status_code for _ in range(2)] == [401, 401]  # not a 500
