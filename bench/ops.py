@@ -78,7 +78,7 @@ def main() -> None:
         )
         counter = iter(range(10**9))
 
-        def one_failure() -> None:
+        def one_failure(counter=counter) -> None:  # noqa: B008 - this pass's own counter
             who = f"1390{next(counter) % 5000:07d}"  # many accounts, like a busy opening hour
             ratelimit.blocked("login", who)
             ratelimit.failure("login", who)
