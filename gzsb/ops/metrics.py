@@ -47,8 +47,11 @@ FIRE_SECONDS = Histogram("gzsb_fire_seconds", "Time of one fire() call", ["event
 
 
 def record_fire(event: str, result: str, seconds: float) -> None:
-    FIRE_TOTAL.labels(event=event, result=result).inc()
-    FIRE_SECONDS.labels(event=event).observe(seconds)
+    try:
+        FIRE_TOTAL.labels(event=event, result=result).inc()
+        FIRE_SECONDS.labels(event=event).observe(seconds)
+    except Exception:  # noqa: BLE001 - e.g. a missing multiprocess folder: the transition stands
+        log.warning("metrics: fire() not recorded", exc_info=True)
 
 
 # The engine reports every fire() here (the workflow package stays free of Prometheus).
