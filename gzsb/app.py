@@ -32,6 +32,7 @@ from gzsb.extensions import csrf, db, migrate
 from gzsb.ops import health, metrics
 from gzsb.ops.checks import warn_single_node
 from gzsb.ops.logs import configure_logging, install_request_ids
+from gzsb.waitroom import install as install_waitroom
 
 log = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).parent / "templates"
@@ -135,6 +136,7 @@ def create_app(config: type[Config] | Any = Config, *, clock: Callable[[], datet
     app.json = BoundedJSON(app)
     _error_pages(app)
     app.after_request(_security_headers)
+    install_waitroom(app)  # the opening-hour waiting room in front of everything (needs Redis)
 
     return app
 

@@ -1,7 +1,7 @@
 """storage: uploaded files in the database, shared by every node (issue 17)
 
 Revision ID: r0124
-Revises: r0115
+Revises: r0127
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "r0124"
-down_revision = "r0115"
+down_revision = "r0127"
 branch_labels = None
 depends_on = None
 
