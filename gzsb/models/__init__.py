@@ -32,6 +32,7 @@ from gzsb.models.core import (
     new_uid,
     utcnow,
 )
+from gzsb.models.files import StoredFile
 from gzsb.models.payments import (
     OrderStatus,
     Payment,
@@ -80,6 +81,7 @@ __all__ = [
     "RegistryRecord",
     "SandboxTrade",
     "SmsMessage",
+    "StoredFile",
     "Timer",
     "Upload",
     "new_uid",
