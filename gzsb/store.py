@@ -296,11 +296,16 @@ class SqlStore:
         self.session.add(Outbox(application_id=record.id, kind=kind, payload=payload))
 
     def cancel_timers(self, record: Application, now: datetime) -> None:
-        self.session.execute(
-            update(Timer)
-            .where(Timer.application_id == record.id, Timer.fired_at.is_(None))
-            .values(fired_at=now.astimezone(UTC), outcome="cancelled")
-        )
+        # No autoflush: the pending history/outbox rows are flushed with save() anyway, and
+        # flushing them here first cost a round of ORM work per transition. No session sync:
+        # no Timer object of this transaction is read afterwards.
+        with self.session.no_autoflush:
+            self.session.execute(
+                update(Timer)
+                .where(Timer.application_id == record.id, Timer.fired_at.is_(None))
+                .values(fired_at=now.astimezone(UTC), outcome="cancelled")
+                .execution_options(synchronize_session=False)
+            )
 
     def arm_timer(self, record: Application, state: str, event: str, armed_seq: int, due_at: datetime) -> None:
         # SQLite keeps no zone: every stored time is UTC so comparisons agree.
