@@ -4,6 +4,7 @@ the versioned UPDATE), also across a migration. Skipped without TEST_DATABASE_UR
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -114,3 +115,23 @@ def test_a_migration_switches_the_flow_in_the_same_transaction(pg_app: Flask) ->
     assert [t.armed_seq for t in open_timers] == [fired.seq]
     eng.fire(who.application_id, "payment_expired", SYSTEM, {})  # the next transition runs on the new flow
     assert all(v.ok for v in verify_all(db.session))
+
+
+def test_each_request_thread_has_its_own_session(app: Flask) -> None:
+    """gunicorn's gthread workers run requests on threads: Flask-SQLAlchemy must scope the
+    session (and so its connection and transaction) to each request's app context."""
+    sessions: list[object] = []
+    barrier = threading.Barrier(2)
+
+    def request() -> None:
+        with app.test_request_context("/"):
+            barrier.wait(timeout=10)  # both requests are in flight at once
+            sessions.append(db.session())
+            db.session.remove()
+
+    threads = [threading.Thread(target=request) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=20)
+    assert len(sessions) == 2 and sessions[0] is not sessions[1]
