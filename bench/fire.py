@@ -68,8 +68,10 @@ def run_once(applicants: int, events: int, url: str = "") -> FireRun:
                 cursor.execute("DROP TABLE IF EXISTS bench_ping")
                 cursor.execute("CREATE TABLE bench_ping (id SERIAL PRIMARY KEY, at TEXT, note TEXT)")
             raw.commit()
-            insert = "INSERT INTO bench_ping (at, note) VALUES (?, ?)" if sqlite else (
-                "INSERT INTO bench_ping (at, note) VALUES (%s, %s)"
+            insert = (
+                "INSERT INTO bench_ping (at, note) VALUES (?, ?)"
+                if sqlite
+                else ("INSERT INTO bench_ping (at, note) VALUES (%s, %s)")
             )
             for n in range(count):
                 started = time.perf_counter()
