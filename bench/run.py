@@ -227,7 +227,7 @@ def render_fire(runs: Sequence[FireRun], applicants: int, events: int) -> list[s
         "| ratio (p50) | value |",
         "|---|---:|",
         f"| fire() / bare INSERT+COMMIT | {_ms(runs, every, 50) / _ms(runs, raw, 50):,.1f}× |",
-        f"| fire() rate as a share of the bare INSERT+COMMIT rate | {_ms(runs, raw, 50) / _ms(runs, every, 50):.0%} |",
+        f"| fire() rate as a share of the bare INSERT+COMMIT rate | {_ms(runs, raw, 50) / _ms(runs, every, 50):.1%} |",
         f"| fire() / session INSERT+COMMIT | {_ms(runs, every, 50) / _ms(runs, session, 50):,.1f}× |",
         f"| fire() calls per second, one thread (1 / p50) | {1000 / _ms(runs, every, 50):,.0f} |",
         f"| bare INSERT+COMMIT per second (1 / p50) | {1000 / _ms(runs, raw, 50):,.0f} |",

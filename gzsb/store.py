@@ -6,13 +6,13 @@ import contextlib
 import logging
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import event, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import Session, defer
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, defer
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -229,14 +229,34 @@ def history_rows(session: Session, application_id: int) -> Iterator[EventRow]:
         yield EventRow(*r)
 
 
-class SqlStore:
-    """The Store on a SQLAlchemy session.
+_WROTE = "gzsb.store.wrote"  # session.info: this transaction flushed or executed a write
 
-    On PostgreSQL a transition's writes (history row, outbox rows, timer cancel and arm, the
-    versioned application UPDATE) are collected and sent as ONE statement (data-modifying
-    CTEs) at ``save()``: a round trip per write was most of a fire() there. The UPDATE still
-    checks the version; the unique (application, seq) still refuses a lost race. Elsewhere
-    (SQLite has no data-modifying CTEs) the ORM unit of work writes them."""
+
+def _wrote(session: Session) -> bool:
+    return bool(session.new or session.dirty or session.deleted or session.info.get(_WROTE))
+
+
+@event.listens_for(Session, "after_flush")
+def _flushed(session: Session, _context: Any) -> None:
+    session.info[_WROTE] = True
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _executed(state: ORMExecuteState) -> None:
+    if not state.is_select:  # UPDATE/INSERT/DELETE or text(): count it as a write
+        state.session.info[_WROTE] = True
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _ended(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # the outermost one: what it wrote is committed or gone
+        session.info.pop(_WROTE, None)
+
+
+class SqlStore:
+    """The Store on a SQLAlchemy session. On PostgreSQL a transition's writes go out as ONE
+    statement at ``save()`` (``WriteBatch``: a round trip per write was most of a fire()
+    there); SQLite has no data-modifying CTEs, so there the ORM unit of work writes them."""
 
     def __init__(self, session: Session, flows: FlowCatalog = FLOWS) -> None:
         self.session = session
@@ -250,8 +270,11 @@ class SqlStore:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        # Anything left pending by the caller belongs to the caller's transaction, not ours.
-        self.session.commit()
+        # What the caller wrote belongs to its transaction, not ours. After mere reads, on
+        # PostgreSQL (read committed; the row lock reads the latest row) the transition goes
+        # on in that transaction: no COMMIT, pool checkout and BEGIN.
+        if self.session.get_bind().dialect.name != "postgresql" or _wrote(self.session):
+            self.session.commit()
         self._batch = None
         try:
             yield
@@ -306,22 +329,7 @@ class SqlStore:
         self.session.flush()
 
     def append(self, record: Application, row: EventRow) -> None:
-        values = {
-            "application_id": record.id,
-            "seq": row.seq,
-            "event": row.event,
-            "from_state": row.from_state,
-            "to_state": row.to_state,
-            "actor": row.actor,
-            "role": row.role,
-            "guards": row.guards,
-            "payload": row.payload,
-            "flow_sha256": row.flow_sha256,
-            "at": row.at,
-            "prev_hash": row.prev_hash,
-            "hash": row.hash,
-            "changes": row.changes,
-        }
+        values = {"application_id": record.id, **asdict(row)}
         batch = self._batched()
         if batch is not None:
             batch.history.append(values)
@@ -340,9 +348,8 @@ class SqlStore:
         if batch is not None:
             batch.cancel_at = now.astimezone(UTC)
             return
-        # No autoflush: the pending history/outbox rows are flushed with save() anyway, and
-        # flushing them here first cost a round of ORM work per transition. No session sync:
-        # no Timer object of this transaction is read afterwards.
+        # No autoflush (pending rows go with save()), no session sync (no Timer object of this
+        # transaction is read afterwards): less ORM work per transition.
         with self.session.no_autoflush:
             self.session.execute(
                 update(Timer)
@@ -364,7 +371,10 @@ class SqlStore:
 
 @dataclass
 class WriteBatch:
-    """One transition's writes on PostgreSQL, sent as one statement by ``write``."""
+    """One transition's writes on PostgreSQL, sent as one statement by ``write``: CTEs that
+    insert the history, outbox and timer rows and cancel the open timers, and the versioned
+    UPDATE of the application (still ``WHERE version = old``; UNIQUE(application_id, seq) still
+    refuses a lost race)."""
 
     history: list[dict[str, Any]] = field(default_factory=list)
     outbox: list[dict[str, Any]] = field(default_factory=list)
@@ -383,15 +393,10 @@ class WriteBatch:
         now = datetime.now(UTC)
         ctes = []
         if self.cancel_at is not None:
-            timers = Timer.__table__
-            ctes.append(
-                update(timers)
-                .where(timers.c.application_id == record.id, timers.c.fired_at.is_(None))
-                .values(fired_at=self.cancel_at, outcome="cancelled")
-                .cte("cancelled")
-            )
-        # A data-modifying CTE's rows are invisible to its siblings: the timers armed here are
-        # not cancelled by the UPDATE above.
+            t = Timer.__table__
+            cancel = update(t).where(t.c.application_id == record.id, t.c.fired_at.is_(None))
+            ctes.append(cancel.values(fired_at=self.cancel_at, outcome="cancelled").cte("cancelled"))
+        # Sibling CTEs do not see each other's rows: the timers armed here stay open.
         for name, model, rows in (
             ("events", HistoryEvent, self.history),
             ("effects", Outbox, self.outbox),

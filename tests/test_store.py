@@ -10,14 +10,14 @@ from contextlib import contextmanager
 
 import pytest
 from flask import Flask
-from sqlalchemy import event, select
+from sqlalchemy import event, select, update
 
 from gzsb.audit.service import verify_all
 from gzsb.bootstrap import engine
 from gzsb.config import ROOT
-from gzsb.errors import StaleApplication
+from gzsb.errors import EventNotAvailable, StaleApplication
 from gzsb.extensions import db
-from gzsb.models import Application, HistoryEvent, Outbox, Timer
+from gzsb.models import Application, ConfirmationPoint, HistoryEvent, Outbox, Timer
 from gzsb.store import publish
 from gzsb.workflow.loader import load_flow, load_flow_file
 from tests.drive import ADMIN, application, history
@@ -135,3 +135,42 @@ def test_each_request_thread_has_its_own_session(app: Flask) -> None:
     for t in threads:
         t.join(timeout=20)
     assert len(sessions) == 2 and sessions[0] is not sessions[1]
+
+
+def test_after_mere_reads_the_transition_goes_on_in_the_same_transaction(pg_app: Flask) -> None:
+    who = new_applicant(5)
+    eng = engine()
+    db.session.commit()
+    commits: list[int] = []
+
+    def note(_conn) -> None:  # type: ignore[no-untyped-def]
+        commits.append(1)
+
+    event.listen(db.engine, "commit", note)
+    try:
+        assert db.session.get(Application, who.application_id) is not None  # a page reads first
+        eng.fire(who.application_id, "accept_pledge", who.actor, {"agree": True})
+    finally:
+        event.remove(db.engine, "commit", note)
+    assert len(commits) == 1  # only the transition's own
+
+
+@pytest.mark.parametrize("how", ["flushed", "pending", "statement"])
+def test_what_the_caller_wrote_is_committed_before_the_transition(pg_app: Flask, how: str) -> None:
+    who = new_applicant(6)
+    eng = engine()
+    db.session.commit()
+    if how == "statement":
+        db.session.execute(update(ConfirmationPoint).values(name="改过的名字"))
+    else:
+        db.session.add(ConfirmationPoint(code="XQ01", name="西青区招生考试中心"))
+        if how == "flushed":
+            db.session.flush()
+    with pytest.raises(EventNotAvailable):
+        eng.fire(who.application_id, "face_matched", SYSTEM, {})  # not from the initial state: fails
+    db.session.rollback()
+    names = {p.code: p.name for p in db.session.scalars(select(ConfirmationPoint))}
+    if how == "statement":
+        assert names["NK01"] == "改过的名字"
+    else:
+        assert names.get("XQ01") == "西青区招生考试中心"
