@@ -12,6 +12,8 @@ MAKEFLAGS += --no-print-directory
 
 PORT ?= 5000
 WORKERS ?= 2
+# Threads per gunicorn worker (gthread): a request waiting on PostgreSQL does not idle a process.
+THREADS ?= 4
 PYTHON ?= python3
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
@@ -113,7 +115,7 @@ run: setup
 	echo
 	# Started with & and waited for, so that the traps run as soon as a signal arrives
 	# (bash defers traps until a foreground command returns); it still logs to the terminal.
-	$(BIN)/gunicorn -w $(WORKERS) -b 127.0.0.1:$(PORT) --access-logfile - 'gzsb.app:create_app()' &
+	$(BIN)/gunicorn -w $(WORKERS) -k gthread --threads $(THREADS) -b 127.0.0.1:$(PORT) --access-logfile - 'gzsb.app:create_app()' &
 	web=$$!
 	wait -n $$web $$consumer  # either one stopping stops both
 

@@ -72,9 +72,11 @@ class Clock:
         return self.now
 
 
-def make_app(path: Path, clock: Callable[[], datetime], *, fresh: bool = True) -> Flask:
-    """Like tests/conftest._make_app, on a file DB (the app's listener sets WAL etc.)."""
-    config = type("BenchConfig", (TestConfig,), {"SQLALCHEMY_DATABASE_URI": f"sqlite:///{path.resolve()}"})
+def make_app(path: Path | str, clock: Callable[[], datetime], *, fresh: bool = True) -> Flask:
+    """Like tests/conftest._make_app, on a file DB (the app's listener sets WAL etc.) or,
+    when ``path`` is a URL text (``postgresql+psycopg://…``), on that database."""
+    uri = path if isinstance(path, str) else f"sqlite:///{path.resolve()}"
+    config = type("BenchConfig", (TestConfig,), {"SQLALCHEMY_DATABASE_URI": uri})
     app = create_app(config, clock=clock)
     if fresh:
         with app.app_context():

@@ -11,6 +11,11 @@ the wkhtmltopdf part alone, the floor (the same renderer on a one-line ASCII pag
 starting wkhtmltopdf costs at all), forms per minute for one worker (N / total wall time), PDF
 size, and the cost of a page view once the PDF is cached (``form_status``: content digest
 compared with the stored one, no render).
+
+Before/after in the same run: each form's HTML is also rendered, right after its measured
+render, by a renderer with wkhtmltopdf's default ``--javascript-delay 200`` (what every form
+paid before ``gzsb.adapters.pdf`` passed 0). "Before" forms per minute: the measured
+``render_form`` time with its wkhtmltopdf part replaced by that renderer's time.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import version
 
 from bench.common import OUT, SYSTEM, Clock, add_applicants, make_app, median, percentile, remove_db
-from gzsb.adapters.pdf import WkhtmltopdfRenderer
+from gzsb.adapters.pdf import BASE_OPTIONS, WkhtmltopdfRenderer
 from gzsb.bootstrap import engine, storage
 from gzsb.cli.demo import basic_info, demo_student, portrait_png
 from gzsb.common.uploads import accept_image, store_image
@@ -45,13 +50,21 @@ class TimedRenderer:
 
     inner: WkhtmltopdfRenderer
     seconds: list[float] = field(default_factory=list)
+    pages: list[str] = field(default_factory=list)
 
     def render(self, html: str) -> bytes:
+        self.pages.append(html)
         started = time.perf_counter()
         try:
             return self.inner.render(html)
         finally:
             self.seconds.append(time.perf_counter() - started)
+
+
+class DefaultDelayRenderer(WkhtmltopdfRenderer):
+    """The renderer as it was: wkhtmltopdf's default 200 ms JavaScript delay."""
+
+    options = {**BASE_OPTIONS, "javascript-delay": "200"}
 
 
 def approve_all(count: int) -> list[int]:
@@ -106,15 +119,20 @@ def run(count: int, warmup: int) -> dict:
             forms.render_form(db.session, app_id, renderer, storage(), clock())
         renderer.seconds.clear()
         print(f"[bench.pdf] rendering {count} forms …", file=sys.stderr, flush=True)
-        calls, sizes = [], []
-        started = time.perf_counter()
+        calls, sizes, before = [], [], []
+        old = DefaultDelayRenderer(timeout=60)
+        renderer.pages.clear()
         for app_id in ids[warmup:]:
             t0 = time.perf_counter()
             form = forms.render_form(db.session, app_id, renderer, storage(), clock())
             calls.append(time.perf_counter() - t0)
             assert form is not None and form.pdf is not None and form.pdf.startswith(b"%PDF-")
             sizes.append(len(form.pdf))
-        total = time.perf_counter() - started
+            t0 = time.perf_counter()
+            old.render(renderer.pages[-1])
+            before.append(time.perf_counter() - t0)
+        total = sum(calls)
+        total_before = total - sum(renderer.seconds) + sum(before)
         # The floor: the same renderer on a one-line ASCII page (process start, Qt, no CJK).
         floor = []
         for _ in range(min(count, 20)):
@@ -143,6 +161,8 @@ def run(count: int, warmup: int) -> dict:
         },
         "floor_ms": {"p50": percentile(floor, 50) * ms, "p95": percentile(floor, 95) * ms, "max": max(floor) * ms},
         "forms_per_minute_per_worker": count / total * 60,
+        "forms_per_minute_default_delay": count / total_before * 60,
+        "default_delay_wkhtmltopdf_ms_p50": percentile(before, 50) * ms,
         "total_s": total,
         "pdf_kib_median": median(sizes) / 1024,
         "cached_view_ms": {"p50": percentile(views, 50) * ms, "p95": percentile(views, 95) * ms},
@@ -177,6 +197,9 @@ def markdown(result: dict) -> str:
             "",
             f"Forms per minute per worker: **{result['forms_per_minute_per_worker']:.0f}** "
             f"({result['forms']} in {result['total_s']:.1f} s); median PDF {result['pdf_kib_median']:.0f} KiB.",
+            f"Same forms, same run, with wkhtmltopdf's default `--javascript-delay 200` (before): "
+            f"**{result['forms_per_minute_default_delay']:.0f}** forms per minute "
+            f"(its wkhtmltopdf p50 {result['default_delay_wkhtmltopdf_ms_p50']:.0f} ms).",
         ]
     )
 

@@ -127,8 +127,12 @@ def create_app(config: type[Config] | Any = Config, *, clock: Callable[[], datet
 
     app.context_processor(lambda: {"account": current_account()})
     app.add_template_global(basic_info_of, "basic_info_of")
-    app.before_request(_fresh_g)
+    # First of all hooks (blueprints' before_app_request ran earlier otherwise): the account
+    # the log-in gate loads stays in g for the view, instead of being loaded a second time.
+    app.before_request_funcs.setdefault(None, []).insert(0, _fresh_g)
     install_request_ids(app)  # after _fresh_g, which empties g
+    hooks = app.before_request_funcs[None]
+    hooks.insert(1, hooks.pop())  # the request id right after _fresh_g: later hooks' log lines carry it
     metrics.install_metrics(app)
 
     cli.register(app)

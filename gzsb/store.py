@@ -6,13 +6,14 @@ import contextlib
 import logging
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import event, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, defer
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
 from gzsb.errors import ConflictError, NotFound, StaleApplication
@@ -84,12 +85,22 @@ def version_id_of(session: Session, sha256: str) -> int:
 
 def live_version(session: Session, name: str) -> FlowVersion | None:
     """The version ``flow_live`` points at (None: nothing of ``name`` is published)."""
+    # The YAML text is loaded only if asked for: most callers want the id (the parsed flow
+    # comes from FLOWS), and pages asked for it on every request just to learn the version.
+    lazy_text = defer(FlowVersion.yaml_text)
     row = session.scalars(
-        select(FlowVersion).join(FlowLive, FlowLive.version_id == FlowVersion.id).where(FlowLive.flow == name)
+        select(FlowVersion)
+        .options(lazy_text)
+        .join(FlowLive, FlowLive.version_id == FlowVersion.id)
+        .where(FlowLive.flow == name)
     ).first()
     if row is None:  # a database whose versions were stored before the live pointer existed
         row = session.scalars(
-            select(FlowVersion).where(FlowVersion.flow == name).order_by(FlowVersion.id.desc()).limit(1)
+            select(FlowVersion)
+            .options(lazy_text)
+            .where(FlowVersion.flow == name)
+            .order_by(FlowVersion.id.desc())
+            .limit(1)
         ).first()
     return row
 
@@ -218,15 +229,53 @@ def history_rows(session: Session, application_id: int) -> Iterator[EventRow]:
         yield EventRow(*r)
 
 
+_WROTE = "gzsb.store.wrote"  # session.info: this transaction flushed or executed a write
+
+
+def _wrote(session: Session) -> bool:
+    return bool(session.new or session.dirty or session.deleted or session.info.get(_WROTE))
+
+
+@event.listens_for(Session, "after_flush")
+def _flushed(session: Session, _context: Any) -> None:
+    session.info[_WROTE] = True
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _executed(state: ORMExecuteState) -> None:
+    if not state.is_select:  # UPDATE/INSERT/DELETE or text(): count it as a write
+        state.session.info[_WROTE] = True
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _ended(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # the outermost one: what it wrote is committed or gone
+        session.info.pop(_WROTE, None)
+
+
 class SqlStore:
+    """The Store on a SQLAlchemy session. On PostgreSQL a transition's writes go out as ONE
+    statement at ``save()`` (``WriteBatch``: a round trip per write was most of a fire()
+    there); SQLite has no data-modifying CTEs, so there the ORM unit of work writes them."""
+
     def __init__(self, session: Session, flows: FlowCatalog = FLOWS) -> None:
         self.session = session
         self.flows = flows
+        self._batch: WriteBatch | None = None
+
+    def _batched(self) -> WriteBatch | None:
+        if self._batch is None and self.session.get_bind().dialect.name == "postgresql":
+            self._batch = WriteBatch()
+        return self._batch
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        # Anything left pending by the caller belongs to the caller's transaction, not ours.
-        self.session.commit()
+        # What the caller wrote belongs to its transaction, not ours. After mere reads, on
+        # PostgreSQL (read committed; the row lock reads the latest row) the transition goes
+        # on in that transaction: no COMMIT, pool checkout and BEGIN.
+        if self.session.get_bind().dialect.name != "postgresql" or _wrote(self.session):
+            self.session.commit()
+        self._batch = None
         try:
             yield
             self.session.commit()
@@ -245,6 +294,8 @@ class SqlStore:
         except BaseException:
             self.session.rollback()
             raise
+        finally:
+            self._batch = None
 
     def lock(self, application_id: int) -> Application:
         query = select(Application).where(Application.id == application_id)
@@ -263,6 +314,11 @@ class SqlStore:
         record.flow_version_id = version_id_of(self.session, sha256)
 
     def save(self, record: Application, *, state: str, data: dict[str, Any], seq: int, head: str) -> None:
+        batch = self._batched()
+        if batch is not None:
+            self._batch = None
+            batch.write(self.session, record, state=state, data=data, seq=seq, head=head)
+            return
         record.state = state
         record.data = data
         record.seq = seq
@@ -273,36 +329,92 @@ class SqlStore:
         self.session.flush()
 
     def append(self, record: Application, row: EventRow) -> None:
-        self.session.add(
-            HistoryEvent(
-                application_id=record.id,
-                seq=row.seq,
-                event=row.event,
-                from_state=row.from_state,
-                to_state=row.to_state,
-                actor=row.actor,
-                role=row.role,
-                guards=row.guards,
-                payload=row.payload,
-                flow_sha256=row.flow_sha256,
-                at=row.at,
-                prev_hash=row.prev_hash,
-                hash=row.hash,
-                changes=row.changes,
-            )
-        )
+        values = {"application_id": record.id, **asdict(row)}
+        batch = self._batched()
+        if batch is not None:
+            batch.history.append(values)
+        else:
+            self.session.add(HistoryEvent(**values))
 
     def outbox(self, record: Application, kind: str, payload: dict[str, Any]) -> None:
-        self.session.add(Outbox(application_id=record.id, kind=kind, payload=payload))
+        batch = self._batched()
+        if batch is not None:
+            batch.outbox.append({"application_id": record.id, "kind": kind, "payload": payload})
+        else:
+            self.session.add(Outbox(application_id=record.id, kind=kind, payload=payload))
 
     def cancel_timers(self, record: Application, now: datetime) -> None:
-        self.session.execute(
-            update(Timer)
-            .where(Timer.application_id == record.id, Timer.fired_at.is_(None))
-            .values(fired_at=now.astimezone(UTC), outcome="cancelled")
-        )
+        batch = self._batched()
+        if batch is not None:
+            batch.cancel_at = now.astimezone(UTC)
+            return
+        # No autoflush (pending rows go with save()), no session sync (no Timer object of this
+        # transaction is read afterwards): less ORM work per transition.
+        with self.session.no_autoflush:
+            self.session.execute(
+                update(Timer)
+                .where(Timer.application_id == record.id, Timer.fired_at.is_(None))
+                .values(fired_at=now.astimezone(UTC), outcome="cancelled")
+                .execution_options(synchronize_session=False)
+            )
 
     def arm_timer(self, record: Application, state: str, event: str, armed_seq: int, due_at: datetime) -> None:
         # SQLite keeps no zone: every stored time is UTC so comparisons agree.
         due_utc = due_at.astimezone(UTC)
-        self.session.add(Timer(application_id=record.id, state=state, event=event, armed_seq=armed_seq, due_at=due_utc))
+        values = {"application_id": record.id, "state": state, "event": event, "armed_seq": armed_seq}
+        batch = self._batched()
+        if batch is not None:
+            batch.timers.append({**values, "due_at": due_utc, "outcome": ""})
+        else:
+            self.session.add(Timer(**values, due_at=due_utc))
+
+
+@dataclass
+class WriteBatch:
+    """One transition's writes on PostgreSQL, sent as one statement by ``write``: CTEs that
+    insert the history, outbox and timer rows and cancel the open timers, and the versioned
+    UPDATE of the application (still ``WHERE version = old``; UNIQUE(application_id, seq) still
+    refuses a lost race)."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    outbox: list[dict[str, Any]] = field(default_factory=list)
+    timers: list[dict[str, Any]] = field(default_factory=list)
+    cancel_at: datetime | None = None
+
+    def write(
+        self, session: Session, record: Application, *, state: str, data: dict[str, Any], seq: int, head: str
+    ) -> None:
+        # What a step changed through the ORM (orders, a confirmation point, the flow
+        # version of a migration) goes first, in the ORM's own versioned UPDATE.
+        if session.new or session.dirty or session.deleted:
+            session.flush()
+        app = Application.__table__
+        old = record.version
+        now = datetime.now(UTC)
+        ctes = []
+        if self.cancel_at is not None:
+            t = Timer.__table__
+            cancel = update(t).where(t.c.application_id == record.id, t.c.fired_at.is_(None))
+            ctes.append(cancel.values(fired_at=self.cancel_at, outcome="cancelled").cte("cancelled"))
+        # Sibling CTEs do not see each other's rows: the timers armed here stay open.
+        for name, model, rows in (
+            ("events", HistoryEvent, self.history),
+            ("effects", Outbox, self.outbox),
+            ("armed", Timer, self.timers),
+        ):
+            if rows:
+                ctes.append(insert(model.__table__).values(rows).cte(name))
+        statement = (
+            update(app)
+            .where(app.c.id == record.id, app.c.version == old)
+            .values(state=state, data=data, seq=seq, head=head, updated_at=now, version=old + 1)
+            .returning(app.c.version)
+            .add_cte(*ctes)
+        )
+        if session.execute(statement).first() is None:
+            raise StaleApplication(f"application {record.uid} was changed by someone else (version {old})")
+        # The row now holds these values: the ORM object says so without another UPDATE.
+        for key, value in (
+            ("state", state), ("data", data), ("seq", seq), ("head", head), ("updated_at", now), ("version", old + 1),
+        ):  # fmt: skip
+            set_committed_value(record, key, value)

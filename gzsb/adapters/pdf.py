@@ -42,6 +42,9 @@ BASE_OPTIONS: dict[str, Any] = {
     "margin-left": "12mm",
     "margin-right": "12mm",
     "disable-javascript": None,
+    # wkhtmltopdf waits --javascript-delay (default 200 ms) after loading even with
+    # JavaScript off: a sleep in every form. Nothing runs, so nothing is waited for.
+    "javascript-delay": "0",
     "disable-local-file-access": None,
     "disable-plugins": None,
     "proxy": DEAD_PROXY,
@@ -142,9 +145,11 @@ class WkhtmltopdfRenderer:
             "QT_QPA_PLATFORM": "offscreen",
         }
 
+    options: dict[str, Any] = BASE_OPTIONS
+
     def command(self) -> list[str]:
         # HTML from stdin ('-'), PDF to stdout ('-'). No --title: unpatched Qt ignores it.
-        return pdfkit.PDFKit("", "string", options=dict(BASE_OPTIONS), configuration=self.configuration).command()
+        return pdfkit.PDFKit("", "string", options=dict(self.options), configuration=self.configuration).command()
 
     def render(self, html: str) -> bytes:
         args = self.command()

@@ -21,8 +21,10 @@ from gzsb.errors import ConfigurationError
 from gzsb.identity.attempts import take_attempt
 from gzsb.models import (
     Account,
+    Application,
     ConfirmationPoint,
     CorrectionRequest,
+    HistoryEvent,
     Institution,
     Major,
     PaymentOrder,
@@ -255,3 +257,24 @@ def latest_correction(session: Session, application_id: int) -> dict[str, Any]:
         "at": row.created_at.isoformat() if row.created_at else "",
         "decision": {"reason": row.note} if row.decided_at else {},
     }
+
+
+def application_with_visits(session: Session, account_id: int) -> tuple[Application | None, set[str]]:
+    """The account's application and every state its history entered, in ONE round trip
+    (the 流程页面 asked for them in two): one row per distinct state entered."""
+    own = select(Application.id).where(Application.account_id == account_id)
+    visits = (
+        select(HistoryEvent.application_id, HistoryEvent.to_state)
+        .where(HistoryEvent.application_id.in_(own))
+        .distinct()
+        .subquery()
+    )
+    rows = session.execute(
+        select(Application, visits.c.to_state)
+        .outerjoin(visits, visits.c.application_id == Application.id)
+        .where(Application.account_id == account_id)
+    ).all()
+    if not rows:
+        return None, set()
+    app = rows[0][0]
+    return app, {state for _, state in rows if state is not None} | {app.state}

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from gzsb.accounts.session import current_account, login_required
 from gzsb.bootstrap import engine
-from gzsb.enrollment.service import latest_correction
+from gzsb.enrollment.service import application_with_visits, latest_correction
 from gzsb.errors import EventNotAvailable, GuardRefused, InvalidInput
 from gzsb.extensions import db
 from gzsb.identity.names import OWN_ROUTE_EVENTS
@@ -47,11 +47,14 @@ def flow_of(app: Application) -> FlowSpec:
     return FLOWS.by_version(db.session, app.flow_version_id)
 
 
-def stage_rows(app: Application, flow: FlowSpec) -> list[dict[str, Any]]:
-    """The 流程页面: every stage with done / current / todo (optional ones not needed: skipped)."""
-    visited_states = set(
-        db.session.scalars(select(HistoryEvent.to_state).where(HistoryEvent.application_id == app.id))
-    ) | {app.state}
+def stage_rows(app: Application, flow: FlowSpec, visited_states: set[str] | None = None) -> list[dict[str, Any]]:
+    """The 流程页面: every stage with done / current / todo (optional ones not needed: skipped).
+
+    ``visited_states``: the states the history entered, when the caller loaded them already."""
+    if visited_states is None:
+        visited_states = set(
+            db.session.scalars(select(HistoryEvent.to_state).where(HistoryEvent.application_id == app.id))
+        ) | {app.state}
     visited = {flow.states[s].stage for s in visited_states if s in flow.states}
     current = flow.states[app.state].stage
     keys = [s.key for s in flow.stages]
@@ -130,10 +133,15 @@ def home() -> Any:
 @bp.get("/process")
 @login_required("student")
 def process() -> Any:
-    app = own_application()
+    account = current_account()
+    assert account is not None
+    app, visited = application_with_visits(db.session, account.id)
+    if app is None:
+        app, visited = own_application(), set()
     flow = flow_of(app)
     options = engine().options(app, current_actor())
-    return render_template("process.html", app=app, flow=flow, stages=stage_rows(app, flow), options=options)
+    stages = stage_rows(app, flow, visited | {app.state})
+    return render_template("process.html", app=app, flow=flow, stages=stages, options=options)
 
 
 @bp.get("/application")

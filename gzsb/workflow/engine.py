@@ -294,12 +294,16 @@ class Engine:
                 template = flow.notify.get(dest)
                 if template:
                     self.store.outbox(record, "sms", {"application": record.uid, "seq": seq, "template": template})
-                self.store.cancel_timers(record, now)
+                # Timers are armed only on entering a state that has some (a migration re-arms
+                # under its target), so a state without timers has none open: no UPDATE.
+                if flow.timers_for(source):
+                    self.store.cancel_timers(record, now)
                 for timer in flow.timers_for(dest):
                     self.store.arm_timer(record, dest, timer.event, seq, now + timer.after)
             self.store.save(record, state=dest, data=ctx.data, seq=seq, head=digest)
             fired = Fired(event, source, dest, seq, record.version, digest)
-        log.info("application %s: %s %s → %s (seq %d, %s)", record.uid, event, source, dest, seq, actor.id)
+            uid = record.uid  # read before the commit: afterwards the row would be loaded again
+        log.info("application %s: %s %s → %s (seq %d, %s)", uid, event, source, dest, seq, actor.id)
         return fired
 
     # -- moving to another flow version ----------------------------------------------

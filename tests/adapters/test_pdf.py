@@ -163,3 +163,5 @@ def test_the_command_carries_the_hardening_options(renderer) -> None:
     assert command[command.index("--proxy") + 1] == "http://127.0.0.1:9"
     assert command[-2:] == ["-", "-"]
     assert "--enable-local-file-access" not in command
+    # No JavaScript, so no wait for it (wkhtmltopdf's default sleeps 200 ms per form).
+    assert command[command.index("--javascript-delay") + 1] == "0"

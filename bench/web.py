@@ -1,0 +1,247 @@
+"""The 流程页面 (GET /process) on gunicorn + PostgreSQL against the bare Flask app
+(``bench/bare.py``) on the same gunicorn with the same flags, in the same command.
+
+.venv/bin/python -m bench.web [--seconds 15] [--connections 32] [--workers 2] [--threads 4]
+
+A PostgreSQL database (emptied), ``--students`` applicants, each logged in once through
+the real /login; then wrk (Debian package ``wrk``) drives, in turn, the bare app's page and
+the 流程页面 with the students' session cookies (a small Lua script rotates them), each for
+``--seconds``. Reported: requests/s, latency percentiles, non-2xx answers, and the ratio of
+the 流程页面's rate to the bare app's. wrk is a C load generator: it costs the 2 shared CPUs
+far less than a Python driver would, so the servers get most of the machine.
+
+The helpers here (seed, servers, log-in) are shared with ``bench.load``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from bench.common import FLOW_FILE, OUT, add_applicants
+from gzsb.app import create_app
+from gzsb.cli.demo import CATALOG_CSV, demo_student
+from gzsb.config import ROOT, Config
+from gzsb.enrollment.catalog import import_catalog
+from gzsb.extensions import db
+from gzsb.models import ConfirmationPoint
+from gzsb.store import publish
+from gzsb.workflow.loader import load_flow_file
+
+DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/gzsb_bench_web"
+PASSWORD = "Bench@2026gzsb"  # bench.common.add_applicants sets it on every account
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+# The servers' environment: development keys are accepted (GZSB_ENV), plain HTTP cookies,
+# and the per-IP SMS limits raised: every simulated student comes from 127.0.0.1.
+SERVER_ENV = {
+    "GZSB_ENV": "development",
+    "SESSION_COOKIE_SECURE": "0",
+    "IP_SMS_PER_HOUR": "1000000",
+    "OTP_RESEND_SECONDS": "0",
+    "OTP_DAILY_LIMIT": "1000000",
+}
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def ensure_database(url: str) -> None:
+    parsed = make_url(url)
+    admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": parsed.database}).first():
+            conn.execute(text(f'CREATE DATABASE "{parsed.database}"'))
+    admin.dispose()
+
+
+def seed(url: str, students: int) -> list[str]:
+    """An emptied database with the flow, a 确认点, the catalogue and ``students`` started
+    applications; their log-in names (ID numbers)."""
+    ensure_database(url)
+    os.environ.setdefault("GZSB_ENV", "development")
+    config = type("BenchWebConfig", (Config,), {"SQLALCHEMY_DATABASE_URI": url})
+    app = create_app(config)
+    with app.app_context():
+        db.drop_all()
+        db.create_all()
+        publish(db.session, load_flow_file(FLOW_FILE))
+        db.session.add(ConfirmationPoint(code="NK01", name="南开区招生考试中心"))
+        db.session.commit()
+        import_catalog(db.session, CATALOG_CSV)
+        made = add_applicants(students)
+        db.session.remove()
+        db.engine.dispose()
+    return [demo_student(who.index).id_number for who in made]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def gunicorn_command(target: str, port: int, workers: int, threads: int) -> list[str]:
+    """The production command's flags (README): gthread workers, so a request waiting on
+    PostgreSQL does not idle a process."""
+    return [
+        str(Path(sys.executable).parent / "gunicorn"),
+        "--workers", str(workers), "--worker-class", "gthread", "--threads", str(threads),
+        "--bind", f"127.0.0.1:{port}", "--log-level", "warning", target,
+    ]  # fmt: skip
+
+
+def start_server(
+    target: str, port: int, workers: int, threads: int, env: dict[str, str], name: str
+) -> subprocess.Popen:
+    command = gunicorn_command(target, port, workers, threads)
+    log(f"{name}: " + " ".join(command[1:]))
+    logfile = (OUT / f"{name}-gunicorn.log").open("wb")
+    # Its own process group: the whole node (master and workers) can be killed at once.
+    process = subprocess.Popen(
+        command, cwd=ROOT, env={**os.environ, **env}, stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{name}: gunicorn exited with {process.returncode}; see {logfile.name}")
+        try:
+            requests.get(f"http://127.0.0.1:{port}/", timeout=2)
+            return process
+        except requests.RequestException:
+            time.sleep(0.3)
+    stop_server(process)
+    raise SystemExit(f"{name}: gunicorn did not answer within 90 s")
+
+
+def stop_server(process: subprocess.Popen, *, hard: bool = False) -> None:
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGKILL if hard else signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def log_in(base: str, login: str) -> requests.Session:
+    http = requests.Session()
+    token = CSRF.search(http.get(f"{base}/login", timeout=30).text)
+    if token is None:
+        raise SystemExit("the log-in page has no CSRF token")
+    answer = http.post(
+        f"{base}/login",
+        data={"login": login, "password": PASSWORD, "csrf_token": token.group(1)},
+        allow_redirects=False,
+        timeout=60,
+    )
+    if answer.status_code != 302:
+        raise SystemExit(f"log-in of {login[:6]}… failed: HTTP {answer.status_code}")
+    return http
+
+
+# wrk: rotate the students' cookies over the requests; report the numbers as JSON.
+WRK_LUA = """
+cookies = {%s}
+n = 0
+request = function()
+  n = n + 1
+  if #cookies == 0 then return wrk.format("GET", wrk.path) end
+  return wrk.format("GET", wrk.path, {["Cookie"] = cookies[(n %% #cookies) + 1]})
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("WRKJSON {\\"requests\\": %%d, \\"seconds\\": %%f, \\"non2xx\\": %%d, \\"socket\\": %%d, "
+    .. "\\"p50\\": %%f, \\"p95\\": %%f, \\"p99\\": %%f}\\n", summary.requests, summary.duration / 1e6, e.status,
+    e.connect + e.read + e.write + e.timeout, latency:percentile(50) / 1e3, latency:percentile(95) / 1e3,
+    latency:percentile(99) / 1e3))
+end
+"""
+
+
+def wrk(url: str, cookies: list[str], seconds: int, connections: int, name: str) -> dict[str, Any]:
+    binary = shutil.which("wrk")
+    if binary is None:
+        raise SystemExit("wrk is not installed: apt-get install -y wrk")
+    script = OUT / f"{name}.lua"
+    script.write_text(WRK_LUA % ", ".join(json.dumps(c) for c in cookies))
+    command = [binary, "-t2", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url]
+    log(f"{name}: wrk " + " ".join(command[1:]))
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    line = next(x for x in out.splitlines() if x.startswith("WRKJSON "))
+    result = json.loads(line.removeprefix("WRKJSON "))
+    result["rate"] = result["requests"] / result["seconds"]
+    return result
+
+
+def cookie_header(http: requests.Session) -> str:
+    return "; ".join(f"{c.name}={c.value}" for c in http.cookies)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.web", description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", default=DEFAULT_URL)
+    parser.add_argument("--students", type=int, default=50)
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=4)
+    args = parser.parse_args(argv)
+    OUT.mkdir(parents=True, exist_ok=True)
+    logins = seed(args.database_url, args.students)
+    env = {**SERVER_ENV, "DATABASE_URL": args.database_url}
+    gz_port, bare_port = free_port(), free_port()
+    gz = start_server("gzsb.app:create_app()", gz_port, args.workers, args.threads, env, "web-gzsb")
+    try:
+        cookies = [cookie_header(log_in(f"http://127.0.0.1:{gz_port}", login)) for login in logins]
+        page = requests.get(f"http://127.0.0.1:{gz_port}/process", headers={"Cookie": cookies[0]}, timeout=30)
+        if page.status_code != 200 or "流程" not in page.text:
+            raise SystemExit(f"/process answered {page.status_code} without the 流程页面")
+        wrk(f"http://127.0.0.1:{gz_port}/process", cookies, 3, args.connections, "web-warmup")
+        process = wrk(f"http://127.0.0.1:{gz_port}/process", cookies, args.seconds, args.connections, "web-process")
+    finally:
+        stop_server(gz)
+    bare = start_server("bench.bare:app", bare_port, args.workers, args.threads, {}, "web-bare")
+    try:
+        wrk(f"http://127.0.0.1:{bare_port}/", [], 3, args.connections, "web-bare-warmup")
+        baseline = wrk(f"http://127.0.0.1:{bare_port}/", [], args.seconds, args.connections, "web-bare")
+    finally:
+        stop_server(bare)
+    command = "python -m bench.web " + " ".join(sys.argv[1:] if argv is None else argv)
+    lines = [
+        f"`{command.strip()}`: gunicorn {args.workers} workers × {args.threads} threads (gthread), wrk "
+        f"{args.connections} connections, {args.seconds} s each, {args.students} logged-in students; "
+        f"load average at the end {'/'.join(f'{x:.2f}' for x in os.getloadavg())}.",
+        "",
+        "| page | requests/s | p50 ms | p95 ms | p99 ms | non-2xx | socket errors |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label, r in (("bare Flask app `/`", baseline), ("流程页面 `/process` (PostgreSQL)", process)):
+        lines.append(
+            f"| {label} | {r['rate']:,.0f} | {r['p50']:.1f} | {r['p95']:.1f} | {r['p99']:.1f} | {r['non2xx']} "
+            f"| {r['socket']} |"
+        )
+    lines += ["", f"流程页面 / bare: **{process['rate'] / baseline['rate']:.0%}** (target ≥ 25 %)."]
+    text_out = "\n".join(lines)
+    (OUT / "web-results.json").write_text(json.dumps({"process": process, "bare": baseline}, indent=1))
+    print(text_out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
