@@ -16,9 +16,9 @@ from gzsb.enrollment.service import latest_correction
 from gzsb.errors import EventNotAvailable, GuardRefused, InvalidInput
 from gzsb.extensions import db
 from gzsb.identity.names import OWN_ROUTE_EVENTS
-from gzsb.payments.names import ORDER_OPEN
 from gzsb.models import Application, HistoryEvent, RegistrationForm
 from gzsb.payments import orders
+from gzsb.payments.names import ORDER_OPEN
 from gzsb.store import FLOWS, start_application
 from gzsb.workflow.engine import Actor
 from gzsb.workflow.spec import FlowSpec

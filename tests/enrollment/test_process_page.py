@@ -15,7 +15,6 @@ from sqlalchemy import select
 
 from gzsb.bootstrap import engine
 from gzsb.cli.demo import demo_student
-from gzsb.errors import GuardRefused
 from gzsb.extensions import db
 from gzsb.models import Application, RegistrationForm
 from gzsb.workflow.loader import load_flow_file
