@@ -18,7 +18,7 @@ from gzsb.cli.demo import DEMO_PASSWORD, demo_student
 from gzsb.extensions import db
 from tests.e2e.conftest import LiveServer
 from tests.e2e.support import Screen, assert_fits, log_in
-from tests.support import new_applicant
+from tests.support import identity_uploads, new_applicant, to_confirming
 
 pytestmark = pytest.mark.browser
 
@@ -98,3 +98,38 @@ def test_a_lost_session_keeps_what_was_typed(screen: Screen, live_server: LiveSe
     expect(page.locator("h1")).to_have_text("填写志愿信息")
     # drafts.js (deferred) removes it once the page has run it; waiting fails after the timeout.
     page.wait_for_function(f"!{DRAFTS}.some(k => k.endsWith(':basic_info'))")
+
+
+WAITING_INDEX = {"desktop": 73, "phone": 74}
+
+
+def test_own_data_whole_and_a_waiting_process_page(screen: Screen, live_server: LiveServer) -> None:
+    """信息确认 shows the student's own ID number and mobile whole; while the 确认点 checks
+    the identity by hand the 流程页面 says so and offers only 查看认证进度."""
+    page = screen.page
+    index = WAITING_INDEX[screen.viewport]
+    student = demo_student(index)
+    with live_server.app.app_context():
+        who = new_applicant(index)
+        to_confirming(engine(), who)
+        db.session.remove()
+    log_in(screen, student.id_number, DEMO_PASSWORD)
+    page.goto("/application")
+    expect(page.locator("#own-id-number")).to_have_text(student.id_number)
+    expect(page.locator("#own-mobile")).to_have_text(student.mobile)
+    assert_fits(screen)
+    screen.shot("confirm-own-data-whole")
+
+    with live_server.app.app_context():
+        engine().fire(who.application_id, "confirm_info", who.actor, {})
+        engine().fire(
+            who.application_id, "request_manual_identity", who.actor, {**identity_uploads(who), "note": "无身份证"}
+        )
+        db.session.remove()
+    page.goto("/process")
+    expect(page.locator("#journey-status")).to_have_text("已提交人工认证，等待确认点工作人员核验")
+    expect(page.locator("main a.button")).to_have_count(1)
+    expect(page.locator("main a.button")).to_have_text("查看认证进度")
+    expect(page.locator("li.stage.waiting .status")).to_have_text("等待确认点人工认证")
+    assert_fits(screen)
+    screen.shot("process-page-waiting")
