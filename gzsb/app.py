@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Flask, g, jsonify, render_template, request
 from flask.json.provider import DefaultJSONProvider
@@ -22,12 +23,12 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from gzsb import cli
 from gzsb.accounts.ratelimit import init_limits
-from gzsb.accounts.session import current_account
+from gzsb.accounts.session import current_account, safe_next
 from gzsb.adapters.storage import make_storage
 from gzsb.bootstrap import blueprints, redactor, registries
 from gzsb.common.security import Vault, basic_info_of
 from gzsb.config import INSTANCE, ROOT, Config, insecure_defaults
-from gzsb.errors import ConfigurationError, InvalidInput, ServiceError
+from gzsb.errors import ConfigurationError, InvalidInput, ServiceError, SessionExpired
 from gzsb.extensions import csrf, db, migrate
 from gzsb.ops import health, metrics
 from gzsb.ops.checks import warn_single_node
@@ -189,7 +190,6 @@ HTTP_MESSAGES = {
     429: "操作过于频繁，请稍后再试",
     503: "系统繁忙，请稍后再试",
 }
-CSRF_MESSAGE = "页面已过期，请刷新页面后重试"
 DATABASE_DOWN = "系统暂时无法访问，请稍后再试"
 UNEXPECTED = "系统出错了，请稍后再试"
 
@@ -207,6 +207,17 @@ def _answer(exc: ServiceError) -> Any:
     if request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json":
         return jsonify(exc.to_dict()), exc.http_status
     return render_template("error.html", error=exc), exc.http_status
+
+
+def form_page() -> str:
+    """The page a refused form was on: its Referer when it is a path of this site (the
+    browser sends it on same-origin posts), else the student's current step."""
+    referer = urlsplit(request.headers.get("Referer", ""))
+    same_site = referer.netloc == request.host
+    back = safe_next(referer.path + (f"?{referer.query}" if referer.query else "")) if same_site else None
+    if back:
+        return back
+    return "/application" if request.path.startswith("/application") else "/"
 
 
 def _database_failed(exc: Exception) -> bool:
@@ -229,9 +240,13 @@ def _error_pages(app: Flask) -> None:
     def http_error(exc: HTTPException) -> Any:
         status = exc.code or 500
         if isinstance(exc, CSRFError):
-            message, code = CSRF_MESSAGE, "csrf"
-        else:
-            message, code = HTTP_MESSAGES.get(status, UNEXPECTED if status >= 500 else HTTP_MESSAGES[400]), "http"
+            log.info("%s %s → 400 csrf: %s", request.method, request.path, exc.description)
+            _fresh_g()  # CSRF is checked before our before_request hooks: nothing cached is this request's
+            back = form_page()
+            # Logged out meanwhile (not the 登录 form itself): 重新登录, then back to the form.
+            relogin = current_account() is None and not (request.path + back).startswith("/login")
+            return _answer(SessionExpired(str(exc.description), back=back, relogin=relogin))
+        message, code = HTTP_MESSAGES.get(status, UNEXPECTED if status >= 500 else HTTP_MESSAGES[400]), "http"
         log.info("%s %s → %d %s", request.method, request.path, status, exc.name)
         body, status = _answer(ErrorPage(status, f"{code}_{status}", message))
         allowed = getattr(exc, "valid_methods", None)

@@ -97,6 +97,21 @@ class GuardRefused(ServiceError):
         return {"_event": self.reasons}
 
 
+class SessionExpired(ServiceError):
+    """A form came back without a valid session (its CSRF token is missing or stale, e.g.
+    after 退出 in another tab). ``back`` is the form's page; ``relogin`` when the session is
+    gone, so the page offers 重新登录 with next= back to it (the browser kept a draft)."""
+
+    http_status = 400
+    code = "csrf_400"
+    public_message = "页面已过期，请刷新页面后重试"
+
+    def __init__(self, message: str, *, back: str, relogin: bool) -> None:
+        public = "登录已失效，请重新登录" if relogin else self.public_message
+        super().__init__(message, public=public, back=back, relogin=relogin)
+        self.back, self.relogin = back, relogin
+
+
 class ConflictError(ServiceError):
     """Someone else changed the application first (or the event no longer applies)."""
 

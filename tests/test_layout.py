@@ -76,6 +76,7 @@ AREA_EXTRAS = {
         "catalog": "the catalogue of 招生院校/专业: CSV rows, import and search",
         "catalog_views": "catalogue search and 学籍 pages (their own blueprint)",
         "registry": "the 学籍/学历 registry import",
+        "journey": "the 流程页面's truth: stage rows, blocked reasons, the one button, deadlines (pure)",
     },
     "regform": {
         "content": "the 报名表's content, serial number and verification code (service.py renders and caches)",

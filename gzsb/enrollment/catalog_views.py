@@ -81,6 +81,23 @@ def _own_identity() -> dict[str, str]:
     return g.journey_identity
 
 
+def _own_registry() -> dict[str, Any]:
+    """The logged-in student's own 学籍/学历 record (school, major, year) for prefilling 基本信息."""
+    if "journey_registry" not in g:
+        number = _own_identity().get("id_number", "")
+        record = None
+        if number:
+            record = db.session.scalars(
+                select(RegistryRecord).where(RegistryRecord.id_number_index == vault().index(number))
+            ).first()
+        g.journey_registry = (
+            {}
+            if record is None
+            else {"school": record.school, "major": record.major, "graduation_year": record.graduation_year}
+        )
+    return g.journey_registry
+
+
 def _confirmation_points() -> list[dict[str, str]]:
     rows = db.session.scalars(select(ConfirmationPoint).order_by(ConfirmationPoint.code))
     return [{"code": p.code, "name": p.name, "address": p.address} for p in rows]
@@ -97,6 +114,8 @@ def journey_helpers() -> dict[str, Any]:
     return {
         "journey_identity": _own_identity,
         "journey_points": _confirmation_points,
+        "journey_registry": _own_registry,
+        "registry_mismatch": steps.registry_mismatch,
         "journey_catalogue": _catalogue,
         "journey_options": {
             "sexes": steps.SEXES,

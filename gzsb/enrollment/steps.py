@@ -138,12 +138,39 @@ def basic_info(ctx: StepContext, payload: dict[str, Any]) -> None:
     info["birth_date"] = payload["birth_date"].isoformat()
     # The ID number's 区县 code in clear (a masked number shows it too): staggered windows use it.
     info["district"] = payload["id_number"][:6]
+    _check_against_registry(ctx, services.xueji_lookup(payload["id_number"]), info)
     # ID number, mobile and address are stored only encrypted (read through basic_info_of).
     ctx.data["basic_info"] = seal_fields(services.vault, info)
     # Editing the basic information invalidates an earlier registry check.
     checked = ctx.data.get("xueji", {})
     if checked and checked.get("id_index") != services.vault.index(info["id_number"]):
         ctx.data.pop("xueji", None)
+
+
+# 基本信息 fields the 学籍/学历 record also holds: record key → form field.
+REGISTRY_FIELDS = {"school": "college", "major": "major", "graduation_year": "graduation_year"}
+
+
+def registry_mismatch(record: dict[str, Any] | None, info: dict[str, Any]) -> dict[str, str]:
+    """Fields typed differently from the 学籍/学历 record: form field → the record's value."""
+    if not record:
+        return {}
+    return {
+        form: str(record[key])
+        for key, form in REGISTRY_FIELDS.items()
+        if record.get(key) not in (None, "") and str(info.get(form, "")).strip() != str(record[key])
+    }
+
+
+def _check_against_registry(ctx: StepContext, record: dict[str, Any] | None, info: dict[str, Any]) -> None:
+    """Accepted, but never silently: a difference from the record is kept for the pages (a
+    warning to the student, the confirmation point sees it) and recorded in the history."""
+    mismatch = registry_mismatch(record, info)
+    if mismatch:
+        ctx.data["registry_mismatch"] = mismatch
+        ctx.record_in_history(registry_mismatch=sorted(mismatch))
+    else:
+        ctx.data.pop("registry_mismatch", None)
 
 
 class DraftChoiceSchema(StepSchema):

@@ -9,11 +9,16 @@ from sqlalchemy import select
 
 from gzsb.accounts.session import current_account, login_required
 from gzsb.bootstrap import engine
+from gzsb.enrollment import journey
+from gzsb.enrollment.journey import Facts, StageRow
+from gzsb.enrollment.names import REGISTRATION
 from gzsb.enrollment.service import application_with_visits, latest_correction
 from gzsb.errors import EventNotAvailable, GuardRefused, InvalidInput
 from gzsb.extensions import db
 from gzsb.identity.names import OWN_ROUTE_EVENTS
-from gzsb.models import Application, HistoryEvent
+from gzsb.models import Application, HistoryEvent, RegistrationForm
+from gzsb.payments import orders
+from gzsb.payments.names import ORDER_OPEN
 from gzsb.store import FLOWS, start_application
 from gzsb.workflow.engine import Actor
 from gzsb.workflow.spec import FlowSpec
@@ -47,29 +52,32 @@ def flow_of(app: Application) -> FlowSpec:
     return FLOWS.by_version(db.session, app.flow_version_id)
 
 
-def stage_rows(app: Application, flow: FlowSpec, visited_states: set[str] | None = None) -> list[dict[str, Any]]:
-    """The 流程页面: every stage with done / current / todo (optional ones not needed: skipped).
-
-    ``visited_states``: the states the history entered, when the caller loaded them already."""
-    if visited_states is None:
-        visited_states = set(
+def journey_facts(app: Application, flow: FlowSpec, visited: frozenset[str] | None = None) -> Facts:
+    """What the 流程页面 needs beyond the application row: the states visited (unless the
+    caller loaded them with the application), whether the 报名表 was downloaded, the
+    registration window and the open order's deadline."""
+    if visited is None:
+        visited = frozenset(
             db.session.scalars(select(HistoryEvent.to_state).where(HistoryEvent.application_id == app.id))
-        ) | {app.state}
-    visited = {flow.states[s].stage for s in visited_states if s in flow.states}
-    current = flow.states[app.state].stage
-    keys = [s.key for s in flow.stages]
-    position = keys.index(current) if current in keys else -1
-    final = flow.states[app.state].final
-    rows = []
-    for i, stage in enumerate(flow.stages):
-        if i < position or (final and i == position):
-            status = "done" if stage.key in visited or not stage.optional else "skipped"
-        elif i == position:
-            status = "current"
-        else:
-            status = "todo"
-        rows.append({"stage": stage, "status": status})
-    return rows
+        )
+    downloaded = db.session.scalar(
+        select(RegistrationForm.downloaded_at).where(RegistrationForm.application_id == app.id)
+    )
+    order = orders.current(db.session, app.id) if app.state == ORDER_OPEN else None
+    xueji = (app.data or {}).get("xueji") or {}
+    return Facts(
+        visited=visited,
+        finished=downloaded is not None,
+        now=current_app.extensions["gzsb.clock"](),
+        window=flow.windows.get(REGISTRATION),
+        order_deadline=order.deadline if order is not None and order.status == "open" else None,
+        decided=bool(xueji.get("status")),
+    )
+
+
+def stage_rows(app: Application, flow: FlowSpec) -> list[StageRow]:
+    """The stage bar: every stage done / current (or waiting) / to do / not needed."""
+    return journey.stage_rows(flow, app.state, app.data or {}, journey_facts(app, flow))
 
 
 # Dotted form keys (choices.0.major) nest at most this deep; deeper ones are refused.
@@ -140,8 +148,8 @@ def process() -> Any:
         app, visited = own_application(), set()
     flow = flow_of(app)
     options = engine().options(app, current_actor())
-    stages = stage_rows(app, flow, visited | {app.state})
-    return render_template("process.html", app=app, flow=flow, stages=stages, options=options)
+    view = journey.journey(flow, app.state, app.data or {}, options, journey_facts(app, flow, frozenset(visited)))
+    return render_template("process.html", app=app, flow=flow, journey=view, stages=view.rows, options=options)
 
 
 @bp.get("/application")

@@ -121,6 +121,8 @@ class RegistrationForm(db.Model):
     issued: Mapped[list[str]] = mapped_column(JSON, default=list)
     requested_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True), nullable=True)
     requested_digest: Mapped[str] = mapped_column(String(64), default="")
+    # The student's first download: the 流程页面 shows 下载报名表 已完成 only after it.
+    downloaded_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True), nullable=True)
     failed_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True), nullable=True)
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow)

@@ -109,6 +109,13 @@ def fresh_pdf(session: Session, app: Application) -> tuple[RegistrationForm, byt
     return form, form.pdf
 
 
+def mark_downloaded(session: Session, form: RegistrationForm, now: datetime) -> None:
+    """Remember the student's first download (the 流程页面's 下载报名表 已完成)."""
+    if form.downloaded_at is None:
+        form.downloaded_at = now
+        session.commit()
+
+
 # ------------------------------------------------------------------------------ rendering
 
 

@@ -63,6 +63,7 @@ def download() -> Any:
         # Not approved, or not rendered for the current content yet: the page says which.
         return redirect(url_for("enrollment.application"))
     form, pdf = found
+    forms.mark_downloaded(db.session, form, _now())
     return pdf_response(pdf, form.serial)
 
 

@@ -163,7 +163,15 @@ def _stages(flow: FlowSpec) -> dict[str, dict[str, Any]]:
 
 def _states(flow: FlowSpec) -> dict[str, dict[str, Any]]:
     return {
-        name: {"label": s.label, "page": s.page, "stage": s.stage, "final": s.final} for name, s in flow.states.items()
+        name: {
+            "label": s.label,
+            "page": s.page,
+            "stage": s.stage,
+            "final": s.final,
+            # The 流程页面's texts, when given.
+            **{k: v for k, v in (("status", s.status), ("waiting", s.waiting), ("button", s.button)) if v},
+        }  # fmt: skip
+        for name, s in flow.states.items()
     }
 
 

@@ -163,6 +163,9 @@ class StateSchema(_Strict):
     page = Name(required=True)
     stage = Name(load_default=None)
     final = StrictBoolean(load_default=False)
+    status = fields.String(load_default="", validate=validate.Length(max=80))
+    waiting = fields.String(load_default="", validate=validate.Length(max=20))
+    button = fields.String(load_default="", validate=validate.Length(max=12))
 
 
 class TransitionSchema(_Strict):

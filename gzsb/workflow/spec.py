@@ -83,6 +83,11 @@ class StateSpec:
     page: str
     stage: str | None = None
     final: bool = False
+    # What the 流程页面 says in this state, who the student waits for (empty: nobody, it is
+    # their turn) and the text of its one button (empty: the stage's button).
+    status: str = ""
+    waiting: str = ""
+    button: str = ""
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,10 @@ NAME = "tianjin-gzsb"
 # The shipped flow without 信息确认 (`confirming`): no area needs that state, so the product's
 # validator accepts it; applicants in it have nowhere to stay.
 WITHOUT_CONFIRMING = (
-    ("  confirming:         {label: 信息确认, page: confirm, stage: confirmation}\n", ""),
+    (
+        "  confirming:         {label: 信息确认, page: confirm, stage: confirmation, status: 请核对已填写的报名信息}\n",
+        "",
+    ),
     ("  - {key: confirmation, label: 信息确认, button: 去确认}\n", ""),
     ("    from: preferences\n    to: confirming\n", "    from: preferences\n    to: identity_pending\n"),
     ("  - event: back_to_edit\n    from: confirming\n", "  - event: back_to_edit\n    from: identity_pending\n"),

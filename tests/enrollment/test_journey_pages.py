@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from gzsb.bootstrap import engine, storage, vault
 from gzsb.cli.demo import CATALOG_CSV, demo_student, portrait_png
-from gzsb.common.security import mask_id_number, mask_mobile
+from gzsb.common.security import mask_id_number
 from gzsb.enrollment.catalog import import_catalog
 from gzsb.enrollment.service import latest_correction
 from gzsb.extensions import db
@@ -177,8 +177,9 @@ def test_preferences_page_walks_to_confirmation(journey, make_applicant) -> None
     assert application(who).state == "confirming"
     html = client.get("/application").get_data(as_text=True)
     student = demo_student(who.index)
-    assert mask_id_number(student.id_number) in html and student.id_number not in html
-    assert mask_mobile(student.mobile) in html and student.mobile not in html
+    # The student checks their own ID number and mobile: shown whole to them (issue 16).
+    assert f'id="own-id-number">{student.id_number}<' in html
+    assert f'id="own-mobile">{student.mobile}<' in html
     assert "天津理工大学" in html and "计算机科学与技术" in html and "天津职业技术师范大学" in html
     assert "软件工程" in html and "您已确认信息正确" in html and "南开区招生考试中心" in html
     for button in ("返回修改</button>", "完成信息采集去身份认证</button>", ">返回首页</a>"):

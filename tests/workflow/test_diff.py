@@ -7,7 +7,9 @@ import json
 from gzsb.workflow.diff import ADDED, CHANGED, REMOVED, diff_flows
 from tests.workflow.test_migrate import EXTEND, EXTENDED, FLOW, REMOVED_STATE, edited
 
-UPLOAD_GUARDS = "    guards: [face_consent_given, {attempts_left: {counter: face, max: 3}}]\n"
+UPLOAD_GUARDS = (
+    "    guards: [{window_open: registration}, face_consent_given, {attempts_left: {counter: face, max: 3}}]\n"
+)
 UPLOAD = "transitions[upload_identity: identity_pending → face_checking]"
 
 
@@ -47,8 +49,8 @@ def test_a_removed_state_and_its_transitions() -> None:
     assert diff.keys("transitions", ADDED) == ("reject_materials: materials_review → materials_pending",)
     text = diff.to_text(yaml=False).splitlines()
     assert (
-        "states.materials_rejected: removed {label: 材料审核未通过, page: materials, stage: materials, final: false}"
-        in text
+        "states.materials_rejected: removed {label: 材料审核未通过, page: materials, stage: materials, final: false,"
+        " status: 材料审核未通过，请按原因修改后重新提交, button: 修改材料}" in text
     )
     assert not any(line.startswith("@@") for line in text)
 
@@ -58,11 +60,12 @@ def test_a_changed_guard_argument() -> None:
     diff = diff_flows(FLOW, other)
     (change,) = diff.changes
     assert (change.path, change.kind, change.attr) == (f"{UPLOAD}.guards", CHANGED, "guards")
-    assert change.old == ["face_consent_given", 'attempts_left({"counter": "face", "max": 3})']
-    assert change.new == ["face_consent_given", 'attempts_left({"counter": "face", "max": 5})']
+    window = "window_open(registration)"
+    assert change.old == [window, "face_consent_given", 'attempts_left({"counter": "face", "max": 3})']
+    assert change.new == [window, "face_consent_given", 'attempts_left({"counter": "face", "max": 5})']
     assert (
-        f'{UPLOAD}.guards: [face_consent_given, attempts_left({{"counter": "face", "max": 3}})] → '
-        f'[face_consent_given, attempts_left({{"counter": "face", "max": 5}})]'
+        f'{UPLOAD}.guards: [{window}, face_consent_given, attempts_left({{"counter": "face", "max": 3}})] → '
+        f'[{window}, face_consent_given, attempts_left({{"counter": "face", "max": 5}})]'
     ) in diff.to_text()
 
 

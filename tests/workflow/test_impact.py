@@ -43,7 +43,9 @@ def test_deadline_extension_unblocks_applicants_whose_window_closed() -> None:
         assert klass(state, CHECKED) == Impact("u1", state, UNBLOCKED, (CLOSED,))
     # 信息确认 could go on anyway (only 返回修改 needs the window): the edit changes it, no more.
     assert klass("confirming") == Impact("u1", "confirming", CAN_MIGRATE, ("window registration changed",))
-    for state in ("identity_pending", "payment_pending", "manual_identity", "approved"):
+    # 上传认证 ends with the window too; 申请人工认证 stays open, so nobody there is blocked.
+    assert klass("identity_pending") == Impact("u1", "identity_pending", CAN_MIGRATE, ("window registration changed",))
+    for state in ("payment_pending", "manual_identity", "approved"):
         assert klass(state).klass == UNAFFECTED
     # Inside the old window nobody was blocked: the extension is just a change.
     assert klass("pledged", now=IN_WINDOW).klass == CAN_MIGRATE

@@ -57,7 +57,8 @@ WITHOUT_REJECTED = (
     (
         "  # Rejected by the confirmation point: the same upload page with the reason, its own state\n"
         '  # so that a rejection is not announced with the "请上传审核材料" SMS of materials_pending.\n'
-        "  materials_rejected: {label: 材料审核未通过, page: materials, stage: materials}\n",
+        "  materials_rejected: {label: 材料审核未通过, page: materials, stage: materials,"
+        " status: 材料审核未通过，请按原因修改后重新提交, button: 修改材料}\n",
         "",
     ),
     (
@@ -66,7 +67,8 @@ WITHOUT_REJECTED = (
     ),
     (
         "  - event: submit_materials\n    from: materials_rejected\n    to: materials_review\n"
-        "    actors: [student]\n    label: 提交审核\n    step: materials\n",
+        "    actors: [student]\n    label: 提交审核\n    step: materials\n"
+        "    guards: [{window_open: registration}]\n",
         "",
     ),
     (
