@@ -34,7 +34,7 @@ TEMPORARY_LOCAL_IMPORTS = {
 }
 
 ROOT_MODULES = {"__init__", "app", "config", "errors", "extensions", "store", "bootstrap"}
-AREAS = ("accounts", "enrollment", "identity", "payments", "materials", "staff", "regform", "audit", "admin")
+AREAS = ("accounts", "enrollment", "identity", "payments", "materials", "staff", "regform", "audit", "admin", "appeals")
 AREA_FILES = {"__init__", "service", "steps", "guards", "views", "names"}
 # Extra modules an area may hold, and why.
 AREA_EXTRAS = {
@@ -72,6 +72,9 @@ AREA_EXTRAS = {
         "catalog": "the catalogue of 招生院校/专业: CSV rows, import and search",
         "catalog_views": "catalogue search and 学籍 pages (their own blueprint)",
         "registry": "the 学籍/学历 registry import",
+    },
+    "appeals": {
+        "files": "the appeal images: checked like every upload, stored encrypted, with their own retention",
     },
     "regform": {
         "content": "the 报名表's content, serial number and verification code (service.py renders and caches)",
