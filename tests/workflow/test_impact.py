@@ -78,7 +78,8 @@ def test_a_removed_state_strands_its_applicants() -> None:
         validate=False,
     )
     assert klass("payment_pending", candidate=dead_end).reasons == (
-        "no event leaves 'payment_pending' in the candidate flow (gone: freeze_for_appeal, payment_expired, payment_succeeded)",
+        "no event leaves 'payment_pending' in the candidate flow "
+        "(gone: freeze_for_appeal, payment_expired, payment_succeeded)",
     )
 
 
