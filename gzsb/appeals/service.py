@@ -45,7 +45,16 @@ ALREADY_OPEN = "该身份证号已有处理中的申诉，请凭申诉编号和�
 NOT_APPEALABLE = "该身份证号不能在线申诉，请联系所在确认点。"
 DRAFT_GONE = "申诉填写已超时，请重新验证手机号。"
 MISSING_FILES = "请上传身份证人像面、国徽面和手持身份证照片。"
-OPEN = ("draft", "pending")
+ACTION_LABELS = {
+    "mobile_verified": "申诉人验证手机号",
+    "submitted": "提交申诉",
+    "granted": "申诉通过",
+    "old_account_disabled": "停用原账号",
+    "application_frozen": "冻结原账号的报名",
+    "account_issued": "开通新账号并发送初始密码",
+    "password_reissued": "重发初始密码",
+    "rejected": "申诉不通过",
+}
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ FORM_SLACK = 64 * 1024
 
 @bp.app_context_processor
 def appeal_helpers() -> dict[str, Any]:
-    return {"appeal_status_labels": appeals.STATUS_LABELS}
+    return {"appeal_status_labels": appeals.STATUS_LABELS, "appeal_action_labels": appeals.ACTION_LABELS}
 
 
 def _now() -> datetime:
