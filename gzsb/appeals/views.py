@@ -200,22 +200,21 @@ def send_images() -> Any:
     """The files, then 【提交申诉】. The body is capped before anything reads it, so CSRF is
     checked here after the cap (not by the app-wide hook)."""
     now = _now()
-    try:
-        case = _draft()
-    except ConflictError as exc:
-        return _render_start(Form(START_FIELDS), 409, exc.public_message)
     limit = 3 * current_app.config["UPLOAD_MAX_BYTES"] + FORM_SLACK
     too_large = {"files": [f"每张图片不能超过{current_app.config['UPLOAD_MAX_BYTES'] // (1024 * 1024)}MB"]}
-    if request.content_length is not None and request.content_length > limit:
-        return _render_images(case, too_large, 413)
-    request.max_content_length = limit
     try:
+        if request.content_length is not None and request.content_length > limit:
+            raise RequestEntityTooLarge()
+        request.max_content_length = limit
         if current_app.config.get("WTF_CSRF_ENABLED", True):
-            csrf.protect()
+            csrf.protect()  # before anything else: a forged post changes nothing
+        case = _draft()
         errors = _read_images(case, now)
+    except ConflictError as exc:
+        return _render_start(Form(START_FIELDS), 409, exc.public_message)
     except RequestEntityTooLarge:
         db.session.rollback()
-        return _render_images(case, too_large, 413)
+        return _render_images(_draft(), too_large, 413)
     db.session.commit()
     if errors:
         return _render_images(case, errors, 422)
