@@ -268,6 +268,26 @@ class Config:
     ORPHAN_GRACE_HOURS = float(_env("ORPHAN_GRACE_HOURS", "24"))
     HUEY_NAME = _env("HUEY_NAME", "gzsb")
 
+    # --- 账号申诉 (issue 16) ---
+    # The decision is promised within this many working days (学信网 promises 7): Monday to
+    # Friday in Beijing, minus the public holidays listed (YYYY-MM-DD, comma-separated).
+    APPEAL_WORKING_DAYS = int(_env("APPEAL_WORKING_DAYS", "7"))
+    APPEAL_HOLIDAYS = tuple(d.strip() for d in _env("APPEAL_HOLIDAYS", "").split(",") if d.strip())
+    # The ID-card images of a case: kept while it is undecided (at most this long after the
+    # upload), then this long after the decision for questions about it.
+    APPEAL_FILE_MAX_DAYS = float(_env("APPEAL_FILE_MAX_DAYS", "60"))
+    APPEAL_FILE_DAYS_AFTER_DECISION = float(_env("APPEAL_FILE_DAYS_AFTER_DECISION", "30"))
+    # A verified mobile must send the images within this many hours, or start again.
+    APPEAL_DRAFT_HOURS = float(_env("APPEAL_DRAFT_HOURS", "2"))
+    SMS_TEMPLATES = {
+        **SMS_TEMPLATES,
+        "appeal_submitted": "【天津高职升本】您的账号申诉已提交，申诉编号{number}，预计{due}前处理完毕。"
+        "可凭申诉编号和手机号查询进度。",
+        "appeal_approved": "【天津高职升本】{name}，您的账号申诉（{number}）已通过，原账号已停用。"
+        "新账号：本人身份证号，初始密码{password}，请登录后立即修改。",
+        "appeal_rejected": "【天津高职升本】您的账号申诉（{number}）未通过，请凭申诉编号和手机号查询原因。",
+    }
+
     # --- the transparency log (issue 12) ---
     # The log's Ed25519 signer key (C2SP note format; `flask audit keygen` makes one); the
     # default's name says dev-only,

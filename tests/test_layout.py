@@ -36,7 +36,7 @@ TEMPORARY_LOCAL_IMPORTS = {
 }
 
 ROOT_MODULES = {"__init__", "app", "config", "errors", "extensions", "store", "bootstrap"}
-AREAS = ("accounts", "enrollment", "identity", "payments", "materials", "staff", "regform", "audit", "admin")
+AREAS = ("accounts", "enrollment", "identity", "payments", "materials", "staff", "regform", "audit", "admin", "appeals")
 AREA_FILES = {"__init__", "service", "steps", "guards", "views", "names"}
 # Extra modules an area may hold, and why.
 AREA_EXTRAS = {
@@ -77,6 +77,9 @@ AREA_EXTRAS = {
         "catalog_views": "catalogue search and 学籍 pages (their own blueprint)",
         "registry": "the 学籍/学历 registry import",
         "journey": "the 流程页面's truth: stage rows, blocked reasons, the one button, deadlines (pure)",
+    },
+    "appeals": {
+        "files": "the appeal images: checked like every upload, stored encrypted, with their own retention",
     },
     "regform": {
         "content": "the 报名表's content, serial number and verification code (service.py renders and caches)",

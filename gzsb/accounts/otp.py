@@ -33,7 +33,7 @@ from gzsb.errors import RateLimited, ServiceError
 from gzsb.models import OtpCode
 
 log = logging.getLogger(__name__)
-PURPOSES = ("register", "reset")
+PURPOSES = ("register", "reset", "appeal")
 DIGITS = 6
 
 

@@ -182,6 +182,7 @@ def _render_register(form: Form, person: IdNumber | None, status: int, notice: s
         person=person,
         notice=notice,
         password_rules=password_rules(),
+        id_taken=ID_TAKEN,  # next to this error the page offers 【账号申诉】
     ), status
 
 

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from gzsb.accounts.idcard import check_digit
 from gzsb.accounts.service import create_account, hash_password
 from gzsb.bootstrap import engine, vault
-from gzsb.cli.demo_images import demo_identity_images, demo_material, portrait_png
+from gzsb.cli.demo_images import demo_appeal, demo_identity_images, demo_material, portrait_png
 from gzsb.cli.names import (
     ACCEPT_PLEDGE,
     APPROVED,
@@ -33,6 +33,8 @@ from gzsb.cli.names import (
     DEMO,
     FACE_CHECKING,
     FACE_MATCHED,
+    FREEZE_FOR_APPEAL,
+    FROZEN,
     GIVE_FACE_CONSENT,
     IDENTITY_PENDING,
     IDENTITY_VERIFIED,
@@ -261,6 +263,8 @@ ROUTES: dict[str, list[tuple[str, str, Any]]] = {
         (REJECT_MATERIALS, STAFF_ROLE, {"reason": "材料不清晰：退役证照片反光，请重新拍摄"}),
     ],
     APPROVED: [*TO_ORDER, PAID],
+    # The ID number's owner won a 账号申诉 after this applicant reached 信息确认.
+    FROZEN: [*TO_CONFIRMING, (FREEZE_FOR_APPEAL, STAFF_ROLE, "appeal")],
 }
 NEEDS_MATERIALS = {MATERIALS_PENDING, MATERIALS_REVIEW, MATERIALS_REJECTED}
 
@@ -298,6 +302,9 @@ def drive(
             payload = {"files": [demo_material(app, step)]}
         elif payload == "identity":
             payload = demo_identity_images(app)
+        elif payload == "appeal":
+            moment = at + timedelta(minutes=7 * step)
+            payload = {"case": demo_appeal("王真人", student.id_number, f"1390000{student.index:04d}", moment)}
         elif payload == "manual_request":
             payload = {**demo_identity_images(app), "note": "人脸比对多次未通过，申请人工认证"}
         actor = {

@@ -5,10 +5,14 @@ from __future__ import annotations
 import io
 import logging
 import random
+from datetime import datetime
 
+from flask import current_app
 from PIL import Image, ImageDraw
 
-from gzsb.bootstrap import storage
+from gzsb.appeals import files as appeal_files
+from gzsb.appeals import service as appeals
+from gzsb.bootstrap import storage, vault
 from gzsb.common.uploads import accept_image, store_image
 from gzsb.config import ROOT
 from gzsb.extensions import db
@@ -83,3 +87,15 @@ def portrait_png(seed: int, size: tuple[int, int] = (240, 320)) -> bytes:
     out = io.BytesIO()
     image.save(out, "PNG", optimize=True)
     return out.getvalue()
+
+
+def demo_appeal(name: str, id_number: str, mobile: str, at: datetime) -> str:
+    """A pending 账号申诉 by the real owner of ``id_number`` (drawn card images); its number."""
+    settings = appeals.Settings.from_config(current_app.config)
+    case = appeals.open_draft(db.session, vault(), name=name, id_number=id_number, mobile=mobile, now=at)
+    for seed, kind in enumerate(appeals.KINDS):
+        image = accept_image(document_png(seed), max_bytes=2 * 1024 * 1024, max_pixels=4_000_000)
+        appeal_files.attach(db.session, storage(), vault(), case, kind, image, at, settings)
+    appeals.submit(db.session, case, set(appeal_files.live_files(db.session, case)), at, settings)
+    db.session.commit()
+    return case.number

@@ -27,6 +27,7 @@ MATERIALS_PENDING = need.state("materials_pending", "applicants who must upload 
 MATERIALS_REVIEW = need.state("materials_review", "applicants whose materials wait for review")
 MATERIALS_REJECTED = need.state("materials_rejected", "applicants whose materials were rejected")
 APPROVED = need.state("approved", "applicants whose registration is complete")
+FROZEN = need.state("frozen", "applications frozen by an approved 账号申诉")
 
 ACCEPT_PLEDGE = need.event("accept_pledge", "the route to 基本信息")
 SUBMIT_BASIC_INFO = need.event("submit_basic_info", "the route to 志愿")
@@ -42,3 +43,4 @@ CREATE_ORDER = need.event("create_order", "the route to an open order")
 PAYMENT_SUCCEEDED = need.event("payment_succeeded", "the route past 网上支付")
 SUBMIT_MATERIALS = need.event("submit_materials", "the route to the materials review")
 REJECT_MATERIALS = need.event("reject_materials", "the route to rejected materials")
+FREEZE_FOR_APPEAL = need.event("freeze_for_appeal", "the route to a frozen application")

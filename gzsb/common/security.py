@@ -37,6 +37,15 @@ class Vault:
     def decrypt(self, blob: bytes) -> str:
         return self._aead.decrypt(blob[:_NONCE], blob[_NONCE:], None).decode("utf-8")
 
+    def seal_bytes(self, data: bytes, context: str) -> bytes:
+        """Files (appeal images): ``context`` (e.g. the storage key) is bound as associated
+        data, so a stored blob cannot be passed off under another key."""
+        nonce = os.urandom(_NONCE)
+        return nonce + self._aead.encrypt(nonce, data, context.encode("utf-8"))
+
+    def open_bytes(self, blob: bytes, context: str) -> bytes:
+        return self._aead.decrypt(blob[:_NONCE], blob[_NONCE:], context.encode("utf-8"))
+
     def index(self, text: str) -> str:
         normalized = text.strip().upper()
         return hmac.new(self._index_key, normalized.encode("utf-8"), hashlib.sha256).hexdigest()

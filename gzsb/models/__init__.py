@@ -11,6 +11,7 @@ from gzsb.models.admin import (
     FlowProposal,
     FlowPublication,
 )
+from gzsb.models.appeals import AppealCase, AppealEvent, AppealFile
 from gzsb.models.audit import (
     AuditRun,
     LogCheckpoint,
@@ -53,6 +54,9 @@ from gzsb.models.records import (
 __all__ = [
     "Account",
     "AdminAction",
+    "AppealCase",
+    "AppealEvent",
+    "AppealFile",
     "Application",
     "AuditRun",
     "ConfirmationPoint",

@@ -173,7 +173,7 @@ class OtpCode(db.Model):
     __tablename__ = "otp_codes"
     __table_args__ = (Index("ix_otp_target", "target_index", "purpose", "created_at"),)
     id: Mapped[int] = mapped_column(primary_key=True)
-    purpose: Mapped[str] = mapped_column(String(20))  # register / reset
+    purpose: Mapped[str] = mapped_column(String(20))  # register / reset / appeal
     target_index: Mapped[str] = mapped_column(String(64))  # blind index of the mobile
     code_hash: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow)

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gzsb.adapters.storage import Storage
+from gzsb.appeals import files as appeal_files
 from gzsb.common.uploads import discard
 from gzsb.identity.names import FACE_CHECKING, IDENTITY_PENDING, MANUAL_IDENTITY, MATERIALS_REVIEW
 from gzsb.models import Application, Upload
@@ -42,6 +43,7 @@ def sweep(session: Session, storage: Storage, now: datetime, config: Mapping[str
         "expired": delete_expired(session, storage, now, config["UPLOAD_RETENTION_DAYS"]),
         "requested": serve_deletion_requests(session, storage, now),
         "orphans": delete_orphans(session, storage, now, timedelta(hours=float(config["ORPHAN_GRACE_HOURS"]))),
+        "appeals": appeal_files.purge(session, storage, now, float(config["APPEAL_DRAFT_HOURS"])),
     }
     if any(counts.values()):
         log.info("retention: %s", ", ".join(f"{n} {rule}" for rule, n in counts.items()))

@@ -47,6 +47,11 @@ WITHOUT_CONFIRMING = (
         "label: 处理学籍更正申请, step: xueji_correction}\n",
         "",
     ),
+    (
+        "  - {event: freeze_for_appeal, from: confirming, to: frozen, actors: [staff, admin], "
+        "label: 账号申诉通过, step: appeal_freeze}\n",
+        "",
+    ),
 )
 
 

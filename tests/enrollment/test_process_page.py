@@ -90,7 +90,15 @@ def test_every_state_has_a_status_text() -> None:
     assert not missing, f"states without a status for the 流程页面: {missing}"
 
 
-@pytest.mark.parametrize("state", sorted(FLOW.states))
+# States no student sees: their account is disabled on entry (tests/appeals check that).
+UNSEEN = {"frozen": "账号申诉 approved: the old account is disabled and its sessions end"}
+
+
+def test_unseen_states_are_final() -> None:
+    assert all(FLOW.states[name].final for name in UNSEEN)
+
+
+@pytest.mark.parametrize("state", sorted(set(FLOW.states) - set(UNSEEN)))
 def test_process_page_in_every_state(app, make_applicant, state: str) -> None:
     # 退役士兵: the optional 上传审核 stage is on this student's route.
     who = make_applicant(category="退役士兵")

@@ -72,10 +72,16 @@ def test_a_removed_state_strands_its_applicants() -> None:
             "    from: payment_pending\n    to: payment_pending\n",
         ),
         ("    from: payment_pending\n    to: approved\n", "    from: payment_pending\n    to: payment_pending\n"),
+        (
+            "  - {event: freeze_for_appeal, from: payment_pending, to: frozen, actors: [staff, admin], "
+            "label: 账号申诉通过, step: appeal_freeze}\n",
+            "",
+        ),
         validate=False,
     )
     assert klass("payment_pending", candidate=dead_end).reasons == (
-        "no event leaves 'payment_pending' in the candidate flow (gone: payment_expired, payment_succeeded)",
+        "no event leaves 'payment_pending' in the candidate flow "
+        "(gone: freeze_for_appeal, payment_expired, payment_succeeded)",
     )
 
 
@@ -129,7 +135,8 @@ def test_classifies_100000_applications(capsys: pytest.CaptureFixture[str]) -> N
     """Rate only (benchmarks are separate); GUARDED_CONFIRM makes 信息确认 depend on the data."""
     datas = [UNCHECKED, CHECKED, {"xueji": {"status": "found"}}, {"counters": {"face": 3}, **CHECKED}]
     states = list(FLOW.states)
-    inputs = [(f"u{i}", states[i % len(states)], datas[i % len(datas)]) for i in range(100_000)]
+    # Every (state, data) pair occurs, whatever the two counts (a common divisor would skip pairs).
+    inputs = [(f"u{i}", states[i % len(states)], datas[i // len(states) % len(datas)]) for i in range(100_000)]
     classifier = Classifier(FLOW, GUARDED_CONFIRM, AFTER_OLD_CLOSE)
     started = time.perf_counter()
     report = summarise((classifier.classify(*x) for x in inputs), limit=100)

@@ -81,6 +81,11 @@ WITHOUT_REJECTED = (
         "label: 处理学籍更正申请, step: xueji_correction}\n",
         "",
     ),
+    (
+        "  - {event: freeze_for_appeal, from: materials_rejected, to: frozen, actors: [staff, admin], "
+        "label: 账号申诉通过, step: appeal_freeze}\n",
+        "",
+    ),
 )
 EXTENDED = edited(EXTEND, source="extended.yaml")
 REMOVED_STATE = edited(*WITHOUT_REJECTED, source="without-rejected.yaml")

@@ -82,7 +82,7 @@ def test_the_message_names_file_key_path_area_purpose_and_what_is_valid() -> Non
     assert problems == [
         "enrollment.yaml: states: state 'payment_pending' is needed by area 'payments' "
         "(the open order page: a gateway notify is applied only here); known: approved, confirming, "
-        "face_checking, identity_pending, identity_verified, manual_identity, materials_pending, "
+        "face_checking, frozen, identity_pending, identity_verified, manual_identity, materials_pending, "
         "materials_rejected, materials_review, order_open, pledged, preferences, started"
     ]
 

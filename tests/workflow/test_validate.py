@@ -39,7 +39,7 @@ EXPECTED = {
     "undefined_from": "transitions[1].from: unknown state 'pleged'; known: approved, pledged, started",
     "undefined_to": "transitions[1].to: unknown state 'aproved'; known: approved, pledged, started",
     "unknown_guard": "transitions[0].guards[0]: unknown guard 'paied'; known: attempts_left, face_consent_given,",
-    "unknown_step": "transitions[0].step: unknown step 'pledgee'; known: basic_info,",
+    "unknown_step": "transitions[0].step: unknown step 'pledgee'; known: appeal_freeze, basic_info,",
     "unknown_page": "states.pledged.page: unknown page 'basic_infos'; known: basic_info,",
     "unknown_stage": "states.started.stage: unknown stage 'basc'; known: basic",
     "unknown_window": "transitions[0].guards[0].window_open: unknown window 'registraton'; known: registration",
