@@ -31,6 +31,7 @@ from gzsb.models.core import (
     new_uid,
     utcnow,
 )
+from gzsb.models.onsite import OnsiteBooking, OnsiteSlot
 from gzsb.models.payments import (
     OrderStatus,
     Payment,
@@ -68,6 +69,8 @@ __all__ = [
     "LogNode",
     "LogState",
     "Major",
+    "OnsiteBooking",
+    "OnsiteSlot",
     "OrderStatus",
     "OtpCode",
     "Outbox",
