@@ -19,8 +19,8 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate
 from gzsb.errors import FlowError
 from gzsb.workflow.spec import (
     ROLES,
-    FlowSpec,
     DocumentSpec,
+    FlowSpec,
     GuardCall,
     MaterialsSpec,
     OnsiteSpec,
@@ -162,14 +162,15 @@ class TimerSchema(_Strict):
     event = Name(required=True)
 
 
-IMAGE_TYPES = ("jpeg", "png")
+IMAGE_TYPES = ("jpeg", "png")  # what gzsb.common.uploads accepts (by content)
+_TYPES = ", ".join(IMAGE_TYPES)
 
 
 class DocumentSchema(_Strict):
     label = fields.String(required=True, validate=validate.Length(min=1, max=40))
     hint = fields.String(load_default="", validate=validate.Length(max=200))
     types = fields.List(
-        fields.String(validate=validate.OneOf(IMAGE_TYPES, error=f"unknown type {{input!r}}; known: {', '.join(IMAGE_TYPES)}")),
+        fields.String(validate=validate.OneOf(IMAGE_TYPES, error=f"unknown type {{input!r}}; known: {_TYPES}")),
         load_default=lambda: list(IMAGE_TYPES),
         validate=validate.Length(min=1),
     )
@@ -178,7 +179,9 @@ class DocumentSchema(_Strict):
 
 class MaterialsSchema(_Strict):
     documents = fields.Dict(keys=Name(), values=fields.Nested(DocumentSchema), load_default=dict)
-    categories = fields.Dict(keys=fields.String(validate=validate.Length(min=1)), values=fields.List(Name()), load_default=dict)
+    categories = fields.Dict(
+        keys=fields.String(validate=validate.Length(min=1)), values=fields.List(Name()), load_default=dict
+    )
     no_registry = fields.List(Name(), load_default=list)
     correction = fields.List(Name(), load_default=list)
     always = fields.List(Name(), load_default=list)
