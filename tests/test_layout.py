@@ -34,7 +34,7 @@ TEMPORARY_LOCAL_IMPORTS = {
 }
 
 ROOT_MODULES = {"__init__", "app", "config", "errors", "extensions", "store", "bootstrap"}
-AREAS = ("accounts", "enrollment", "identity", "payments", "materials", "staff", "regform", "audit", "admin")
+AREAS = ("accounts", "enrollment", "identity", "payments", "materials", "staff", "onsite", "regform", "audit", "admin")
 AREA_FILES = {"__init__", "service", "steps", "guards", "views", "names"}
 # Extra modules an area may hold, and why.
 AREA_EXTRAS = {

@@ -26,4 +26,3 @@ def test_staff_see_the_documents_by_name_beside_the_id_photo(app, make_applicant
     assert "《教育部学历证书电子注册备案表》" in page  # the hint tells staff what to look for
     for upload in files:
         assert f"/uploads/{upload}" in page
-
