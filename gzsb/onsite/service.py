@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select, update
@@ -52,9 +52,15 @@ class SlotView:
         return f"{beijing_text(self.slot.starts_at)}–{end}"
 
 
+def utc(moment: datetime) -> datetime:
+    """Any aware (or naive UTC, from SQLite) moment as UTC: SQLite keeps no offset, so every
+    moment is stored and compared in UTC."""
+    return as_utc(moment).astimezone(UTC)
+
+
 def beijing_day_bounds(day: date) -> tuple[datetime, datetime]:
     start = datetime.combine(day, time(0), tzinfo=BEIJING)
-    return as_utc(start), as_utc(start + timedelta(days=1))
+    return utc(start), utc(start + timedelta(days=1))
 
 
 # ---------------------------------------------------------------------- admin: slots
@@ -82,27 +88,27 @@ def add_slots(
     end = datetime.combine(day, last, tzinfo=BEIJING)
     if end <= start:
         raise InvalidInput("slot range", {"last": ["结束时间须晚于开始时间"]})
-    if as_utc(start) <= as_utc(now):
+    if utc(start) <= utc(now):
         raise InvalidInput("slot in the past", {"day": ["只能添加将来的时段"]})
     existing = set(
         session.scalars(
             select(OnsiteSlot.starts_at).where(
                 OnsiteSlot.point_id == point.id,
-                OnsiteSlot.starts_at >= as_utc(start),
-                OnsiteSlot.starts_at < as_utc(end),
+                OnsiteSlot.starts_at >= utc(start),
+                OnsiteSlot.starts_at < utc(end),
             )
         )
     )
-    existing = {as_utc(e) for e in existing}
+    existing = {utc(e) for e in existing}
     created: list[OnsiteSlot] = []
     step = timedelta(minutes=minutes)
     moment = start
     while moment + step <= end:
         if len(created) >= MAX_SLOTS_AT_ONCE:
             raise InvalidInput("too many slots", {"minutes": [f"一次最多添加{MAX_SLOTS_AT_ONCE}个时段"]})
-        if as_utc(moment) not in existing:
+        if utc(moment) not in existing:
             slot = OnsiteSlot(
-                point_id=point.id, starts_at=as_utc(moment), ends_at=as_utc(moment + step), capacity=capacity, booked=0
+                point_id=point.id, starts_at=utc(moment), ends_at=utc(moment + step), capacity=capacity, booked=0
             )
             session.add(slot)
             created.append(slot)
@@ -143,9 +149,9 @@ def slot_of_point(session: Session, point: ConfirmationPoint, slot_id: int) -> O
 
 
 def point_slots(session: Session, point_id: int, since: datetime, until: datetime | None = None) -> list[SlotView]:
-    query = select(OnsiteSlot).where(OnsiteSlot.point_id == point_id, OnsiteSlot.starts_at >= as_utc(since))
+    query = select(OnsiteSlot).where(OnsiteSlot.point_id == point_id, OnsiteSlot.starts_at >= utc(since))
     if until is not None:
-        query = query.where(OnsiteSlot.starts_at < as_utc(until))
+        query = query.where(OnsiteSlot.starts_at < utc(until))
     return [SlotView(s) for s in session.scalars(query.order_by(OnsiteSlot.starts_at))]
 
 
@@ -154,7 +160,7 @@ def point_slots(session: Session, point_id: int, since: datetime, until: datetim
 
 def bookable(session: Session, point_id: int, now: datetime, change_until: timedelta) -> list[SlotView]:
     """The point's slots a student may still pick (full ones too: the page shows 已约满)."""
-    return point_slots(session, point_id, as_utc(now) + change_until)
+    return point_slots(session, point_id, utc(now) + change_until)
 
 
 def booking_of(session: Session, application_id: int) -> SlotView | None:
@@ -174,7 +180,7 @@ def book(session: Session, application_id: int, slot_id: int, now: datetime, cha
     slot = session.get(OnsiteSlot, slot_id)
     if slot is None or slot.point_id != app.confirmation_point_id:
         raise InvalidInput(f"slot {slot_id} is not at the point of {application_id}", {"slot": [OTHER_POINT]})
-    if as_utc(slot.starts_at) - change_until <= as_utc(now):
+    if utc(slot.starts_at) - change_until <= utc(now):
         raise InvalidInput(f"slot {slot_id} starts too soon", {"slot": [PAST]})
     current = session.scalars(select(OnsiteBooking).where(OnsiteBooking.application_id == application_id)).first()
     if current is not None and current.slot_id == slot_id:
@@ -189,9 +195,9 @@ def book(session: Session, application_id: int, slot_id: int, now: datetime, cha
         raise InvalidInput(f"slot {slot_id} is full", {"slot": [FULL]})
     if current is not None:
         _release(session, current.slot_id)
-        current.slot_id, current.booked_at = slot_id, as_utc(now)
+        current.slot_id, current.booked_at = slot_id, utc(now)
     else:
-        session.add(OnsiteBooking(application_id=application_id, slot_id=slot_id, booked_at=as_utc(now)))
+        session.add(OnsiteBooking(application_id=application_id, slot_id=slot_id, booked_at=utc(now)))
     session.flush()
     session.refresh(slot)
     log.info("application %d: onsite slot %d booked", application_id, slot_id)
