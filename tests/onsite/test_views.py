@@ -192,3 +192,19 @@ def test_cli_adds_lists_and_sets_capacity(app) -> None:
     assert db.session.get(OnsiteSlot, int(slot_id)).capacity == 9
     past = runner.invoke(args=["points", "slots", "add", "NK01", "--day", "2026-11-01"])
     assert past.exit_code == 1 and "只能添加将来的时段" in past.stderr
+
+
+def test_each_page_only_for_its_role(app, make_applicant) -> None:
+    who = make_applicant()
+    student = student_client(app, who)
+    staff = staff_client(app, make_staff())
+    point = nk01()
+    admin_url = f"/admin/points/{point.id}/slots"
+    for client, url in (
+        (student, "/staff/onsite"),
+        (student, admin_url),
+        (staff, admin_url),
+        (staff, "/application/onsite"),
+    ):
+        assert client.get(url).status_code in (302, 403, 404), url
+    assert app.test_client().get("/application/onsite").status_code == 302  # to the log-in page
