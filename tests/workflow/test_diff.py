@@ -43,6 +43,8 @@ def test_a_removed_state_and_its_transitions() -> None:
         "reject_materials: materials_review → materials_rejected",
         "submit_materials: materials_rejected → materials_review",
         "resolve_xueji_correction: materials_rejected → materials_rejected",
+        "book_onsite: materials_rejected → materials_rejected",
+        "cancel_onsite: materials_rejected → materials_rejected",
     }
     assert diff.keys("transitions", ADDED) == ("reject_materials: materials_review → materials_pending",)
     text = diff.to_text(yaml=False).splitlines()
