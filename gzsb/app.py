@@ -27,6 +27,7 @@ from gzsb.common.security import Vault, basic_info_of
 from gzsb.config import INSTANCE, ROOT, Config, insecure_defaults
 from gzsb.errors import ConfigurationError, InvalidInput, ServiceError
 from gzsb.extensions import csrf, db, migrate
+from gzsb.waitroom import install as install_waitroom
 
 log = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).parent / "templates"
@@ -118,6 +119,7 @@ def create_app(config: type[Config] | Any = Config, *, clock: Callable[[], datet
     app.json = BoundedJSON(app)
     _error_pages(app)
     app.after_request(_security_headers)
+    install_waitroom(app)  # the opening-hour waiting room in front of everything (needs Redis)
 
     return app
 

@@ -78,6 +78,7 @@ EXTRA_VIEWS = (
     "gzsb.accounts.first_login",
     "gzsb.accounts.devsms",
     "gzsb.admin.flow_views",
+    "gzsb.admin.flow_job_views",
 )
 
 

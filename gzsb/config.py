@@ -70,6 +70,9 @@ class Config:
 
     FLOW_FILE = str(ROOT / "flows" / "enrollment.yaml")
     FLOW_NAME = "tianjin-gzsb"
+    # Impact reports and migrations over more in-flight applications than this run as worker
+    # jobs whose progress the workbench shows; smaller fleets are answered in the request.
+    FLOW_JOB_SYNC_MAX = int(_env("FLOW_JOB_SYNC_MAX", "5000"))
 
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
@@ -252,6 +255,31 @@ class Config:
     # No default witness: production pins the 考试院's key.
     WITNESS_KEY = _dev_default("WITNESS_KEY", "")
 
+    # --- the waiting room for the opening hour (issue 17, gzsb/waitroom/) ---
+    # Shared by all nodes through Redis (none: no waiting room). On/off and the numbers here
+    # are defaults; `flask waitroom on|off|set` overrides them in Redis for every node at once.
+    # RATE: visitors admitted per second over all nodes; ACTIVE_CAP: admitted visitors active
+    # within ADMIT_SECONDS (0: no cap); OPENS: the opening (ISO with zone; `flask waitroom on`
+    # takes the earliest opening of the flow's registration window): earlier arrivals are
+    # shuffled then. BYPASS: path prefixes that never queue.
+    WAITROOM_REDIS_URL = _env("WAITROOM_REDIS_URL", REDIS_URL)
+    WAITROOM_PREFIX = _env("WAITROOM_PREFIX", "gzsb:wr:")
+    WAITROOM_ENABLED = _env("WAITROOM_ENABLED", "0") == "1"
+    WAITROOM_RATE = float(_env("WAITROOM_RATE", "50"))
+    WAITROOM_ACTIVE_CAP = int(_env("WAITROOM_ACTIVE_CAP", "0"))
+    WAITROOM_OPENS = _env("WAITROOM_OPENS", "")
+    WAITROOM_ADMIT_SECONDS = int(_env("WAITROOM_ADMIT_SECONDS", "1800"))
+    WAITROOM_SETTINGS_TTL = float(_env("WAITROOM_SETTINGS_TTL", "2"))
+    WAITROOM_BYPASS = tuple(
+        p.strip()
+        for p in _env(
+            "WAITROOM_BYPASS",
+            "/static/,/healthz,/readyz,/metrics,/waitroom/,/staff/,/admin/,/audit/,/payment/notify/,/sandbox/,"
+            "/favicon.ico",
+        ).split(",")
+        if p.strip()
+    )
+
     @classmethod
     def is_sqlite(cls) -> bool:
         return cls.SQLALCHEMY_DATABASE_URI.startswith("sqlite")
@@ -278,6 +306,8 @@ class TestConfig(Config):
     # Identity: no model, no queue; tests run the face jobs themselves.
     FACE_MATCHER = "fake"
     FACE_DISPATCH = "none"
+    # No waiting room unless a test installs one on its own Redis.
+    WAITROOM_REDIS_URL = ""
 
 
 def test_database_url() -> str:

@@ -25,6 +25,8 @@ TEMPORARY_EDGES = {
     ("gzsb.identity.views", "gzsb.worker.drain"): "worker/payments owner is removing it",
     ("gzsb.payments.views", "gzsb.worker.tasks"): "worker/payments owner is removing it",
     ("gzsb.regform.views", "gzsb.worker.tasks"): "worker/payments owner is removing it (the render job)",
+    ("gzsb.admin.flow_job_views", "gzsb.worker.tasks"): "queues fleet jobs the same way; goes with the others",
+    ("gzsb.admin.flow_views", "gzsb.worker.tasks"): "queues fleet jobs the same way; goes with the others",
 }
 # Function-level imports of our own modules that stay for now, and why.
 TEMPORARY_LOCAL_IMPORTS = {
@@ -66,6 +68,8 @@ AREA_EXTRAS = {
         "flows": "flow versions, proposals, two-person publish (service.py is accounts and 确认点)",
         "flow_fleet": "streaming the in-flight applications through impact and migration",
         "flow_views": "the flow workbench pages (their own blueprint)",
+        "flow_jobs": "impact reports and migrations over a large fleet, run by the worker with progress",
+        "flow_job_views": "the progress of those jobs, polled by the pages (their own blueprint)",
     },
     "enrollment": {
         "api": "the JSON API of the engine (its own blueprint)",
@@ -78,7 +82,8 @@ AREA_EXTRAS = {
     },
 }
 # Packages outside the areas; their own rules are tested below.
-OTHER_PACKAGES = {"models", "workflow", "adapters", "common", "worker", "cli", "templates", "static"}
+# waitroom: the opening-hour waiting room, a WSGI layer in front of the app (no area of the journey).
+OTHER_PACKAGES = {"models", "workflow", "adapters", "common", "worker", "cli", "templates", "static", "waitroom"}
 
 
 def module_name(path: Path) -> str:

@@ -1,8 +1,8 @@
 """The in-flight fleet of a flow: streamed for impact reports, moved by migrations.
 
-No Flask. Rows are read in batches (``yield_per`` for reports, keyset pages for
-migrations, which commit as they go), so memory stays flat however many applications
-there are. Used through ``gzsb.admin.flows``.
+No Flask. Rows are read in keyset pages (reports and migrations alike; a migration
+commits as it goes, a report run by the worker commits its progress), so memory stays
+flat however many applications there are. Used through ``gzsb.admin.flows``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, false, or_, select
+from sqlalchemy import and_, false, func, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -63,13 +63,27 @@ def stream_in_flight(
     only_state: str | None = None,
     batch: int = BATCH,
 ) -> Iterator[InFlight]:
-    """Every in-flight application (id order), fetched ``batch`` rows at a time."""
-    query = select(Application.id, Application.uid, Application.state, Application.flow_version_id, Application.data)
-    query = query.where(in_flight_clause(session, flow_name, version_id)).order_by(Application.id)
+    """Every in-flight application (id order), read in keyset pages of ``batch`` rows: no
+    cursor stays open between pages, so a caller may commit (e.g. progress) as it goes."""
+    where = in_flight_clause(session, flow_name, version_id)
     if only_state:
-        query = query.where(Application.state == only_state)
-    for row in session.execute(query.execution_options(yield_per=batch)):
-        yield InFlight(row[0], row[1], row[2], row[3], row[4] or {})
+        where = and_(where, Application.state == only_state)
+    columns = (Application.id, Application.uid, Application.state, Application.flow_version_id, Application.data)
+    last = 0
+    while True:
+        page = session.execute(
+            select(*columns).where(where, Application.id > last).order_by(Application.id).limit(batch)
+        ).all()
+        if not page:
+            return
+        last = page[-1][0]
+        for row in page:
+            yield InFlight(row[0], row[1], row[2], row[3], row[4] or {})
+
+
+def count_in_flight(session: Session, flow_name: str) -> int:
+    """How many applications an impact report or a migration of ``flow_name`` would walk."""
+    return session.scalar(select(func.count(Application.id)).where(in_flight_clause(session, flow_name))) or 0
 
 
 def impact_report(

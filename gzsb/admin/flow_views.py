@@ -18,14 +18,17 @@ from typing import Any
 from flask import Blueprint, Response, current_app, flash, jsonify, redirect, render_template, request, url_for
 
 from gzsb.accounts.session import current_account, login_required
+from gzsb.admin import flow_jobs
 from gzsb.admin import flows as flow_admin
+from gzsb.admin.flow_job_views import queued
 from gzsb.admin.service import Operator
 from gzsb.bootstrap import engine, registries
 from gzsb.common.beijing import as_utc
 from gzsb.errors import FlowError, InvalidInput, ServiceError
 from gzsb.extensions import db
-from gzsb.models import FlowVersion
+from gzsb.models import FlowProposal, FlowVersion
 from gzsb.store import FLOWS
+from gzsb.worker.tasks import enqueue_flow_job
 from gzsb.workflow.diff import diff_flows
 from gzsb.workflow.graph import render_svg
 from gzsb.workflow.loader import load_flow
@@ -156,6 +159,26 @@ def _mapping(states: list[str]) -> dict[str, str]:
     return mapping
 
 
+def _large(flow_name: str) -> bool:
+    return flow_jobs.large(db.session, flow_name, current_app.config["FLOW_JOB_SYNC_MAX"])
+
+
+def _new_proposal(text: str, flow_name: str, **fields: Any) -> FlowProposal:
+    """A proposal; over a large fleet its impact report comes from a worker job, whose
+    progress the proposal's page shows."""
+    big = _large(flow_name)
+    found = flow_admin.propose(db.session, text, by=_me().label, now=_now(), with_impact=not big, **fields)
+    if big:
+        job = flow_jobs.start_impact(db.session, text, by=_me().label, now=_now(), proposal_id=found.id)
+        enqueue_flow_job(job.id)
+    return found
+
+
+def _job_of(proposal_id: int) -> dict[str, Any] | None:
+    found = flow_jobs.latest_for(db.session, proposal_id)
+    return flow_jobs.status(found) if found is not None else None
+
+
 def removed_states(live: FlowSpec, candidate: FlowSpec) -> list[str]:
     """States of the live flow the candidate lacks: applications there need a mapping to migrate."""
     return [name for name in live.states if name not in candidate.states]
@@ -233,6 +256,18 @@ def republish(version_id: int) -> Any:
     return redirect(url_for("admin_flows.index"))
 
 
+@bp.post("/versions/<int:version_id>/propose-rollback")
+@login_required("admin")
+def propose_rollback(version_id: int) -> Any:
+    """A rollback that also moves the in-flight applications back: a migrating proposal of the
+    earlier version's YAML, so a second admin approves the moves (their history says who)."""
+    row = db.get_or_404(FlowVersion, version_id)
+    flow = FLOWS.by_version(db.session, row.id)
+    found = _new_proposal(flow.text, flow.flow, note=f"回滚到版本 {row.id}，并迁移在办考生", migrate=True)
+    flash("已提交回滚申请，须由另一位管理员批准后生效并迁移在办考生")
+    return redirect(url_for("admin_flows.proposal", proposal_id=found.id))
+
+
 # ------------------------------------------------------------------------------ editor API
 
 
@@ -273,12 +308,13 @@ def api_diff() -> Any:
 @bp.post("/api/impact")
 @login_required("admin")
 def api_impact() -> Any:
-    """A direct call: the service streams the fleet with flat memory (bench/impact.py: 100,000
-    applications in ~9 s on SQLite, ~5 s on PostgreSQL). Beyond that size this belongs in a
-    Huey job reporting the service's ``progress`` callback to a polled status URL."""
+    """Answered here for a small fleet; a large one (bench/impact.py: 100,000 applications
+    take seconds) becomes a worker job whose progress the panel polls."""
     flow, problems = check(api_yaml())
     if flow is None:
         return _problems(problems)
+    if _large(flow.flow):
+        return queued(flow_jobs.start_impact(db.session, flow.text, by=_me().label, now=_now()))
     report = flow_admin.impact(db.session, flow, now=_now(), limit=IMPACT_LIST).to_dict()
     return jsonify({"ok": True, "report": report, "html": render_template("admin/flows/_impact.html", report=report)})
 
@@ -300,9 +336,7 @@ def propose() -> Any:
     migrate = request.form.get("migrate") == "1"
     mapping = _mapping(removed_states(live, flow)) if migrate else {}
     try:
-        found = flow_admin.propose(
-            db.session, text, by=_me().label, now=_now(), note=note, migrate=migrate, mapping=mapping
-        )
+        found = _new_proposal(text, flow.flow, note=note, migrate=migrate, mapping=mapping)
     except InvalidInput as exc:
         db.session.rollback()
         messages = [m for ms in exc.fields.values() for m in ms]
@@ -321,6 +355,7 @@ def proposal(proposal_id: int) -> Any:
         own=found.proposed_by == _me().label,
         diff=found.diff or None,
         report=found.impact or None,
+        job=_job_of(found.id),
     )
 
 
@@ -346,7 +381,10 @@ def _first_message(exc: InvalidInput) -> str:
 @login_required("admin")
 def approve(proposal_id: int) -> Any:
     def act() -> None:
-        result = flow_admin.approve(db.session, engine(), proposal_id, by=_me().label, now=_now())
+        big = _large(flow_admin.proposal(db.session, proposal_id).flow)
+        result = flow_admin.approve(db.session, engine(), proposal_id, by=_me().label, now=_now(), migrate_now=not big)
+        if big and result.proposal.migrate:  # a large fleet moves in a worker job; the page shows its progress
+            enqueue_flow_job(flow_jobs.start_migration(db.session, proposal_id, by=_me().label, now=_now()).id)
         if result.migration is not None and not result.migration.ok:
             counts = result.migration.counts
             flash(f"迁移时有{counts['refused']}份报名被拒绝、{counts['failed']}份失败，详见下方")

@@ -47,15 +47,8 @@ from gzsb.workflow.validate import check_flow
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "InFlight",
-    "MigrationItem",
-    "MigrationReport",
-    "impact_report",
-    "in_flight_clause",
-    "migrate_fleet",
-    "stream_in_flight",
-]
+__all__ = ["InFlight", "MigrationItem", "MigrationReport", "impact_report", "in_flight_clause", "migrate_fleet",
+           "stream_in_flight"]  # fmt: skip
 
 PROPOSED, APPROVED, REJECTED, PUBLISHED = "proposed", "approved", "rejected", "published"
 MAX_YAML = 200_000  # characters: the shipped flow is ~12 kB
@@ -298,9 +291,11 @@ def propose(
     migrate: bool = False,
     mapping: Mapping[str, str] | None = None,
     source: str = "proposal.yaml",
+    with_impact: bool = True,
 ) -> FlowProposal:
     """Store an edit for a second admin, with its diff against the live version and the
-    impact summary at ``now``. Refuses a flow that does not validate (FlowError)."""
+    impact summary at ``now`` (or none yet: a large fleet's comes from a worker job, see
+    ``flow_jobs``). Refuses a flow that does not validate (FlowError)."""
     check_admin(session, by)
     flow = validate(text, source)
     if len(note) > MAX_NOTE:
@@ -311,7 +306,7 @@ def propose(
         raise InvalidInput(f"mapping to unknown states: {', '.join(unknown)}", {"mapping": ["映射的目标状态不存在"]})
     base = live_version(session, flow.flow)
     changes = diff_flows(FLOWS.by_version(session, base.id), flow).to_dict() if base else {}
-    report = impact(session, flow, now=now, limit=20).to_dict()
+    report = impact(session, flow, now=now, limit=20).to_dict() if with_impact else {}
     proposal = FlowProposal(
         flow=flow.flow, yaml_text=flow.text, sha256=flow.sha256, proposed_by=by, proposed_at=as_utc(now),
         note=note, base_version_id=base.id if base else None, diff=changes, impact=report, status=PROPOSED,
@@ -369,9 +364,11 @@ def approve(
     now: datetime,
     on_item: Callable[[MigrationItem], None] | None = None,
     progress: Callable[[int], None] | None = None,
+    migrate_now: bool = True,
 ) -> Approval:
     """A second admin approves: validated again, published (and, if the proposal asks,
-    in-flight applications migrated, approved by ``by``); every step recorded."""
+    in-flight applications migrated, approved by ``by``, here or, with ``migrate_now``
+    false, by a worker job, see ``flow_jobs``); every step recorded."""
     found = _decidable(session, proposal_id, by)
     flow = validate(found.yaml_text, f"proposal-{found.id}.yaml")  # the registries may have changed since
     found.status, found.decided_by, found.decided_at = PUBLISHED, by, as_utc(now)
@@ -380,7 +377,7 @@ def approve(
     found.version_id = done.version.id
     session.commit()  # published before any application moves: each move is its own transaction
     report = None
-    if found.migrate:
+    if found.migrate and migrate_now:
         if engine is None:
             raise InvalidInput("approving a migrating proposal needs the engine", {"engine": ["缺少引擎"]})
         report = migrate(

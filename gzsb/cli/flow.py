@@ -9,9 +9,13 @@ from pathlib import Path
 import click
 from flask import current_app
 from flask.cli import AppGroup
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from gzsb.bootstrap import registries
 from gzsb.errors import FlowError
+from gzsb.extensions import db
+from gzsb.models import ConfirmationPoint
 from gzsb.workflow.graph import render_svg
 from gzsb.workflow.spec import FlowSpec
 from gzsb.workflow.validate import check_flow_file
@@ -27,12 +31,23 @@ def checked(path: str, *, needs: bool = True) -> FlowSpec:
     code relies on are not required of them."""
     names = registries(current_app.config)
     try:
-        return check_flow_file(path, names if needs else names.without_needs())
+        return check_flow_file(path, names if needs else names.without_needs(), known_points())
     except FlowError as exc:
         for line in exc.problems:
             click.echo(line, err=True)
         click.echo(f"{Path(path).name}: {len(exc.problems)} problem(s); not valid", err=True)
         sys.exit(1)
+
+
+def known_points() -> set[str] | None:
+    """The 确认点 codes a window's by_point may name; None when the database cannot be read
+    (validating a file on a machine without one checks everything else)."""
+    try:
+        return set(db.session.scalars(select(ConfirmationPoint.code)))
+    except SQLAlchemyError:
+        log.warning("confirmation points not readable: by_point codes are not checked", exc_info=True)
+        db.session.rollback()
+        return None
 
 
 @group.command("validate")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from gzsb.models.admin import (
     AdminAction,
+    FlowJob,
     FlowLive,
     FlowProposal,
     FlowPublication,
@@ -58,6 +59,7 @@ __all__ = [
     "CorrectionRequest",
     "FaceAttemptDay",
     "FlowLive",
+    "FlowJob",
     "FlowProposal",
     "FlowPublication",
     "FlowVersion",

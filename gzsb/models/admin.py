@@ -77,3 +77,24 @@ class FlowProposal(db.Model):
     mapping: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     version_id: Mapped[int | None] = mapped_column(ForeignKey("flow_versions.id"), nullable=True)
     migration: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # the summary, when migrated
+
+
+class FlowJob(db.Model):
+    """A fleet-wide impact report or migration run by the worker, with the progress the
+    workbench polls (any node can answer: it is a row, not a process's memory)."""
+
+    __tablename__ = "flow_jobs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # impact | migrate
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    flow: Mapped[str] = mapped_column(String(64))
+    yaml_text: Mapped[str] = mapped_column(Text, default="")  # the candidate of an impact report
+    proposal_id: Mapped[int | None] = mapped_column(ForeignKey("flow_proposals.id"), nullable=True)
+    requested_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True), nullable=True)
+    done: Mapped[int] = mapped_column(default=0)
+    total: Mapped[int] = mapped_column(default=0)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error: Mapped[str] = mapped_column(Text, default="")

@@ -210,12 +210,31 @@
 
   // ---------------------------------------------------------------- diff and impact
 
+  function waitFor(box, data) {
+    box.textContent = "";
+    var note = document.createElement("p");
+    note.textContent = "在办报名共" + data.job.total + "份，评估在后台进行，本栏会自动更新。";
+    var bar = document.createElement("progress");
+    bar.max = 100;
+    bar.value = data.job.percent;
+    var count = document.createElement("span");
+    count.className = "job-count";
+    count.setAttribute("aria-live", "polite");
+    count.textContent = "已处理 " + data.job.done + " / " + data.job.total;
+    box.append(note, bar, count);
+    window.gzsbPollJob(box, data.status_url, function (done) { box.innerHTML = done.html; });
+  }
+
   function panel(box, url, busy) {
     box.hidden = false;
     box.textContent = busy;
     box.setAttribute("aria-busy", "true");
     post(url, { yaml: text.value }).then(function (data) {
-      if (data.ok) {
+      if (data.ok && data.job && !data.job.finished) {
+        waitFor(box, data);  // a large fleet: a worker job, polled
+      } else if (data.ok && data.job) {
+        window.gzsbPollJob(box, data.status_url, function (done) { box.innerHTML = done.html; });
+      } else if (data.ok) {
         box.innerHTML = data.html;  // rendered by the server with autoescaping
       } else {
         box.textContent = "流程文件有" + data.problems.length + "个问题，请先改正。";

@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 
 RENDER_FORM = "render_form"
 SANDBOX_NOTIFY = "sandbox_notify"
-KINDS = (RENDER_FORM, SANDBOX_NOTIFY)
+FLOW_JOB = "flow_job"  # an impact report or migration over a large fleet (gzsb.admin.flow_jobs)
+KINDS = (RENDER_FORM, SANDBOX_NOTIFY, FLOW_JOB)
 # Longer than any run of one job (the PDF's hard timeout, one notify POST).
 LEASE = timedelta(minutes=5)
 # A job queued this many times without finishing is left for a human (its last_error says why).

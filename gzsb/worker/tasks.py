@@ -227,7 +227,59 @@ def send_sandbox_notify(trade_no: str) -> None:
     outbox.dispatch(db.session, item, enqueue_outbox, current_app.extensions["gzsb.clock"]())
 
 
-OUTBOX_TASKS = {outbox.RENDER_FORM: render_registration_form, outbox.SANDBOX_NOTIFY: sandbox_notify}
+# --- admin: fleet impact reports and migrations too large for a request (issue 11) ---
+
+
+def _run_flow_job(outbox_id: int, token: int) -> str | None:
+    """One fleet job in the current app context; its lease is renewed as it makes progress."""
+    from flask import current_app
+
+    from gzsb.admin import flow_jobs
+    from gzsb.bootstrap import engine
+    from gzsb.extensions import db
+
+    now = current_app.extensions["gzsb.clock"]()
+    item = outbox.start(db.session, outbox_id, token)
+    if item is None:
+        return None
+
+    def heartbeat() -> None:
+        item.lease_until = datetime.now(UTC) + outbox.LEASE
+
+    done = flow_jobs.run(db.session, engine(), int(item.payload["job_id"]), now=now, heartbeat=heartbeat)
+    outbox.finish(db.session, item, now)
+    return done.status if done is not None else None
+
+
+@huey.task()
+def flow_job(outbox_id: int, token: int) -> str | None:
+    with flask_app().app_context():
+        return _run_flow_job(outbox_id, token)
+
+
+def enqueue_flow_job(job_id: int) -> None:
+    """Commit the (flushed) job row with its outbox row, then queue it; under HUEY_IMMEDIATE
+    (tests) it runs right here, in the caller's app context and clock."""
+    from flask import current_app
+
+    from gzsb.extensions import db
+
+    now = current_app.extensions["gzsb.clock"]()
+    item = outbox.add(db.session, outbox.FLOW_JOB, None, job_id=job_id)
+    db.session.commit()
+    if not current_app.config.get("HUEY_IMMEDIATE"):
+        outbox.dispatch(db.session, item, enqueue_outbox, now)
+        return
+    token = outbox.claim(db.session, item, now)
+    if token is not None:
+        _run_flow_job(item.id, token)
+
+
+OUTBOX_TASKS = {
+    outbox.RENDER_FORM: render_registration_form,
+    outbox.SANDBOX_NOTIFY: sandbox_notify,
+    outbox.FLOW_JOB: flow_job,
+}
 
 
 def enqueue_outbox(kind: str, outbox_id: int, token: int) -> None:

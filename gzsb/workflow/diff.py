@@ -149,7 +149,12 @@ def _meta(flow: FlowSpec) -> dict[str, Any]:
 
 
 def _windows(flow: FlowSpec) -> dict[str, dict[str, Any]]:
-    return {name: {"opens": _plain(w.opens), "closes": _plain(w.closes)} for name, w in flow.windows.items()}
+    # A group's resolved dates, so that moving one group's opening shows as that change.
+    return {
+        name: {"opens": _plain(w.opens), "closes": _plain(w.closes)}
+        | {f"{path}.{end}": _plain(getattr(g, end)) for path, g in w.groups() for end in ("opens", "closes")}
+        for name, w in flow.windows.items()
+    }
 
 
 def _stages(flow: FlowSpec) -> dict[str, dict[str, Any]]:

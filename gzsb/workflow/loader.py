@@ -14,7 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 import yaml
-from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from gzsb.errors import FlowError
 from gzsb.workflow.spec import (
@@ -28,6 +28,7 @@ from gzsb.workflow.spec import (
     StateSpec,
     TimerSpec,
     TransitionSpec,
+    WindowOverride,
     WindowSpec,
 )
 
@@ -123,9 +124,34 @@ _WHEN: dict[str, Any] = {
 }
 
 
+class WindowOverrideSchema(_Strict):
+    opens = fields.AwareDateTime(format="iso", error_messages=_WHEN)
+    closes = fields.AwareDateTime(format="iso", error_messages=_WHEN)
+
+    @validates_schema
+    def not_empty(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if not data:
+            raise ValidationError("give opens, closes or both (what is left out is the window's own)")
+
+
+POINT_CODE = validate.Regexp(
+    r"^[A-Z0-9]{2,16}$", error="{input!r} is not a 确认点 code (capitals and digits, e.g. NK01)"
+)
+DISTRICT_CODE = validate.Regexp(
+    r"^[0-9]{2}(?:[0-9]{2}){0,2}$",
+    error="{input!r} is not a district code: 2, 4 or 6 digits of the ID number (e.g. 12, 1201, 120104)",
+)
+
+
 class WindowSchema(_Strict):
     opens = fields.AwareDateTime(required=True, format="iso", error_messages=_WHEN)
     closes = fields.AwareDateTime(required=True, format="iso", error_messages=_WHEN)
+    by_point = fields.Dict(
+        keys=fields.String(validate=POINT_CODE), values=fields.Nested(WindowOverrideSchema), load_default=dict
+    )
+    by_district = fields.Dict(
+        keys=fields.String(validate=DISTRICT_CODE), values=fields.Nested(WindowOverrideSchema), load_default=dict
+    )
 
 
 class StageSchema(_Strict):
@@ -297,6 +323,13 @@ def flow_sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _window(name: str, raw: dict[str, Any]) -> WindowSpec:
+    def overrides(key: str) -> MappingProxyType[str, WindowOverride]:
+        return MappingProxyType({code: WindowOverride(**times) for code, times in raw[key].items()})
+
+    return WindowSpec(name, raw["opens"], raw["closes"], overrides("by_point"), overrides("by_district"))
+
+
 def _build(data: dict[str, Any], text: str, source: str) -> FlowSpec:
     return FlowSpec(
         flow=data["flow"],
@@ -307,7 +340,7 @@ def _build(data: dict[str, Any], text: str, source: str) -> FlowSpec:
             TransitionSpec(index=i, **{**t, "actors": tuple(t["actors"]), "guards": tuple(t["guards"])})
             for i, t in enumerate(data["transitions"])
         ),
-        windows=MappingProxyType({name: WindowSpec(name=name, **w) for name, w in data["windows"].items()}),
+        windows=MappingProxyType({name: _window(name, w) for name, w in data["windows"].items()}),
         stages=tuple(StageSpec(**s) for s in data["stages"]),
         timers=tuple(TimerSpec(**t) for t in data["timers"]),
         notify=MappingProxyType(dict(data["notify"])),

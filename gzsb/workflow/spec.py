@@ -13,16 +13,57 @@ ROLES = ("student", "staff", "admin", "system")
 
 
 @dataclass(frozen=True)
+class WindowOverride:
+    """A group's own opening and/or closing; what it leaves out is the window's."""
+
+    opens: datetime | None = None
+    closes: datetime | None = None
+
+
+def _no_overrides() -> Mapping[str, WindowOverride]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True)
 class WindowSpec:
+    """A time window; ``by_point`` (确认点 code) and ``by_district`` (the first 2, 4 or 6
+    digits of the ID number) stagger it per group of applicants."""
+
     name: str
     opens: datetime
     closes: datetime
+    by_point: Mapping[str, WindowOverride] = field(default_factory=_no_overrides)
+    by_district: Mapping[str, WindowOverride] = field(default_factory=_no_overrides)
 
     def phase(self, now: datetime) -> str:
         """``upcoming``, ``open`` or ``closed`` at ``now`` (opens inclusive, closes exclusive)."""
         if now < self.opens:
             return "upcoming"
         return "open" if now < self.closes else "closed"
+
+    def for_group(self, point: str | None = None, district: str | None = None) -> WindowSpec:
+        """The window of an applicant with this 确认点 and ID-number district: the point's
+        override first, else the longest matching district prefix, else this window."""
+        override = self.by_point.get(point) if point else None
+        if override is None and district:
+            for length in (6, 4, 2):
+                override = self.by_district.get(district[:length])
+                if override is not None:
+                    break
+        if override is None:
+            return self
+        return WindowSpec(self.name, override.opens or self.opens, override.closes or self.closes)
+
+    def groups(self) -> tuple[tuple[str, WindowSpec], ...]:
+        """Every group's resolved window with its key path, e.g. ``by_point.NK01``."""
+        found = [(f"by_point.{code}", self.for_group(point=code)) for code in self.by_point]
+        found += [(f"by_district.{code}", self.for_group(district=code)) for code in self.by_district]
+        return tuple(found)
+
+    @property
+    def earliest_opening(self) -> datetime:
+        """When the first group may start (the waiting room's opening)."""
+        return min([self.opens, *(window.opens for _, window in self.groups())])
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ reported at once so an admin fixes a flow in one pass.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Collection
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -51,7 +52,9 @@ def validate_flow(
     steps: StepRegistry = STEPS,
     pages: Registry[str] = PAGES,
     sms: Registry[str] = SMS_TEMPLATES,
+    points: Collection[str] | None = None,
 ) -> list[str]:
+    """``points``: the 确认点 codes a window's ``by_point`` may name (None: not checked)."""
     problems: list[str] = []
 
     def problem(path: str, message: str) -> None:
@@ -79,6 +82,17 @@ def validate_flow(
     for name, window in flow.windows.items():
         if window.closes <= window.opens:
             problem(f"windows.{name}.closes", "must be after opens")
+        for path, group in window.groups():
+            if group.closes <= group.opens:
+                problem(
+                    f"windows.{name}.{path}",
+                    f"closes ({group.closes.isoformat()}) must be after opens ({group.opens.isoformat()}); "
+                    "what a group leaves out is the window's own",
+                )
+        if points is not None:
+            for code in window.by_point:
+                if code not in points:
+                    problem(f"windows.{name}.by_point.{code}", f"unknown 确认点 {code!r}; known: {_known(points)}")
 
     for t in flow.transitions:
         where = f"transitions[{t.index}]"
@@ -232,29 +246,43 @@ def check_needs(flow: FlowSpec, needs: Needs) -> list[str]:
     return [f"{flow.source}: {m.path}: {m.message}" for m in needs.missing(flow)]
 
 
-def validate_with(flow: FlowSpec, registries: FlowRegistries) -> list[str]:
-    """Every problem of a loaded flow against the registries its caller built."""
+def validate_with(flow: FlowSpec, registries: FlowRegistries, points: Collection[str] | None = None) -> list[str]:
+    """Every problem of a loaded flow against the registries its caller built (and the
+    确认点 codes, when the caller can read them)."""
     problems = validate_flow(
-        flow, guards=registries.guards, steps=registries.steps, pages=registries.pages, sms=registries.sms
+        flow,
+        guards=registries.guards,
+        steps=registries.steps,
+        pages=registries.pages,
+        sms=registries.sms,
+        points=points,
     )
     return problems + check_needs(flow, registries.needs)
 
 
-def _checked(flow: FlowSpec, registries: FlowRegistries | None) -> FlowSpec:
-    problems = validate_with(flow, registries if registries is not None else global_registries())
+def _checked(flow: FlowSpec, registries: FlowRegistries | None, points: Collection[str] | None) -> FlowSpec:
+    problems = validate_with(flow, registries if registries is not None else global_registries(), points)
     if problems:
         raise FlowError(problems)
     return flow
 
 
-def check_flow(text: str, source: str = "<flow>", registries: FlowRegistries | None = None) -> FlowSpec:
+def check_flow(
+    text: str,
+    source: str = "<flow>",
+    registries: FlowRegistries | None = None,
+    points: Collection[str] | None = None,
+) -> FlowSpec:
     """Load and validate; raises FlowError listing every problem.
 
     ``registries``: what names are checked against (``gzsb.bootstrap.registries()`` builds
     the product's); None uses the process-wide ones as far as they have been filled.
+    ``points``: the known 确认点 codes for ``by_point`` (None: not checked).
     """
-    return _checked(load_flow(text, source), registries)
+    return _checked(load_flow(text, source), registries, points)
 
 
-def check_flow_file(path: str | Path, registries: FlowRegistries | None = None) -> FlowSpec:
-    return _checked(load_flow_file(path), registries)
+def check_flow_file(
+    path: str | Path, registries: FlowRegistries | None = None, points: Collection[str] | None = None
+) -> FlowSpec:
+    return _checked(load_flow_file(path), registries, points)

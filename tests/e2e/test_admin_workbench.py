@@ -12,11 +12,14 @@ from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Page, expect
+from sqlalchemy import func, select
 
 from gzsb.accounts.service import create_account
 from gzsb.bootstrap import vault
 from gzsb.cli.demo import DEMO_PASSWORD
+from gzsb.config import TestConfig
 from gzsb.extensions import db
+from gzsb.models import FlowJob
 from gzsb.store import FLOWS
 from gzsb.workflow.loader import flow_sha256
 from tests.admin.support import Person, person
@@ -55,6 +58,13 @@ def live_version(server: LiveServer) -> tuple[int, str]:
         found = (row.id, row.sha256)
         db.session.remove()
     return found
+
+
+def flow_jobs_count(server: LiveServer) -> int:
+    with server.app.app_context():
+        count = db.session.scalar(select(func.count()).select_from(FlowJob)) or 0
+        db.session.remove()
+    return count
 
 
 def wait_for_diagram(page: Page, sha: str) -> None:
@@ -117,6 +127,18 @@ def test_admin_edits_proposes_and_a_second_admin_publishes(
     expect(page.locator("#wb-impact")).to_contain_text("对在办考生的影响")
     assert_fits(screen)
     screen.shot("workbench-fixed")
+
+    # A fleet above FLOW_JOB_SYNC_MAX: the report comes from a worker job the panel polls
+    # (the test server's queue is immediate, so the job has ended by the first poll).
+    jobs_before = flow_jobs_count(live_server)
+    live_server.app.config["FLOW_JOB_SYNC_MAX"] = -1
+    try:
+        page.locator("#wb-impact").evaluate("box => { box.textContent = ''; }")
+        screen.press(page.locator("#wb-impact-button"))
+        expect(page.locator("#wb-impact")).to_contain_text("对在办考生的影响")
+    finally:
+        live_server.app.config["FLOW_JOB_SYNC_MAX"] = TestConfig.FLOW_JOB_SYNC_MAX
+    assert flow_jobs_count(live_server) == jobs_before + 1
 
     # Propose; the proposer cannot approve it.
     page.fill("#wb-note", "报名截止时间延长")
