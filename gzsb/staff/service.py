@@ -294,6 +294,7 @@ def applicant_facts(session: Session, app: Application, flow: FlowSpec) -> dict[
         "materials": data.get("materials") or {},
         "identity": data.get("identity") or {},
         "documents": named_materials(flow, data),
+        "onsite": data.get("onsite") or {},
         "timeline": timeline(session, app, flow),
     }
 

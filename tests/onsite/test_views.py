@@ -79,6 +79,8 @@ def test_a_booked_slot_shows_for_the_student_and_for_staff(app, make_applicant, 
     day = staff.get(f"/staff/onsite?day={DAY.isoformat()}").get_data(as_text=True)
     assert "12月10日（周四）" in day and "09:00–09:30" in day and "人工身份认证" in day
     assert fresh(who.application_id).account.name in day
+    item = staff.get(f"/staff/applications/{fresh(who.application_id).uid}").get_data(as_text=True)
+    assert '<dd id="onsite-appointment">2026年12月10日 09:00</dd>' in item
     other_day = staff.get("/staff/onsite?day=2026-12-11").get_data(as_text=True)
     assert "当天没有考生预约现场确认" in other_day
     # Another point's staff do not see it.
