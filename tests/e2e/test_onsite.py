@@ -24,11 +24,11 @@ from gzsb.admin.service import Operator
 from gzsb.bootstrap import engine, vault
 from gzsb.cli.demo import DEMO_PASSWORD, demo_student
 from gzsb.extensions import db
-from gzsb.models import ConfirmationPoint
+from gzsb.models import Application, ConfirmationPoint
 from gzsb.onsite import service as onsite
 from tests.admin.support import Person, person
 from tests.e2e.support import LiveServer, Screen, assert_fits, log_in
-from tests.review_support import to_materials_pending
+from tests.review_support import to_materials_pending, to_materials_review
 from tests.support import PASSWORD_HASH, new_applicant, to_manual_identity
 
 pytestmark = pytest.mark.browser
@@ -36,6 +36,7 @@ pytestmark = pytest.mark.browser
 DAY = date(2026, 12, 10)
 # Each viewport has its own students (the live server is shared by the module).
 STUDENTS = {"desktop": (41, 42, 43), "phone": (44, 45, 46)}  # waiting, crowd, 退役士兵 without 学籍
+REVIEWED = {"desktop": 47, "phone": 48}  # a 退役士兵 without 学籍 whose materials wait for review
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +65,7 @@ def people(live_server: LiveServer) -> Iterator[dict[str, Person]]:
     yield {"staff": staff, "admin": admin}
 
 
-def prepare(server: LiveServer, viewport: str) -> None:
+def prepare(server: LiveServer, viewport: str) -> str:
     """The viewport's students, driven through the engine: one waiting for the manual identity
     check, one who took the 09:30 slot's only seat, one 退役士兵 without a 学籍 record at 上传审核."""
     waiting, crowd, veteran = STUDENTS[viewport]
@@ -80,14 +81,18 @@ def prepare(server: LiveServer, viewport: str) -> None:
         if slot_0930.remaining:
             eng.fire(taker.application_id, "book_onsite", taker.actor, {"slot": slot_0930.slot.id})
         to_materials_pending(eng, new_applicant(veteran, category="退役士兵", in_registry=False))
+        reviewed = new_applicant(REVIEWED[viewport], category="退役士兵", in_registry=False)
+        to_materials_review(eng, reviewed)
+        uid = db.session.get(Application, reviewed.application_id).uid
         db.session.commit()
         db.session.remove()
+    return uid
 
 
 def test_student_books_a_slot_staff_see_the_day(
     screen: Screen, browser, live_server: LiveServer, people: dict[str, Person]
 ) -> None:
-    prepare(live_server, screen.viewport)
+    reviewed_uid = prepare(live_server, screen.viewport)
     waiting, _crowd, veteran = (demo_student(i) for i in STUDENTS[screen.viewport])
     page = screen.page
 
@@ -128,6 +133,11 @@ def test_student_books_a_slot_staff_see_the_day(
     expect(table.locator("tr", has_text=waiting.name)).to_contain_text("人工身份认证")
     assert_fits(screen)
     screen.shot("onsite-staff-day")
+    # The materials of a 退役士兵 under review, by document name beside the 证件照.
+    page.goto(f"/staff/applications/{reviewed_uid}")
+    named = page.locator("#s-materials").locator("xpath=..").locator("ul.thumbs .caption strong")
+    expect(named).to_have_text(["证件照", "退役证", "学历认证报告"])
+    screen.shot("onsite-staff-named-materials")
 
     # ------------------------------------------------------------------ admin: the slots
     page.context.clear_cookies()
