@@ -18,8 +18,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from gzsb import cli
+from gzsb.accounts.ratelimit import init_limits
 from gzsb.accounts.session import current_account
 from gzsb.adapters.storage import make_storage
 from gzsb.bootstrap import blueprints, redactor, registries
@@ -27,6 +29,9 @@ from gzsb.common.security import Vault, basic_info_of
 from gzsb.config import INSTANCE, ROOT, Config, insecure_defaults
 from gzsb.errors import ConfigurationError, InvalidInput, ServiceError
 from gzsb.extensions import csrf, db, migrate
+from gzsb.ops import health, metrics
+from gzsb.ops.checks import warn_single_node
+from gzsb.ops.logs import configure_logging, install_request_ids
 from gzsb.waitroom import install as install_waitroom
 
 log = logging.getLogger(__name__)
@@ -94,6 +99,11 @@ def create_app(config: type[Config] | Any = Config, *, clock: Callable[[], datet
     app = Flask(__name__, instance_path=str(INSTANCE))
     app.config.from_object(config)
     app.json.ensure_ascii = False  # type: ignore[attr-defined]  # Chinese stays readable in the API
+    configure_logging(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
+    warn_single_node(app.config)
+    if app.config["PROXY_COUNT"] > 0:  # the client address and scheme as the trusted proxies saw them
+        count = int(app.config["PROXY_COUNT"])
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count)  # type: ignore[method-assign]
     INSTANCE.mkdir(parents=True, exist_ok=True)
     register_names(config)
 
@@ -103,16 +113,23 @@ def create_app(config: type[Config] | Any = Config, *, clock: Callable[[], datet
     csrf.init_app(app)
     app.extensions["gzsb.vault"] = Vault(app.config["DATA_KEY"], app.config["INDEX_KEY"])
     app.extensions["gzsb.clock"] = clock
-    app.extensions["gzsb.storage"] = make_storage(app.config["STORAGE_BACKEND"], app.config["UPLOADS_DIR"])
+    with app.app_context():  # the engine Flask-SQLAlchemy made for this app (shared storage backend)
+        engine = db.engine
+    app.extensions["gzsb.storage"] = make_storage(app.config["STORAGE_BACKEND"], app.config["UPLOADS_DIR"], engine)
     with app.app_context():  # the audit service reads it without importing the wiring module
         app.extensions["gzsb.redactor"] = redactor()
 
     for blueprint in blueprints():
         app.register_blueprint(blueprint)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(metrics.bp)
+    init_limits(app)
 
     app.context_processor(lambda: {"account": current_account()})
     app.add_template_global(basic_info_of, "basic_info_of")
     app.before_request(_fresh_g)
+    install_request_ids(app)  # after _fresh_g, which empties g
+    metrics.install_metrics(app)
 
     cli.register(app)
 

@@ -119,14 +119,45 @@ class Config:
     OTP_MAX_ATTEMPTS = int(_env("OTP_MAX_ATTEMPTS", "5"))
     OTP_RESEND_SECONDS = int(_env("OTP_RESEND_SECONDS", "60"))
     OTP_DAILY_LIMIT = int(_env("OTP_DAILY_LIMIT", "10"))
-    # Per client IP (in memory, per process): failures before a pause, the window, the pause.
-    IP_LOGIN_FAILURES = int(_env("IP_LOGIN_FAILURES", "10"))
-    IP_WINDOW_SECONDS = int(_env("IP_WINDOW_SECONDS", "900"))
-    IP_BLOCK_SECONDS = int(_env("IP_BLOCK_SECONDS", "900"))
-    IP_SMS_PER_HOUR = int(_env("IP_SMS_PER_HOUR", "20"))
+    # Rate limits (gzsb/accounts/ratelimit.py, Flask-Limiter; "N/15minutes" notation of the
+    # `limits` library). Their counters live in RATELIMIT_STORAGE_URI: the deployment's Redis
+    # so that every node shares them; memory:// (per process) only for the embedded default.
+    RATELIMIT_STORAGE_URI = _env("RATELIMIT_STORAGE_URI", REDIS_URL or "memory://")
+    RATELIMIT_STRATEGY = _env("RATELIMIT_STRATEGY", "moving-window")
+    RATELIMIT_KEY_PREFIX = _env("RATELIMIT_KEY_PREFIX", "gzsb")
+    RATELIMIT_HEADERS_ENABLED = False
+    # Redis down: Flask-Limiter's own ceilings go on in memory per process, and the failure
+    # budgets are skipped (logged); the database's per-account lock still holds.
+    RATELIMIT_SWALLOW_ERRORS = True
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
+    # Failures (wrong password or code, a miss) per account key (login name, mobile, ID
+    # number): small. Per client IP: generous, so that one school's NAT is not one client.
+    FAILURES_PER_ACCOUNT = _env("FAILURES_PER_ACCOUNT", "10/15minutes")
+    FAILURES_PER_IP = _env("FAILURES_PER_IP", "300/15minutes")
+    # Verification codes per mobile number and per client IP (on top of the database's
+    # per-number resend and daily rules).
+    SMS_PER_MOBILE = _env("SMS_PER_MOBILE", "6/hour")
+    SMS_PER_IP = _env("SMS_PER_IP", "300/hour")
+    # Any POST to the account pages, per client IP.
+    AUTH_POSTS_PER_IP = _env("AUTH_POSTS_PER_IP", "600/minute")
+    # Reverse proxies in front of the app that append to X-Forwarded-For (and -Proto):
+    # werkzeug's ProxyFix trusts exactly this many. 0: the headers are ignored.
+    PROXY_COUNT = int(_env("PROXY_COUNT", "0"))
+
+    # --- operations (issue 17) ---
+    # Log lines of the app and the worker: level, and "json" (one object a line) or "text".
+    LOG_LEVEL = _env("LOG_LEVEL", "INFO")
+    LOG_FORMAT = _env("LOG_FORMAT", "json")
+    # /metrics: the bearer token a scraper sends; empty: only loopback clients may read it.
+    METRICS_TOKEN = _env("METRICS_TOKEN")
+    # /readyz is 503 when the periodic tick last ran longer ago than this (0: not checked,
+    # e.g. a node set up before any worker runs).
+    READY_TICK_MAX_AGE_SECONDS = int(_env("READY_TICK_MAX_AGE_SECONDS", "300"))
 
     # Uploaded files (identity images, materials): backend and folder (outside static/),
     # and the caps checked before reading / before decoding.
+    # "local" (a folder on this node: the embedded default), "database" (a table of the
+    # application database, shared by every node and worker), "memory" (tests).
     STORAGE_BACKEND = _env("STORAGE_BACKEND", "local")
     UPLOADS_DIR = _env("UPLOADS_DIR", str(INSTANCE / "uploads"))
     UPLOAD_MAX_BYTES = int(_env("UPLOAD_MAX_BYTES", str(8 * 1024 * 1024)))
@@ -303,6 +334,8 @@ class TestConfig(Config):
     PAYMENT_NOTIFY_BASE_URL = "http://localhost"
     # Each test app keeps its uploads to itself (tests that need files on disk set "local").
     STORAGE_BACKEND = "memory"
+    RATELIMIT_STORAGE_URI = "memory://"
+    LOG_FORMAT = "text"
     # Identity: no model, no queue; tests run the face jobs themselves.
     FACE_MATCHER = "fake"
     FACE_DISPATCH = "none"

@@ -45,7 +45,7 @@ AREA_EXTRAS = {
         "otp": "SMS verification codes: their own rules and table",
         "passwords": "password rules and hashing",
         "session": "who is logged in; every area's views import login_required from here",
-        "ratelimit": "per-client in-memory limits of the account pages",
+        "ratelimit": "rate limits of the account pages (Flask-Limiter, shared by all nodes)",
         "forms": "the account pages' form and field checks",
         "validators": "pure field checks (NFKC, ASCII digits, mobile, name) shared with admin and the step schemas",
         "devsms": "the SMS dev page, its own blueprint (development only)",
@@ -83,7 +83,8 @@ AREA_EXTRAS = {
 }
 # Packages outside the areas; their own rules are tested below.
 # waitroom: the opening-hour waiting room, a WSGI layer in front of the app (no area of the journey).
-OTHER_PACKAGES = {"models", "workflow", "adapters", "common", "worker", "cli", "templates", "static", "waitroom"}
+# ops: logs, health and metrics wired into the app (no area of the journey either).
+OTHER_PACKAGES = {"models", "workflow", "adapters", "common", "worker", "cli", "templates", "static", "waitroom", "ops"}
 
 
 def module_name(path: Path) -> str:

@@ -1,102 +1,144 @@
-"""Per-client (IP) rate limits of the account pages.
+"""Rate limits of the account pages, shared by every app node (Flask-Limiter on Redis).
 
-``IP_LOGIN_FAILURES`` failed logins (or 找回用户名 misses) within ``IP_WINDOW_SECONDS`` pause
-that client for ``IP_BLOCK_SECONDS`` (429), and at most ``IP_SMS_PER_HOUR`` verification
-codes per hour. These counters live in memory, per process (``ClientLimiter``): simple and
-free of database writes on the hot path, but with N server processes a client gets up to N
-times the budget and a restart forgets it. The per-account lock and the per-number SMS
-limits (database) are the ones that hold across processes; the IP limits slow down spraying
-many accounts from one client.
+Two kinds, both counted in Flask-Limiter's storage (``RATELIMIT_STORAGE_URI``: Redis in a
+deployment so that N nodes and their workers share one budget; ``memory://`` only for the
+embedded single-process default):
+
+- a request ceiling per client IP on the account POSTs (``AUTH_POSTS_PER_IP``), checked by
+  Flask-Limiter before the view runs;
+- failure budgets: wrong passwords, wrong codes, misses. Each is counted against the key the
+  client typed (login name, mobile, ID number; stored as a keyed hash) with a small budget,
+  and against the client IP with a generous one. So spraying one account is stopped by the
+  account's budget, and hundreds of students behind one school NAT do not lock each other
+  out; only an IP that fails far more than a school would is paused as a whole.
+
+The per-account lock (wrong passwords, ``reserve_login_try``) and the per-number SMS rules
+(``otp``) stay in the database; these limits come on top of them.
+
+The client IP is ``request.remote_addr``: behind ``PROXY_COUNT`` trusted proxies the app's
+ProxyFix sets it from X-Forwarded-For (with 0, the header is ignored: a client could forge it).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
-import threading
-from collections import deque
-from datetime import datetime, timedelta
+import unicodedata
 
-from flask import current_app, request
+from flask import Flask, current_app, request
+from flask_limiter import Limiter
+from limits import RateLimitItem, parse
+from limits.strategies import RateLimiter
 
 from gzsb.errors import RateLimited
 
 log = logging.getLogger(__name__)
 
 TOO_MANY = "操作过于频繁，请稍后再试"
-
-
-class ClientLimiter:
-    """Sliding-window counters per (bucket, client), in this process's memory.
-
-    ``hit`` records one event; when ``limit`` events fall within ``window`` the client is
-    blocked for ``block``. Thread-safe; old entries are dropped as they age out.
-    """
-
-    MAX_KEYS = 50_000
-
-    def __init__(self) -> None:
-        self._events: dict[tuple[str, str], deque[datetime]] = {}
-        self._blocked: dict[tuple[str, str], datetime] = {}
-        self._lock = threading.Lock()
-
-    def blocked(self, bucket: str, client: str, now: datetime) -> bool:
-        with self._lock:
-            until = self._blocked.get((bucket, client))
-            if until is None:
-                return False
-            if until <= now:
-                del self._blocked[(bucket, client)]
-                return False
-            return True
-
-    def hit(self, bucket: str, client: str, now: datetime, *, limit: int, window: timedelta, block: timedelta) -> bool:
-        """Count one event; True if the client is now blocked."""
-        key = (bucket, client)
-        with self._lock:
-            if len(self._events) > self.MAX_KEYS:
-                self._prune(now, window)
-            events = self._events.setdefault(key, deque())
-            events.append(now)
-            while events and events[0] <= now - window:
-                events.popleft()
-            if len(events) >= limit:
-                self._blocked[key] = now + block
-                events.clear()
-                return True
-            return False
-
-    def _prune(self, now: datetime, window: timedelta) -> None:
-        for key in [k for k, v in self._events.items() if not v or v[-1] <= now - window]:
-            del self._events[key]
-        for key in [k for k, until in self._blocked.items() if until <= now]:
-            del self._blocked[key]
-
-
-def limiter() -> ClientLimiter:
-    return current_app.extensions.setdefault("gzsb.client_limiter", ClientLimiter())
+# The account pages that take a POST and may be hammered.
+AUTH_ENDPOINTS = (
+    "auth.login",
+    "auth.register",
+    "auth.register_code",
+    "auth.recover_password",
+    "auth.recover_password_code",
+    "auth.recover_username",
+)
 
 
 def client() -> str:
-    # Behind a reverse proxy, the deployment must apply werkzeug's ProxyFix so that this is
-    # the real client and not the proxy.
     return request.remote_addr or "unknown"
 
 
-def _ip_window() -> tuple[timedelta, timedelta]:
-    config = current_app.config
-    return timedelta(seconds=config["IP_WINDOW_SECONDS"]), timedelta(seconds=config["IP_BLOCK_SECONDS"])
+def init_limits(app: Flask) -> Limiter:
+    """One Limiter per app (its storage from the config), with the IP ceiling on the account POSTs."""
+    limiter = Limiter(client, app=app)
+    ceiling = limiter.shared_limit(
+        lambda: current_app.config["AUTH_POSTS_PER_IP"], scope="auth-posts", methods=["POST"]
+    )
+    for endpoint in AUTH_ENDPOINTS:
+        view = app.view_functions.get(endpoint)
+        if view is not None:  # this app's own wrapper: another app on the same views keeps its limiter
+            app.view_functions[endpoint] = ceiling(view)
+    app.extensions["gzsb.limiter"] = limiter
+    return limiter
 
 
-def ip_failure(bucket: str, now: datetime) -> None:
-    window, block = _ip_window()
-    if limiter().hit(bucket, client(), now, limit=current_app.config["IP_LOGIN_FAILURES"], window=window, block=block):
-        log.warning("client %s paused after repeated %s failures", client(), bucket)
+def _strategy() -> RateLimiter:
+    return current_app.extensions["gzsb.limiter"].limiter
 
 
-def ip_sms_allowed(now: datetime) -> None:
-    """At most IP_SMS_PER_HOUR codes per client and hour (SMS pumping through one client)."""
-    if limiter().blocked("sms", client(), now):
-        raise RateLimited("too many SMS from this client", public=TOO_MANY)
-    hour = timedelta(hours=1)
-    # The hit that reaches the limit still goes through; the next one is refused.
-    limiter().hit("sms", client(), now, limit=current_app.config["IP_SMS_PER_HOUR"], window=hour, block=hour)
+def _limit(name: str) -> RateLimitItem:
+    return parse(current_app.config[name])
+
+
+def _key(who: str) -> str:
+    """A keyed hash of what the client typed: no ID numbers or mobiles in Redis, and the same
+    account whatever width or case its digits were typed in."""
+    text = unicodedata.normalize("NFKC", who or "").strip().upper()
+    secret = str(current_app.config["SECRET_KEY"]).encode()
+    return hmac.new(secret, text.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _ids(*parts: str) -> tuple[str, ...]:
+    # Flask-Limiter prefixes only its own route limits; ours get the same prefix here.
+    return (str(current_app.config["RATELIMIT_KEY_PREFIX"]), *parts)
+
+
+def _budgets(bucket: str, who: str) -> list[tuple[RateLimitItem, tuple[str, ...]]]:
+    return [
+        (_limit("FAILURES_PER_ACCOUNT"), _ids(bucket, "who", _key(who))),
+        (_limit("FAILURES_PER_IP"), _ids(bucket, "ip", client())),
+    ]
+
+
+def _storage_failed(what: str) -> None:
+    # The limiter's store (Redis) is down: the account pages keep working, limited by the
+    # database's per-account lock and per-number SMS rules only, and we say so loudly.
+    log.error("rate-limit storage unavailable (%s): not limiting", what, exc_info=True)
+
+
+def blocked(bucket: str, who: str) -> bool:
+    """True when this account key, or this client IP, has used up its failures of ``bucket``."""
+    strategy = _strategy()
+    try:
+        return not all(strategy.test(item, *ids) for item, ids in _budgets(bucket, who))
+    except Exception:  # noqa: BLE001 - any storage error (redis.ConnectionError, timeouts)
+        _storage_failed(f"{bucket} check")
+        return False
+
+
+def failure(bucket: str, who: str) -> None:
+    """Count one failure of ``bucket`` against the account key and the client IP."""
+    strategy = _strategy()
+    try:
+        for item, ids in _budgets(bucket, who):
+            if not strategy.hit(item, *ids):
+                log.warning("%s paused by %s failures (%s)", ids[2], bucket, item)
+    except Exception:  # noqa: BLE001
+        _storage_failed(f"{bucket} failure")
+
+
+def pause_minutes() -> int:
+    """How long a paused key waits at most: the account budget's window, in minutes."""
+    return max(1, _limit("FAILURES_PER_ACCOUNT").get_expiry() // 60)
+
+
+def sms_allowed(mobile: str) -> None:
+    """Codes per mobile number and per client IP (SMS pumping); raises RateLimited (429)."""
+    strategy = _strategy()
+    budgets = [
+        (_limit("SMS_PER_MOBILE"), ("sms", "who", _key(mobile))),
+        (_limit("SMS_PER_IP"), ("sms", "ip", client())),
+    ]
+    try:
+        allowed = all(strategy.test(item, *ids) for item, ids in budgets)
+        if allowed:
+            for item, ids in budgets:
+                strategy.hit(item, *ids)
+    except Exception:  # noqa: BLE001
+        _storage_failed("sms")
+        return
+    if not allowed:
+        raise RateLimited("too many SMS for this number or client", public=TOO_MANY)

@@ -6,7 +6,7 @@ the password ends them on the server (an old cookie no longer works).
 Rate limits:
 
 - per account: ``LOCK_AFTER`` wrong passwords lock the account for ``LOCK_FOR`` (database);
-- per client IP: ``gzsb.accounts.ratelimit`` (in memory, per process);
+- per account key and per client IP: ``gzsb.accounts.ratelimit`` (Flask-Limiter, shared by all nodes);
 - per mobile number: the SMS code rules of ``gzsb.accounts.otp`` (database).
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 
-from gzsb.accounts import first_login, otp
+from gzsb.accounts import first_login, otp, ratelimit
 from gzsb.accounts.forms import (
     Form,
     check_code_shape,
@@ -32,7 +32,7 @@ from gzsb.accounts.forms import (
 )
 from gzsb.accounts.idcard import IdNumber, normalize_id_number
 from gzsb.accounts.names import FEE_YUAN, REGISTRATION
-from gzsb.accounts.ratelimit import TOO_MANY, client, ip_failure, ip_sms_allowed, limiter
+from gzsb.accounts.ratelimit import TOO_MANY
 from gzsb.accounts.service import (
     check_password,
     check_password_of_nobody,
@@ -90,7 +90,7 @@ def _deliver(mobile: str, purpose: str, template: str = "otp") -> Callable[[str]
 def _send_code(form: Form, mobile: str, purpose: str, *, deliver: Callable[[str], None] | None, now: datetime) -> int:
     """Issue a code (a decoy when ``deliver`` is None); errors go to the code field. HTTP status."""
     try:
-        ip_sms_allowed(now)
+        ratelimit.sms_allowed(mobile)
         otp.issue(db.session, _policy(), target_index=vault().index(mobile), purpose=purpose, now=now, deliver=deliver)
     except (RateLimited, SmsFailed) as exc:
         db.session.rollback()
@@ -135,8 +135,8 @@ def login() -> Any:
     name = login_name()
     if request.method == "POST":
         now = _now()
-        if limiter().blocked("login", client(), now):
-            minutes = current_app.config["IP_BLOCK_SECONDS"] // 60
+        if ratelimit.blocked("login", name):
+            minutes = ratelimit.pause_minutes()
             return render_template("login.html", error=f"操作过于频繁，请{minutes}分钟后再试", login_name=name), 429
         password = request.form.get("password", "")
         account = find_account(db.session, vault(), name)
@@ -149,7 +149,7 @@ def login() -> Any:
             return redirect(safe_next(request.args.get("next", "")) or first_login.home_for(account))
         if account is None:
             check_password_of_nobody(password)
-        ip_failure("login", now)
+        ratelimit.failure("login", name)
         locked = account is not None and number is None
         error = "账号已被临时锁定，请15分钟后再试" if locked else "账号或密码错误"
     return render_template("login.html", error=error, login_name=name), (401 if error else 200)
@@ -229,7 +229,7 @@ def register() -> Any:
     """Whether the ID number or mobile is registered is told only after the SMS code is verified."""
     now = _now()
     form = Form(REGISTER_FIELDS)
-    if limiter().blocked("register", client(), now):
+    if ratelimit.blocked("register", request.form.get("mobile", "")):
         form.error("code", TOO_MANY)
         return _render_register(form, None, 429)
     person = _register_identity(form, now)
@@ -245,7 +245,7 @@ def register() -> Any:
         otp.verify(db.session, _policy(), target_index=vault().index(mobile), purpose="register", code=code, now=now)
     except otp.OtpRejected as exc:
         db.session.commit()  # the wrong try counts
-        ip_failure("register", now)
+        ratelimit.failure("register", request.form.get("mobile", ""))
         form.error("code", exc.public_message)
         return _render_register(form, person, 422)
     db.session.commit()  # the code is spent, whatever follows
@@ -254,7 +254,7 @@ def register() -> Any:
     if mobile_taken(db.session, vault(), mobile):
         form.error("mobile", MOBILE_TAKEN)
     if not form.ok():
-        ip_failure("register", now)
+        ratelimit.failure("register", request.form.get("mobile", ""))
         return _render_register(form, person, 409)
     try:
         account = create_account(
@@ -370,7 +370,7 @@ def recover_username() -> Any:
     if request.method == "GET":
         return _render_username(form, 200)
     now = _now()
-    if limiter().blocked("recover", client(), now):
+    if ratelimit.blocked("recover", request.form.get("id_number", "")):
         form.error("id_number", TOO_MANY)
         return _render_username(form, 429)
     person = check_id_number(form, "id_number", now)
@@ -381,7 +381,7 @@ def recover_username() -> Any:
     assert person is not None
     account = find_by_id_number(db.session, vault(), person.value)
     if account is None or account.name != form.values["name"]:
-        ip_failure("recover", now)
+        ratelimit.failure("recover", request.form.get("id_number", ""))
         return _render_username(form, 200, miss=True)
     mobile = vault().decrypt(account.mobile_enc) if account.mobile_enc else ""
     found = {"id_number": mask_id_number(person.value), "mobile": mask_mobile(mobile) if mobile else "未绑定"}

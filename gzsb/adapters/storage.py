@@ -1,9 +1,11 @@
 """Where uploaded files live: a small key → bytes interface.
 
 The default keeps files in a local folder outside ``static/`` (nothing there is reachable
-except through a checked route); production can put an object store behind the same
-interface. Keys are chosen by us (random names), never by a user, and are still checked so
-that a bad key can never name a file outside the root.
+except through a checked route): right for one node. With several app nodes and workers,
+``database`` keeps them in a table of the application database that all of them share
+(``DatabaseStorage``); an object store could sit behind the same interface. Keys are
+chosen by us (random names), never by a user, and are still checked so that a bad key can
+never name a file outside the root.
 """
 
 from __future__ import annotations
@@ -15,6 +17,11 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.engine import Engine
+
+from gzsb.models import StoredFile
 
 log = logging.getLogger(__name__)
 
@@ -120,9 +127,64 @@ class MemoryStorage:
             yield key, self.written.get(key, datetime.now(UTC))
 
 
-def make_storage(backend: str, root: Path | str) -> Storage:
+class DatabaseStorage:
+    """Files as rows of ``stored_files`` (one bytea value each), through the app's engine.
+
+    Each call is its own short transaction, independent of the request's session: like a
+    file on disk, the bytes are there before the Upload row that names them commits (a crash
+    in between leaves an orphan, which retention removes)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.table = StoredFile.__table__
+
+    def put(self, key: str, data: bytes) -> None:
+        key = check_key(key)
+        with self.engine.begin() as conn:
+            conn.execute(delete(self.table).where(self.table.c.key == key))
+            conn.execute(
+                insert(self.table).values(key=key, data=bytes(data), size=len(data), written_at=datetime.now(UTC))
+            )
+
+    def get(self, key: str) -> bytes:
+        key = check_key(key)
+        with self.engine.connect() as conn:
+            data = conn.scalar(select(self.table.c.data).where(self.table.c.key == key))
+        if data is None:
+            raise StorageError(f"no stored file {key!r}")
+        return bytes(data)
+
+    def delete(self, key: str) -> bool:
+        key = check_key(key)
+        with self.engine.begin() as conn:
+            removed = conn.execute(delete(self.table).where(self.table.c.key == key)).rowcount
+        if removed:
+            log.info("storage: deleted %s", key)
+        return bool(removed)
+
+    def exists(self, key: str) -> bool:
+        key = check_key(key)
+        with self.engine.connect() as conn:
+            return conn.scalar(select(self.table.c.key).where(self.table.c.key == key)) is not None
+
+    def listing(self, prefix: str) -> Iterator[tuple[str, datetime]]:
+        check_key(prefix.rstrip("/"))
+        query = select(self.table.c.key, self.table.c.written_at).where(
+            self.table.c.key.startswith(prefix, autoescape=True)  # '_' in a key is not a wildcard
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(self.table.c.key)).all()
+        for key, written in rows:
+            yield key, written if written.tzinfo else written.replace(tzinfo=UTC)  # SQLite drops the zone
+
+
+def make_storage(backend: str, root: Path | str, engine: Engine | None = None) -> Storage:
     if backend == "local":
         return LocalStorage(root)
     if backend == "memory":
         return MemoryStorage()
-    raise ValueError(f"unknown storage backend {backend!r}; known: local, memory")
+    if backend == "database":
+        if engine is None:
+            raise ValueError("the database storage backend needs the app's engine")
+        return DatabaseStorage(engine)
+    raise ValueError(f"unknown storage backend {backend!r}; known: local, database, memory")

@@ -15,10 +15,13 @@ REVIEWED_CATEGORIES = frozenset({"退役士兵", "建档立卡贫困家庭", "�
 @GUARDS.register("window_open", args=fields.String(required=True), refers_to="windows")
 def window_open(ctx: GuardContext, window: str) -> str | None:
     """The named time window is open now, for the applicant's group (确认点 or district)."""
-    # Before 基本信息 neither is known: the window's own dates apply.
-    spec = ctx.flow.windows[window].for_group(
-        point=ctx.get("basic_info", "confirmation_point"), district=ctx.get("basic_info", "district")
-    )
+    spec = ctx.flow.windows[window]
+    # Before 基本信息 neither is known: the window's own dates apply. A window without groups
+    # reads no data, so fleet reports (workflow/impact.py) evaluate it once per state.
+    if spec.by_point or spec.by_district:
+        spec = spec.for_group(
+            point=ctx.get("basic_info", "confirmation_point"), district=ctx.get("basic_info", "district")
+        )
     phase = spec.phase(ctx.now)
     if phase == "upcoming":
         return f"报名尚未开始，开始时间：{beijing_text(spec.opens)}"

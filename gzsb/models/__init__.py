@@ -32,6 +32,7 @@ from gzsb.models.core import (
     new_uid,
     utcnow,
 )
+from gzsb.models.files import StoredFile
 from gzsb.models.onsite import OnsiteBooking, OnsiteSlot
 from gzsb.models.payments import (
     OrderStatus,
@@ -83,6 +84,7 @@ __all__ = [
     "RegistryRecord",
     "SandboxTrade",
     "SmsMessage",
+    "StoredFile",
     "Timer",
     "Upload",
     "new_uid",

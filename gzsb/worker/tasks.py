@@ -15,10 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from huey import RedisHuey, SqliteHuey, crontab
+from huey.api import PeriodicTask, Task
+from huey.exceptions import CancelExecution
 
 from gzsb.config import Config, insecure_defaults
 from gzsb.errors import ConfigurationError
+from gzsb.ops.logs import configure_logging, request_id
 from gzsb.worker import outbox
+from gzsb.worker.periodic import beat, claim_period
 from gzsb.worker.retention import sweep
 
 log = logging.getLogger(__name__)
@@ -40,6 +44,8 @@ def refuse_default_keys(config: Any = Config) -> None:
 
 
 refuse_default_keys()
+# The consumer's own logging covers only the "huey" logger: ours gets its handler here.
+configure_logging(Config.LOG_LEVEL, Config.LOG_FORMAT)
 huey = make_huey()
 _flask_app = None
 
@@ -70,6 +76,32 @@ FORM_SWEEP_LOCK = "gzsb-form-sweep"
 IDENTITY_TICK_LOCK = "gzsb-identity-tick"
 
 
+# How often each periodic task is due (seconds): of the runs N consumers enqueue in one
+# period, the first to start claims it and the others are cancelled (gzsb/worker/periodic.py).
+PERIODS = {
+    "tick": 60,
+    "form_sweep": 60,
+    "identity_tick": 60,
+    "retention_sweep": 300,
+    "log_checkpoint": 60 * Config.LOG_CHECKPOINT_MINUTES,
+}
+
+
+@huey.pre_execute()
+def _before_task(task: Task) -> None:
+    """Log lines of a task carry its id; a periodic run another consumer already made is cancelled."""
+    request_id.set(f"task-{task.id}")
+    periodic = isinstance(task, PeriodicTask) and task.name in PERIODS
+    if periodic and not claim_period(flask_app().config, task.name, datetime.now(UTC), PERIODS[task.name]):
+        log.info("%s: this period's run belongs to another consumer", task.name)
+        raise CancelExecution()
+
+
+@huey.post_execute()
+def _after_task(_task: Task, _result: Any, _exc: Exception | None) -> None:
+    request_id.set("-")
+
+
 @huey.periodic_task(crontab(minute="*"))
 @huey.lock_task(TICK_LOCK)
 def tick() -> dict[str, int]:
@@ -85,6 +117,7 @@ def tick() -> dict[str, int]:
         fired = fire_due_timers(db.session, engine(), now)
         sent = drain_outbox(db.session, vault(), sms_sender(flask_app().config, db.session, vault()), render_sms, now)
         queued = outbox.redispatch(db.session, enqueue_outbox, now)
+    beat(flask_app().config, now)  # /readyz: the tick is alive
     if fired or sent or queued:
         log.info("tick: %d timer(s) fired, %d SMS sent, %d job(s) queued", fired, sent, queued)
     return {"timers": fired, "sms": sent, "jobs": queued}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,6 +44,10 @@ from gzsb.workflow.registry import GUARDS, STEPS, GuardRegistry, StepRegistry
 from gzsb.workflow.spec import FlowSpec, TransitionSpec
 
 log = logging.getLogger(__name__)
+
+# Called after every fire() with (event, result, seconds): "ok" or the exception's class name.
+# The metrics module subscribes; the engine itself knows nothing of Prometheus.
+FIRE_OBSERVERS: list[Callable[[str, str, float], None]] = []
 
 
 def utcnow() -> datetime:
@@ -208,6 +213,26 @@ class Engine:
     # -- firing --------------------------------------------------------------------
 
     def fire(
+        self,
+        application_id: int,
+        event: str,
+        actor: Actor,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        expected_version: int | None = None,
+        now: datetime | None = None,
+    ) -> Fired:
+        started, result = time.perf_counter(), "ok"
+        try:
+            return self._fire_once(application_id, event, actor, payload, expected_version=expected_version, now=now)
+        except Exception as exc:
+            result = type(exc).__name__
+            raise
+        finally:
+            for observe in FIRE_OBSERVERS:
+                observe(event, result, time.perf_counter() - started)
+
+    def _fire_once(
         self,
         application_id: int,
         event: str,

@@ -1,7 +1,7 @@
 """onsite: 现场确认 time slots and bookings; the document slot of a material upload (issue 16)
 
 Revision ID: r0122
-Revises: r0127
+Revises: r0124
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "r0122"
-down_revision = "r0127"
+down_revision = "r0124"
 branch_labels = None
 depends_on = None
 
