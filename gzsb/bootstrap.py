@@ -30,7 +30,10 @@ SENSITIVE_FIELDS = ("name", "id_number", "mobile", "address", "password", "code"
 
 
 # One folder per area of the journey; each may hold steps, guards and a views blueprint.
-AREAS = ("accounts", "enrollment", "identity", "payments", "materials", "staff", "regform", "admin", "audit", "appeals")
+AREAS = (
+    "accounts", "enrollment", "identity", "payments", "materials", "staff", "onsite", "regform", "admin", "audit",
+    "appeals",
+)  # fmt: skip
 
 
 def _area_modules(kind: str) -> list[Any]:

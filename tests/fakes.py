@@ -136,6 +136,7 @@ class FakeServices:
         default_factory=lambda: {("10060", "080901"): "计算机科学与技术", ("10066", "080902"): "软件工程"}
     )
     uploads: dict[tuple[int, str], set[str]] = field(default_factory=dict)  # (application, kind) → uids
+    slots: dict[str, str] = field(default_factory=dict)  # material upload uid → its document slot
     corrections: dict[tuple[int, int], str] = field(default_factory=dict)  # (application, request) → status
     orders: dict[int, SimpleNamespace] = field(default_factory=dict)  # application → its latest order
     face_attempts: dict[tuple[int, str], int] = field(default_factory=dict)  # (account, day) → count
@@ -177,6 +178,9 @@ class FakeServices:
 
     def live_uploads(self, application_id: int, uids: Sequence[str], kind: str) -> set[str]:
         return self.uploads.get((application_id, kind), set()) & set(uids)
+
+    def upload_slots(self, application_id: int, uids: Sequence[str], kind: str) -> dict[str, str]:
+        return {uid: self.slots.get(uid, "") for uid in self.live_uploads(application_id, uids, kind)}
 
     def decide_correction(
         self, application_id: int, request_id: int, *, status: str, note: str, decided_by: int | None, now: Any

@@ -11,7 +11,9 @@ from gzsb.bootstrap import storage, vault
 from gzsb.cli.demo import id_number
 from gzsb.common.uploads import accept_image, store_image
 from gzsb.extensions import db
+from gzsb.materials.service import live_materials
 from gzsb.models import Account, Application, ConfirmationPoint, CorrectionRequest, Upload
+from gzsb.staff.steps import required_documents
 from gzsb.workflow.engine import Actor
 from tests.drive import flow_of
 from tests.support import MATCHED, MISMATCHED, PASSWORD_HASH, SYSTEM, Applicant, pay, student_payload, to_confirming
@@ -27,12 +29,32 @@ def png(width: int = 60, height: int = 80, color: tuple[int, int, int] = (200, 3
     return out.getvalue()
 
 
-def add_upload(application_id: int, kind: str = "material", data: bytes | None = None) -> Upload:
+def add_upload(
+    application_id: int, kind: str = "material", data: bytes | None = None, slot: str | None = None
+) -> Upload:
+    """A stored upload; a material goes into ``slot``, by default the applicant's first
+    document without a live photo (else its first document: tests replace photos freely)."""
     app = db.session.get(Application, application_id)
     image = accept_image(data or png(), max_bytes=1 << 20, max_pixels=1 << 22)
     upload = store_image(db.session, storage(), application_id=app.id, application_uid=app.uid, kind=kind, image=image)
+    if kind == "material":
+        upload.slot = free_slot(app) if slot is None else slot
     db.session.commit()
     return upload
+
+
+def material_files(application_id: int) -> list[str]:
+    """A new photo for each of the applicant's documents: a complete 【提交审核】."""
+    app = db.session.get(Application, application_id)
+    documents = required_documents(flow_of(application_id), app.data or {})
+    return [add_upload(application_id, slot=d.key).uid for d in documents] or [add_upload(application_id).uid]
+
+
+def free_slot(app: Application) -> str:
+    taken = {u.slot for u in live_materials(db.session, app.id) if u.slot}
+    documents = required_documents(flow_of(app.id), app.data or {})
+    free = [d.key for d in documents if d.key not in taken]
+    return (free or [d.key for d in documents] or [""])[0]
 
 
 def point_id(code: str) -> int:

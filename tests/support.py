@@ -97,7 +97,9 @@ def to_confirming(eng, who) -> None:
     eng.fire(who.application_id, "accept_pledge", who.actor, {"agree": True})
     eng.fire(who.application_id, "submit_basic_info", who.actor, student_payload(who))
     eng.fire(who.application_id, "check_xueji", who.actor, {})
-    eng.fire(who.application_id, "confirm_xueji", who.actor, {"answer": "correct"})
+    record = db.session.get(Application, who.application_id)
+    if (record.data.get("xueji") or {}).get("status") == "found":  # none for in_registry=False
+        eng.fire(who.application_id, "confirm_xueji", who.actor, {"answer": "correct"})
     eng.fire(
         who.application_id, "submit_preferences", who.actor, {"choices": [{"institution": "10060", "major": "080901"}]}
     )

@@ -36,7 +36,10 @@ TEMPORARY_LOCAL_IMPORTS = {
 }
 
 ROOT_MODULES = {"__init__", "app", "config", "errors", "extensions", "store", "bootstrap"}
-AREAS = ("accounts", "enrollment", "identity", "payments", "materials", "staff", "regform", "audit", "admin", "appeals")
+AREAS = (
+    "accounts", "enrollment", "identity", "payments", "materials", "staff", "onsite", "regform", "audit", "admin",
+    "appeals",
+)  # fmt: skip
 AREA_FILES = {"__init__", "service", "steps", "guards", "views", "names"}
 # Extra modules an area may hold, and why.
 AREA_EXTRAS = {

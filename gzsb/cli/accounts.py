@@ -1,4 +1,5 @@
-"""Admin commands for accounts and 确认点: `flask accounts …`, `flask points …`.
+"""Admin commands for accounts and 确认点: `flask accounts …`, `flask points …` (and the
+现场确认 slots: `flask points slots add|list|capacity`).
 
 The acting admin recorded in the action log is ``cli:<OS user>`` unless ``--by`` says
 otherwise. One-time passwords are printed once, to stdout, and never logged. Refusals go
@@ -11,7 +12,7 @@ import getpass
 import logging
 import sys
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime, time
 from typing import Any
 
 import click
@@ -23,6 +24,7 @@ from gzsb.bootstrap import vault
 from gzsb.common.beijing import BEIJING, as_utc
 from gzsb.errors import InvalidInput, ServiceError
 from gzsb.extensions import db
+from gzsb.onsite import service as onsite
 
 log = logging.getLogger(__name__)
 accounts_cli = AppGroup("accounts", help="Staff, admin and auditor accounts, and the admin action log.")
@@ -230,6 +232,83 @@ def points_enable(code: str, by: str | None) -> None:
 def points_delete(code: str, by: str | None) -> None:
     """Delete a 确认点 that has no staff and no applications (else: disable it)."""
     _point_change(code, by, "deleted", lambda who, p: admin.delete_point(db.session, who, _now(), p))
+
+
+# ------------------------------------------------------------------- 现场确认 time slots
+
+slots_cli = AppGroup("slots", help="现场确认 time slots of a 确认点 (Beijing time).")
+points_cli.add_command(slots_cli)
+
+
+def _parsed(parse: Callable[[str], Any], example: str) -> Callable[..., Any]:
+    def callback(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+        try:
+            return parse(value) if value else None
+        except ValueError:
+            raise click.BadParameter(f"write it like {example}") from None
+
+    return callback
+
+
+@slots_cli.command("add")
+@click.argument("code")
+@click.option("--day", required=True, callback=_parsed(date.fromisoformat, "2026-12-10"))
+@click.option("--from", "first", default="09:00", show_default=True, callback=_parsed(time.fromisoformat, "09:00"))
+@click.option("--to", "last", default="11:30", show_default=True, callback=_parsed(time.fromisoformat, "11:30"))
+@click.option("--minutes", default=30, show_default=True, help="Length of each slot.")
+@click.option("--capacity", default=20, show_default=True, help="Students per slot.")
+@by_option
+def slots_add(code: str, day: date, first: time, last: time, minutes: int, capacity: int, by: str | None) -> None:
+    """Open slots of MINUTES from --from to --to on --day, CAPACITY students each."""
+
+    def action() -> Any:
+        point = admin.point_by_code(db.session, code)
+        return onsite.add_slots(
+            db.session,
+            _operator(by),
+            _now(),
+            point,
+            day=day,
+            first=first,
+            last=last,
+            minutes=minutes,
+            capacity=capacity,
+        )
+
+    click.echo(f"{len(_run(action))} slot(s) added")
+
+
+@slots_cli.command("list")
+@click.argument("code")
+@click.option("--day", default=None, callback=_parsed(date.fromisoformat, "2026-12-10"), help="One Beijing day.")
+def slots_list(code: str, day: date | None) -> None:
+    """The point's slots from today (or of one day): id, time, booked/capacity."""
+    point = admin.point_by_code(db.session, code)
+    if day is None:
+        since = datetime.combine(_now().astimezone(BEIJING).date(), time(0), tzinfo=BEIJING)
+        rows = onsite.point_slots(db.session, point.id, since)
+    else:
+        rows = onsite.point_slots(db.session, point.id, *onsite.beijing_day_bounds(day))
+    for row in rows:
+        click.echo(f"{row.slot.id}\t{row.text}\t{row.slot.booked}/{row.slot.capacity}")
+
+
+@slots_cli.command("capacity")
+@click.argument("code")
+@click.argument("slot_id", type=int)
+@click.argument("capacity", type=int)
+@by_option
+def slots_capacity(code: str, slot_id: int, capacity: int, by: str | None) -> None:
+    """Set one slot's capacity (never below its bookings)."""
+
+    def action() -> Any:
+        point = admin.point_by_code(db.session, code)
+        onsite.set_capacity(
+            db.session, _operator(by), _now(), onsite.slot_of_point(db.session, point, slot_id), capacity
+        )
+
+    _run(action)
+    click.echo(f"slot {slot_id}: capacity {capacity}")
 
 
 groups = (accounts_cli, points_cli)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from gzsb.accounts.idcard import check_digit
 from gzsb.accounts.service import create_account, hash_password
+from gzsb.admin.service import Operator
 from gzsb.bootstrap import engine, vault
 from gzsb.cli.demo_images import demo_appeal, demo_identity_images, demo_material, portrait_png
 from gzsb.cli.names import (
@@ -55,6 +56,7 @@ from gzsb.cli.names import (
     SUBMIT_PREFERENCES,
     UPLOAD_IDENTITY,
 )
+from gzsb.common.beijing import BEIJING, as_utc
 from gzsb.common.security import Vault, mask_id_number
 from gzsb.config import ROOT
 from gzsb.enrollment.catalog import import_catalog
@@ -62,7 +64,9 @@ from gzsb.enrollment.registry import import_registry
 from gzsb.errors import ConfigurationError
 from gzsb.extensions import db
 from gzsb.models import Account, Application, ConfirmationPoint, RegistryRecord
+from gzsb.onsite import service as onsite
 from gzsb.payments.service import current_order
+from gzsb.staff.steps import required_documents
 from gzsb.store import FLOWS, start_application
 from gzsb.workflow.engine import Actor, Engine
 from gzsb.workflow.spec import FlowSpec
@@ -299,7 +303,9 @@ def drive(
                 "channel": "alipay",
             }
         elif payload == "materials":
-            payload = {"files": [demo_material(app, step)]}
+            documents = required_documents(FLOWS.by_version(db.session, app.flow_version_id), app.data or {})
+            keys = [d.key for d in documents if not d.optional] or [""]
+            payload = {"files": [demo_material(app, step * 10 + n, key) for n, key in enumerate(keys)]}
         elif payload == "identity":
             payload = demo_identity_images(app)
         elif payload == "appeal":
@@ -313,6 +319,24 @@ def drive(
             STAFF_ROLE: Actor(f"account:{staff_id}", "staff"),
         }[who]
         eng.fire(app_id, event, actor, payload, now=at + timedelta(minutes=7 * step))
+
+
+DEMO_HOURS = "工作日 9:00-11:30，14:00-16:30"
+
+
+def open_demo_slots(session: Any, point_ids: list[int], now: datetime) -> None:
+    """现场确认 slots at every point for the next five days, mornings and afternoons."""
+    today = as_utc(now).astimezone(BEIJING).date()
+    for point_id in point_ids:
+        point = session.get(ConfirmationPoint, point_id)
+        point.office_hours = point.office_hours or DEMO_HOURS
+        for offset in range(1, 6):
+            for first, last in ((time(9), time(11, 30)), (time(14), time(16, 30))):
+                onsite.add_slots(
+                    session, Operator("demo"), now, point, day=today + timedelta(days=offset),
+                    first=first, last=last, minutes=30, capacity=10,
+                )  # fmt: skip
+    session.commit()
 
 
 def seed(app: Flask, per_state: int = 2) -> list[str]:
@@ -344,6 +368,7 @@ def seed(app: Flask, per_state: int = 2) -> list[str]:
         session.commit()
         import_reference_data(session, v)
         eng = engine()
+        open_demo_slots(session, list(points.values()), eng.clock())
         version = FLOWS.current(session, app.config["FLOW_NAME"])
         flow = FLOWS.by_version(session, version.id)
         at = demo_clock(flow, eng.clock())

@@ -39,12 +39,14 @@ def document_png(seed: int, size: tuple[int, int] = (480, 320)) -> bytes:
     return out.getvalue()
 
 
-def demo_material(app: Application, seed: int) -> str:
-    """Store a drawn material photo as the application's upload; its uid (上传审核 demo)."""
+def demo_material(app: Application, seed: int, slot: str = "") -> str:
+    """Store a drawn material photo as the application's upload into a document ``slot``;
+    its uid (上传审核 demo)."""
     image = accept_image(document_png(app.id * 100 + seed), max_bytes=2 * 1024 * 1024, max_pixels=4_000_000)
     upload = store_image(
         db.session, storage(), application_id=app.id, application_uid=app.uid, kind="material", image=image
     )
+    upload.slot = slot
     return upload.uid
 
 

@@ -66,7 +66,9 @@ def xueji_found(ctx: GuardContext, _args: None) -> str | None:
 def materials_required(ctx: GuardContext, _args: None) -> str | None:
     """The applicant must upload materials for review: a special category, or no registry match."""
     category = ctx.get("basic_info", "category", default="普通")
-    if category in REVIEWED_CATEGORIES or ctx.get("xueji", "status") == "not_found":
+    # A category the flow's materials section names documents for is reviewed too.
+    named = bool(ctx.flow.materials.categories.get(category))
+    if category in REVIEWED_CATEGORIES or named or ctx.get("xueji", "status") == "not_found":
         return None
     if ctx.get("xueji", "answer") == "wrong":
         return None

@@ -17,6 +17,7 @@ from typing import Any
 
 from gzsb.common.beijing import beijing_text
 from gzsb.identity.names import REQUEST_DATA_DELETION, WITHDRAW_FACE_CONSENT
+from gzsb.onsite.names import ONSITE_EVENTS
 from gzsb.workflow.engine import EventOption, GuardContext
 from gzsb.workflow.ports import Actor
 from gzsb.workflow.registry import GUARDS, GuardRegistry
@@ -127,7 +128,8 @@ def _optional_row(flow: FlowSpec, stage: StageSpec, data: Mapping[str, Any], fac
 
 
 # Events every page offers beside its own work (PIPL rights): never the page's one action.
-RIGHTS_EVENTS = frozenset({WITHDRAW_FACE_CONSENT, REQUEST_DATA_DELETION})
+# Side activities, not the way on: they neither hide nor explain a blocked step.
+RIGHTS_EVENTS = frozenset({WITHDRAW_FACE_CONSENT, REQUEST_DATA_DELETION}) | ONSITE_EVENTS
 
 
 def blocked_reasons(options: Iterable[EventOption]) -> list[str]:

@@ -148,6 +148,21 @@ class Services:
         )
         return set(rows)
 
+    def upload_slots(self, application_id: int, uids: Sequence[str], kind: str) -> dict[str, str]:
+        """Those of ``uids`` that are this application's live uploads of ``kind``, with the
+        document slot each was added to ("" for none)."""
+        if not uids:
+            return {}
+        rows = self.session.execute(
+            select(Upload.uid, Upload.slot).where(
+                Upload.application_id == application_id,
+                Upload.kind == kind,
+                Upload.deleted_at.is_(None),
+                Upload.uid.in_(list(uids)),
+            )
+        )
+        return {uid: slot for uid, slot in rows}
+
     def decide_correction(
         self, application_id: int, request_id: int, *, status: str, note: str, decided_by: int | None, now: Any
     ) -> bool:

@@ -1,9 +1,11 @@
 """上传审核 (§2.11), the student's side: add and remove material photos before 【提交审核】.
 
-Each photo is checked and stored as an ``Upload`` (kind ``material``) the moment it is
-added, so the page can show it as a thumbnail; 【提交审核】 then fires ``submit_materials``
-with the uids, and the step checks them again (they come from the browser). Adding and
-removing are allowed only while the application waits for materials.
+The flow's ``materials`` section names the documents of the student's 考生类别; each is one
+slot (name, hint, accepted types) holding one photo. Each photo is checked and stored as an
+``Upload`` (kind ``material``, ``slot`` its document) the moment it is added, so the page
+can show it as a thumbnail; 【提交审核】 then fires ``submit_materials`` with the uids, and the
+step checks them again (they come from the browser), also that every required document is
+there. Adding and removing are allowed only while the application waits for materials.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from gzsb.common.uploads import ImageProblem, accept_image, discard, store_image
 from gzsb.errors import ConflictError, NotFound
 from gzsb.materials.names import MATERIALS_PENDING, MATERIALS_REJECTED
 from gzsb.models import Application, Upload
-from gzsb.staff.steps import MATERIAL_KIND, MAX_MATERIALS
+from gzsb.staff.steps import MATERIAL_KIND, MAX_MATERIALS, required_documents
+from gzsb.workflow.spec import DocumentSpec, FlowSpec
 
 log = logging.getLogger(__name__)
 
@@ -45,18 +48,59 @@ def _editable(app: Application) -> None:
         raise ConflictError(f"application {app.uid} is in {app.state}: materials cannot change", public=NOT_NOW)
 
 
+TYPE_NAMES = {"jpeg": "JPG", "png": "PNG"}
+
+
+def documents_of(flow: FlowSpec, app: Application) -> tuple[DocumentSpec, ...]:
+    return required_documents(flow, app.data or {})
+
+
+def type_names(document: DocumentSpec) -> str:
+    return "或".join(TYPE_NAMES.get(t, t.upper()) for t in document.types)
+
+
+def _document(flow: FlowSpec | None, app: Application, slot: str) -> DocumentSpec | None:
+    """The document behind ``slot`` (None for an unnamed photo, allowed only when the flow
+    names no documents for this student)."""
+    documents = documents_of(flow, app) if flow is not None else ()
+    if not slot:
+        if documents:
+            raise ImageProblem("material without a slot", "请在对应的材料项下点击【+】上传")
+        return None
+    found = next((d for d in documents if d.key == slot), None)
+    if found is None:
+        raise NotFound(f"application {app.uid} has no material slot {slot!r}")
+    return found
+
+
 def add_material(
-    session: Session, storage: Storage, app: Application, stream: BinaryIO | bytes, *, max_bytes: int, max_pixels: int
+    session: Session,
+    storage: Storage,
+    app: Application,
+    stream: BinaryIO | bytes,
+    *,
+    max_bytes: int,
+    max_pixels: int,
+    slot: str = "",
+    flow: FlowSpec | None = None,
 ) -> Upload:
-    """Check and store one photo (``ImageProblem`` when refused; nothing is stored then)."""
+    """Check and store one photo into one document slot (``ImageProblem`` when refused;
+    nothing is stored then)."""
     _editable(app)
-    if len(live_materials(session, app.id)) >= MAX_MATERIALS:
+    document = _document(flow, app, slot)
+    live = live_materials(session, app.id)
+    if len(live) >= MAX_MATERIALS:
         raise ImageProblem("too many materials", f"最多上传{MAX_MATERIALS}张材料照片，请先删除不需要的照片")
+    if document is not None and any(u.slot == slot for u in live):
+        raise ImageProblem("slot taken", f"“{document.label}”已上传，如需更换请先删除原照片")
     image = accept_image(stream, max_bytes=max_bytes, max_pixels=max_pixels)
+    if document is not None and image.kind not in document.types:
+        raise ImageProblem("type not accepted", f"“{document.label}”请上传{type_names(document)}格式的照片")
     upload = store_image(
         session, storage, application_id=app.id, application_uid=app.uid, kind=MATERIAL_KIND, image=image
     )
-    log.info("application %s: material %s added (%dx%d)", app.uid, upload.uid, image.width, image.height)
+    upload.slot = slot
+    log.info("application %s: material %s added to %r (%dx%d)", app.uid, upload.uid, slot, image.width, image.height)
     return upload
 
 
@@ -77,11 +121,31 @@ def remove_material(session: Session, storage: Storage, app: Application, uid: s
     log.info("application %s: material %s removed", app.uid, uid)
 
 
-def page_facts(session: Session, app: Application) -> dict[str, Any]:
-    """What the materials pages show: the live photos, what was sent, the last review."""
+def slots_of(documents: tuple[DocumentSpec, ...], uploads: dict[str, Any]) -> list[dict[str, Any]]:
+    """One entry per document with its upload (or None), then photos in no named slot."""
+    rows: list[dict[str, Any]] = [
+        {"document": d, "upload": uploads.get(d.key), "types": type_names(d)} for d in documents
+    ]
+    named = {d.key for d in documents}
+    rows += [{"document": None, "upload": u, "types": ""} for k, u in uploads.items() if k not in named]
+    return rows
+
+
+def page_facts(session: Session, app: Application, flow: FlowSpec | None = None) -> dict[str, Any]:
+    """What the materials pages show: the named slots with their photos, what was sent, the
+    last review."""
     section = (app.data or {}).get("materials") or {}
+    live = live_materials(session, app.id)
+    documents = documents_of(flow, app) if flow is not None else ()
+    by_slot: dict[str, Any] = {(u.slot or f"-{u.uid}"): u for u in live}
+    sent_slots = dict(section.get("slots") or {})
+    labels = {d.key: d.label for d in documents}
     return {
-        "live": live_materials(session, app.id),
+        "documents": documents,
+        "slots": slots_of(documents, by_slot),
+        "missing": [d.label for d in documents if not d.optional and d.key not in by_slot],
+        "sent_named": [(uid, labels.get(sent_slots.get(uid, ""), "")) for uid in section.get("files") or []],
+        "live": live,
         "sent": list(section.get("files") or []),
         "review": section.get("review") or None,
         "submitted_at": section.get("submitted_at"),

@@ -17,7 +17,7 @@ from gzsb.accounts.session import login_required
 from gzsb.bootstrap import storage
 from gzsb.common.beijing import beijing_text
 from gzsb.common.uploads import ImageProblem, image_response, read_upload
-from gzsb.enrollment.views import own_application, render_state
+from gzsb.enrollment.views import flow_of, own_application, render_state
 from gzsb.errors import ConflictError, NotFound
 from gzsb.extensions import csrf, db
 from gzsb.materials.service import add_material, page_facts, remove_material
@@ -32,7 +32,7 @@ FORM_SLACK = 64 * 1024
 
 @bp.app_context_processor
 def materials_helpers() -> dict[str, Any]:
-    return {"materials_facts": lambda app: page_facts(db.session, app)}
+    return {"materials_facts": lambda app, flow=None: page_facts(db.session, app, flow)}
 
 
 @bp.app_template_filter("bj_time")
@@ -78,6 +78,8 @@ def upload() -> Any:
             file.stream,
             max_bytes=current_app.config["UPLOAD_MAX_BYTES"],
             max_pixels=current_app.config["UPLOAD_MAX_PIXELS"],
+            slot=request.form.get("slot", "")[:40],
+            flow=flow_of(app),
         )
     except ImageProblem as exc:
         db.session.rollback()

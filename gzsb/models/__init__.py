@@ -34,6 +34,7 @@ from gzsb.models.core import (
     utcnow,
 )
 from gzsb.models.files import StoredFile
+from gzsb.models.onsite import OnsiteBooking, OnsiteSlot
 from gzsb.models.payments import (
     OrderStatus,
     Payment,
@@ -75,6 +76,8 @@ __all__ = [
     "LogNode",
     "LogState",
     "Major",
+    "OnsiteBooking",
+    "OnsiteSlot",
     "OrderStatus",
     "OtpCode",
     "Outbox",

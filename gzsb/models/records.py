@@ -81,6 +81,8 @@ class Upload(db.Model):
     uid: Mapped[str] = mapped_column(String(32), unique=True, default=new_uid)
     application_id: Mapped[int] = mapped_column(ForeignKey("applications.id"), index=True)
     kind: Mapped[str] = mapped_column(String(20))  # photo / id_card / material / …
+    # A material's document (the flow's materials.documents key); "" for other kinds.
+    slot: Mapped[str] = mapped_column(String(40), default="", server_default="")
     storage_key: Mapped[str] = mapped_column(String(200), unique=True)
     sha256: Mapped[str] = mapped_column(String(64))
     mimetype: Mapped[str] = mapped_column(String(32))

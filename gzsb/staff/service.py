@@ -40,6 +40,7 @@ from gzsb.staff.names import (
     REJECT_MATERIALS,
     RESOLVE_XUEJI_CORRECTION,
 )
+from gzsb.staff.steps import required_documents
 from gzsb.workflow.engine import Actor, Engine, Fired
 from gzsb.workflow.spec import FlowSpec
 
@@ -292,8 +293,25 @@ def applicant_facts(session: Session, app: Application, flow: FlowSpec) -> dict[
         "xueji": data.get("xueji") or {},
         "materials": data.get("materials") or {},
         "identity": data.get("identity") or {},
+        "documents": named_materials(flow, data),
+        "onsite": data.get("onsite") or {},
         "timeline": timeline(session, app, flow),
     }
+
+
+def named_materials(flow: FlowSpec, data: dict[str, Any]) -> list[dict[str, str]]:
+    """The submitted material photos with the document each was uploaded as (in the order of
+    the applicant's documents; unnamed photos last, as 材料N)."""
+    section = data.get("materials") or {}
+    slots = section.get("slots") or {}
+    order = {d.key: i for i, d in enumerate(required_documents(flow, data))}
+    rows = []
+    for n, uid in enumerate(section.get("files") or [], start=1):
+        document = flow.materials.documents.get(slots.get(uid, ""))
+        label = document.label if document else f"材料{n}"
+        rank = order.get(document.key, len(order)) if document else len(order) + n
+        rows.append({"uid": uid, "label": label, "hint": document.hint if document else "", "rank": rank})
+    return sorted(rows, key=lambda r: r["rank"])
 
 
 def timeline(session: Session, app: Application, flow: FlowSpec) -> list[dict[str, Any]]:

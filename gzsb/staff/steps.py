@@ -8,6 +8,7 @@ decision. The reason itself is shown after login, never put in an SMS.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates_schema
@@ -18,6 +19,7 @@ from gzsb.errors import ConflictError, InvalidInput
 from gzsb.staff.names import IDENTITY_QUEUE
 from gzsb.workflow.engine import StepContext
 from gzsb.workflow.registry import STEPS
+from gzsb.workflow.spec import DocumentSpec
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +27,15 @@ MAX_MATERIALS = 10
 MATERIAL_KIND = "material"
 CORRECTION_DECISIONS = ("accepted", "rejected")
 STALE_MATERIALS = "部分材料已删除或无效，请刷新页面后重新提交"
+
+
+def required_documents(flow: Any, data: Mapping[str, Any]) -> tuple[DocumentSpec, ...]:
+    """The named documents (upload slots) of this applicant, from the flow's ``materials``."""
+    info = data.get("basic_info") or {}
+    xueji = data.get("xueji") or {}
+    return flow.materials.documents_for(
+        str(info.get("category") or ""), str(xueji.get("status") or ""), str(xueji.get("answer") or "")
+    )
 
 
 class DecisionSchema(StepSchema):
@@ -79,17 +90,32 @@ def materials(ctx: StepContext, payload: dict[str, Any]) -> None:
     """【提交审核】: the uids come from the browser, so each must be a live material upload
     of this very application (never another student's file, never a deleted one)."""
     files = list(dict.fromkeys(payload["files"]))  # a double click may send one twice
-    known = services_of(ctx, "uploads").live_uploads(ctx.record.id, files, MATERIAL_KIND)
+    known = services_of(ctx, "uploads").upload_slots(ctx.record.id, files, MATERIAL_KIND)
     unknown = [uid for uid in files if uid not in known]
     if unknown:
         log.warning("application %s: %d submitted material(s) are not its live uploads", ctx.record.uid, len(unknown))
         raise InvalidInput(f"materials of {ctx.record.uid}: unknown uploads {unknown}", {"files": [STALE_MATERIALS]})
+    # Every named, non-optional document of the applicant's 考生类别 must be among them.
+    sent = set(known.values())
+    missing = [d.label for d in required_documents(ctx.flow, ctx.data) if not d.optional and d.key not in sent]
+    if missing:
+        raise InvalidInput(
+            f"materials of {ctx.record.uid}: missing {missing}", {"files": [f"请上传：{'、'.join(missing)}"]}
+        )
     section = ctx.section("materials")
     rounds = int(section.get("round", 0)) + 1
     earlier = section.get("review")
     if earlier:
-        section.setdefault("earlier", []).append({"files": section.get("files", []), "review": earlier})
-    section.update(files=files, submitted_at=ctx.now.isoformat(), review=None, round=rounds)
+        section.setdefault("earlier", []).append(
+            {"files": section.get("files", []), "slots": section.get("slots", {}), "review": earlier}
+        )
+    section.update(
+        files=files,
+        slots={uid: known[uid] for uid in files},
+        submitted_at=ctx.now.isoformat(),
+        review=None,
+        round=rounds,
+    )
     ctx.record_in_history(round=rounds)
 
 

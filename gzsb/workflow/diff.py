@@ -19,7 +19,9 @@ from typing import Any
 from gzsb.workflow.spec import FlowSpec
 
 ADDED, REMOVED, CHANGED = "added", "removed", "changed"
-SECTIONS = ("flow", "settings", "windows", "stages", "states", "transitions", "timers", "notify")
+SECTIONS = (
+    "flow", "settings", "windows", "stages", "states", "transitions", "timers", "notify", "materials", "onsite",
+)  # fmt: skip
 # Sections whose entries are shown as ``section[key]``: their keys contain spaces or arrows.
 _BRACKETED = frozenset({"transitions", "timers"})
 
@@ -127,6 +129,8 @@ def diff_flows(old: FlowSpec, new: FlowSpec) -> FlowDiff:
     changes += _compare_entries("transitions", _transitions(old), _transitions(new))
     changes += _compare_entries("timers", _timers(old), _timers(new))
     changes += _compare_values("notify", old.notify, new.notify)
+    changes += _compare_values("materials", _materials(old), _materials(new))
+    changes += _compare_values("onsite", _onsite(old), _onsite(new))
     yaml_diff = difflib.unified_diff(
         old.text.splitlines(),
         new.text.splitlines(),
@@ -225,6 +229,26 @@ def _compare_entries(
                 if before != after:
                     changes.append(Change(section, key, CHANGED, attr, before, after))
     return changes
+
+
+def _materials(flow: FlowSpec) -> dict[str, Any]:
+    """The materials section by key: each document's fields, the lists of keys."""
+    m = flow.materials
+    documents = {
+        k: {"label": d.label, "hint": d.hint, "types": list(d.types), "optional": d.optional}
+        for k, d in m.documents.items()
+    }
+    lists = {"no_registry": m.no_registry, "correction": m.correction, "always": m.always}
+    return {
+        **{f"documents.{k}": v for k, v in documents.items()},
+        **{f"categories.{c}": list(keys) for c, keys in m.categories.items()},
+        **{k: list(v) for k, v in lists.items() if v},
+    }
+
+
+def _onsite(flow: FlowSpec) -> dict[str, Any]:
+    o = flow.onsite
+    return {"categories": list(o.categories), "bring": list(o.bring), "change_until": o.change_until}
 
 
 def _compare_values(

@@ -43,6 +43,10 @@ def state_changes(old: FlowSpec, new: FlowSpec, state: str, guards: GuardRegistr
         ]
         if settings:
             changes.append(f"settings changed: {', '.join(settings)}")
+        # Steps and guards also read these sections (上传审核's documents, who books 现场确认).
+        changed = [name for name in ("materials", "onsite") if getattr(old, name) != getattr(new, name)]
+        if changed:
+            changes.append(f"{' and '.join(changed)} changed")
     return tuple(changes)
 
 

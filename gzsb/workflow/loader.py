@@ -19,8 +19,11 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 from gzsb.errors import FlowError
 from gzsb.workflow.spec import (
     ROLES,
+    DocumentSpec,
     FlowSpec,
     GuardCall,
+    MaterialsSpec,
+    OnsiteSpec,
     StageSpec,
     StateSpec,
     TimerSpec,
@@ -188,6 +191,37 @@ class TimerSchema(_Strict):
     event = Name(required=True)
 
 
+IMAGE_TYPES = ("jpeg", "png")  # what gzsb.common.uploads accepts (by content)
+_TYPES = ", ".join(IMAGE_TYPES)
+
+
+class DocumentSchema(_Strict):
+    label = fields.String(required=True, validate=validate.Length(min=1, max=40))
+    hint = fields.String(load_default="", validate=validate.Length(max=200))
+    types = fields.List(
+        fields.String(validate=validate.OneOf(IMAGE_TYPES, error=f"unknown type {{input!r}}; known: {_TYPES}")),
+        load_default=lambda: list(IMAGE_TYPES),
+        validate=validate.Length(min=1),
+    )
+    optional = StrictBoolean(load_default=False)
+
+
+class MaterialsSchema(_Strict):
+    documents = fields.Dict(keys=Name(), values=fields.Nested(DocumentSchema), load_default=dict)
+    categories = fields.Dict(
+        keys=fields.String(validate=validate.Length(min=1)), values=fields.List(Name()), load_default=dict
+    )
+    no_registry = fields.List(Name(), load_default=list)
+    correction = fields.List(Name(), load_default=list)
+    always = fields.List(Name(), load_default=list)
+
+
+class OnsiteSchema(_Strict):
+    categories = fields.List(fields.String(validate=validate.Length(min=1)), load_default=list)
+    bring = fields.List(fields.String(validate=validate.Length(min=1, max=100)), load_default=list)
+    change_until = Duration(load_default=lambda: timedelta(hours=2))
+
+
 class FlowSchema(_Strict):
     flow = fields.String(required=True, validate=validate.Regexp(r"^[a-z0-9][a-z0-9-]*$"))
     title = fields.String(required=True)
@@ -199,6 +233,8 @@ class FlowSchema(_Strict):
     timers = fields.List(fields.Nested(TimerSchema), load_default=list)
     notify = fields.Dict(keys=fields.String(), values=Name(), load_default=dict)
     settings = fields.Dict(keys=Name(), load_default=dict)
+    materials = fields.Nested(MaterialsSchema, load_default=dict)
+    onsite = fields.Nested(OnsiteSchema, load_default=dict)
 
 
 _MISSING = "required key is missing"
@@ -312,7 +348,27 @@ def _build(data: dict[str, Any], text: str, source: str) -> FlowSpec:
         timers=tuple(TimerSpec(**t) for t in data["timers"]),
         notify=MappingProxyType(dict(data["notify"])),
         settings=_freeze(data["settings"]),
+        materials=_materials(data["materials"]),
+        onsite=OnsiteSpec(
+            categories=tuple(data["onsite"].get("categories", ())),
+            bring=tuple(data["onsite"].get("bring", ())),
+            change_until=data["onsite"].get("change_until", timedelta(hours=2)),
+        ),
         source=source,
         text=text,
         sha256=flow_sha256(text),
+    )
+
+
+def _materials(raw: dict[str, Any]) -> MaterialsSpec:
+    documents = {
+        key: DocumentSpec(key=key, **{**doc, "types": tuple(doc.get("types") or IMAGE_TYPES)})
+        for key, doc in (raw.get("documents") or {}).items()
+    }
+    return MaterialsSpec(
+        documents=MappingProxyType(documents),
+        categories=MappingProxyType({c: tuple(keys) for c, keys in (raw.get("categories") or {}).items()}),
+        no_registry=tuple(raw.get("no_registry") or ()),
+        correction=tuple(raw.get("correction") or ()),
+        always=tuple(raw.get("always") or ()),
     )

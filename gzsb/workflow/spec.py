@@ -123,6 +123,55 @@ class TimerSpec:
 
 
 @dataclass(frozen=True)
+class DocumentSpec:
+    """One document of 上传审核: one upload slot with its own name, hint and accepted types."""
+
+    key: str
+    label: str
+    hint: str = ""
+    types: tuple[str, ...] = ("jpeg", "png")
+    # Optional documents get a slot but 【提交审核】 does not wait for them.
+    optional: bool = False
+
+
+@dataclass(frozen=True)
+class MaterialsSpec:
+    """Which documents each applicant uploads (the flow's ``materials`` section).
+
+    ``categories`` maps a 考生类别 to its documents; ``no_registry`` is added when no 学籍/学历
+    record was found, ``correction`` when the student reported the record wrong, ``always``
+    for everybody who uploads at all.
+    """
+
+    documents: Mapping[str, DocumentSpec] = field(default_factory=lambda: MappingProxyType({}))
+    categories: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    no_registry: tuple[str, ...] = ()
+    correction: tuple[str, ...] = ()
+    always: tuple[str, ...] = ()
+
+    def documents_for(self, category: str, xueji_status: str = "", xueji_answer: str = "") -> tuple[DocumentSpec, ...]:
+        """The applicant's slots in order, each document once."""
+        keys = list(self.categories.get(category, ()))
+        if xueji_status == "not_found":
+            keys += self.no_registry
+        elif xueji_answer == "wrong":
+            keys += self.correction
+        if keys:
+            keys += self.always
+        return tuple(self.documents[k] for k in dict.fromkeys(keys) if k in self.documents)
+
+
+@dataclass(frozen=True)
+class OnsiteSpec:
+    """现场确认 (the flow's ``onsite`` section): who must come to the 确认点 and what to bring."""
+
+    categories: tuple[str, ...] = ()
+    bring: tuple[str, ...] = ()
+    # A booking can be changed or cancelled until this long before its slot starts.
+    change_until: timedelta = timedelta(hours=2)
+
+
+@dataclass(frozen=True)
 class FlowSpec:
     flow: str
     title: str
@@ -134,6 +183,8 @@ class FlowSpec:
     timers: tuple[TimerSpec, ...] = ()
     notify: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     settings: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    materials: MaterialsSpec = field(default_factory=MaterialsSpec)
+    onsite: OnsiteSpec = field(default_factory=OnsiteSpec)
     source: str = "<flow>"
     text: str = ""
     sha256: str = ""

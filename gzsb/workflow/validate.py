@@ -132,7 +132,21 @@ def validate_flow(
             problem(f"notify.{notified}", f"unknown state {notified!r}; known: {state_names}")
         if template not in sms:
             problem(f"notify.{notified}", sms.unknown_message(template))
+    _check_materials(flow, problem)
     return problems
+
+
+def _check_materials(flow: FlowSpec, problem: Any) -> None:
+    """Every document a category (or rule) names is declared under materials.documents."""
+    m = flow.materials
+    known = _known(m.documents)
+    lists = [(f"materials.categories.{c}", keys) for c, keys in m.categories.items()]
+    lists += [("materials.no_registry", m.no_registry), ("materials.correction", m.correction)]
+    lists += [("materials.always", m.always)]
+    for path, keys in lists:
+        for i, key in enumerate(keys):
+            if key not in m.documents:
+                problem(f"{path}[{i}]", f"unknown document {key!r}; known: {known}")
 
 
 def _check_guard(flow: FlowSpec, guards: GuardRegistry, call: Any, path: str, problem: Any) -> None:

@@ -54,15 +54,13 @@ class Journey:
     category: str
     in_registry: bool
     confirm_note: str  # why 信息确认 says materials will be needed
-    need: str  # what the 上传审核 page asks for
+    need: str  # the document the 上传审核 page names (its first required slot)
     xueji_printed: str  # the form's 学籍/学历 cell
 
 
 JOURNEYS = {
     # Demo student 7: 退役士兵, found in the registry.
-    "phone": Journey(
-        demo_student(7), "退役士兵", True, "您的考生类别为“退役士兵”", "考生类别“退役士兵”的证明材料", "已验证"
-    ),
+    "phone": Journey(demo_student(7), "退役士兵", True, "您的考生类别为“退役士兵”", "退役证", "已验证"),
     # Demo student 9: 普通, not in the registry (every fifth demo student is not).
     "desktop": Journey(
         demo_student(9), "普通", False, "未查询到您的学籍/学历信息", "学历认证报告", "未查询到，经确认点审核学历材料"
@@ -103,17 +101,18 @@ def image_loaded(locator: Any) -> bool:
     return bool(locator.evaluate("img => img.complete && img.naturalWidth > 0"))
 
 
-def add_material(screen: Screen, seed: int) -> None:
-    """【+】: tap it, pick a photo in the file chooser; materials.js sends it at once."""
+def add_material(screen: Screen, seed: int, document: str) -> None:
+    """The 【+】 of the named document: tap it, pick a photo in the file chooser;
+    materials.js sends it at once, and the slot shows the thumbnail."""
     page = screen.page
-    before = page.locator("#materials li.thumb:not(.add)").count()
+    slot = page.locator("li.doc-slot", has_text=document)
     with page.expect_file_chooser() as chooser:
-        screen.press(page.locator("label.plus"))
+        screen.press(slot.locator("label.plus"))
     chooser.value.set_files(files=[{"name": f"材料-{seed}.png", "mimeType": "image/png", "buffer": document_png(seed)}])
-    expect(page.locator("#materials li.thumb:not(.add)")).to_have_count(before + 1)
-    for img in page.locator("#materials li.thumb:not(.add) img").all():
-        expect(img).to_be_visible()
-        assert image_loaded(img), "a material thumbnail did not load"
+    filled = page.locator("li.doc-slot.filled", has_text=document)
+    expect(filled).to_have_count(1)
+    expect(filled.locator("img")).to_be_visible()
+    assert image_loaded(filled.locator("img")), "a material thumbnail did not load"
 
 
 def qr_target(pdf: Path, folder: Path) -> str:
@@ -282,7 +281,7 @@ def test_student_pays_uploads_materials_and_downloads_the_form_after_staff_revie
         assert paid_events[0][1]["order"] == order_number and paid_events[0][1]["channel"] == "alipay"
         student.press(page.get_by_role("link", name="返回流程页面"))
 
-        # ------------------------------------------------------------ 上传审核: 【+】 ×2, remove one, submit
+        # ------------------------------------------------------------ 上传审核: the named slot, replace, submit
         expect(page.locator('li.stage[aria-current="step"]')).to_contain_text("上传审核")
         shot(student, "process-materials")
         student.press(page.get_by_role("link", name="上传审核"))
@@ -290,16 +289,16 @@ def test_student_pays_uploads_materials_and_downloads_the_form_after_staff_revie
         expect(page.locator(".needs")).to_contain_text(journey.need)
         expect(page.get_by_role("button", name="提交审核")).to_be_disabled()  # nothing added yet
         shot(student, "materials-empty")
-        add_material(student, 1)
-        add_material(student, 2)
-        expect(page.locator("#m-files")).to_contain_text("已上传的材料（2/")
+        add_material(student, 1, journey.need)
+        expect(page.locator("#m-files")).to_contain_text("已上传的材料（1/")
         assert_fits(student)
-        shot(student, "materials-two")
-        kept = page.locator("#materials li.thumb:not(.add) img").nth(1).get_attribute("src")
-        student.press(page.get_by_role("button", name="删除材料1"))
-        expect(page.locator("#materials li.thumb:not(.add)")).to_have_count(1)
-        expect(page.locator("#materials li.thumb:not(.add) img")).to_have_attribute("src", kept or "")
-        shot(student, "materials-one-removed")
+        shot(student, "materials-one")
+        first = page.locator("li.doc-slot.filled img").first.get_attribute("src")
+        student.press(page.get_by_role("button", name=f"删除{journey.need}"))  # replace it
+        expect(page.locator("li.doc-slot.filled")).to_have_count(0)
+        add_material(student, 2, journey.need)
+        expect(page.locator("li.doc-slot.filled img")).not_to_have_attribute("src", first or "")
+        shot(student, "materials-replaced")
         student.press(page.get_by_role("button", name="提交审核"))
         expect(page.locator("h1")).to_have_text("材料审核中")
         expect(page.locator("#materials .notice")).to_contain_text("审核中")
@@ -322,9 +321,12 @@ def test_student_pays_uploads_materials_and_downloads_the_form_after_staff_revie
         shot(staff, "staff-queue")
         staff.press(row.get_by_role("link", name="审核"))
         expect(desk.locator("h1")).to_have_text(f"材料审核：{applicant.name}")
-        sent = desk.locator("#s-materials").locator("xpath=..").locator("ul.thumbs img")
+        sent = desk.locator("#s-materials").locator("xpath=..").locator("ul.thumbs li[data-document] img")
         expect(sent).to_have_count(1)
         assert image_loaded(sent.first), "the staff member cannot see the material photo"
+        # Named, beside the 证件照.
+        named = desk.locator("#s-materials").locator("xpath=..").locator("ul.thumbs .caption strong")
+        expect(named).to_have_text(["证件照", journey.need])
         reject = desk.locator("form.reject")
         staff.press(reject.get_by_role("button", name="审核不通过"))  # no reason: refused
         expect(desk.locator("form.reject .error")).to_have_text("请选择或填写不通过原因")
@@ -346,12 +348,12 @@ def test_student_pays_uploads_materials_and_downloads_the_form_after_staff_revie
         expect(notice).to_contain_text(f"原因：{REASON_CHOICE}：{REASON_TEXT}")
         assert_fits(student)
         shot(student, "materials-rejected")
-        add_material(student, 3)
-        expect(page.locator("#materials li.thumb:not(.add)")).to_have_count(2)
+        student.press(page.get_by_role("button", name=f"删除{journey.need}"))
+        add_material(student, 3, journey.need)
         shot(student, "materials-fixed")
         student.press(page.get_by_role("button", name="提交审核"))
         expect(page.locator("h1")).to_have_text("材料审核中")
-        expect(page.locator("#m-sent")).to_have_text("已提交的材料（2张）")
+        expect(page.locator("#m-sent")).to_have_text("已提交的材料（1张）")
         shot(student, "materials-review-again")
 
         # ------------------------------------------------------------ staff: approve the second round
@@ -361,7 +363,7 @@ def test_student_pays_uploads_materials_and_downloads_the_form_after_staff_revie
         materials = desk.locator("section[aria-labelledby='s-materials']")
         expect(materials.locator("h2")).to_contain_text("第2次提交")
         expect(materials).to_contain_text(f"第1次提交未通过：{REASON_CHOICE}：{REASON_TEXT}")
-        expect(materials.locator("ul.thumbs img")).to_have_count(2)
+        expect(materials.locator("ul.thumbs li[data-document] img")).to_have_count(1)
         expect(desk.locator("ol.timeline")).to_contain_text(REASON_TEXT)
         shot(staff, "staff-second-round")
         staff.press(desk.locator("form.approve").get_by_role("button", name="审核通过"))

@@ -6,14 +6,22 @@ from gzsb.bootstrap import storage
 from gzsb.errors import ConflictError, NotFound
 from gzsb.extensions import db
 from gzsb.materials.service import add_material, live_materials, page_facts, remove_material
+from tests.drive import flow_of
 from tests.review_support import add_upload, fresh, png, to_materials_pending, to_materials_review
+
+
+def discharge(who) -> dict:
+    """The 退役证 slot of a 退役士兵 applicant."""
+    return {"slot": "discharge_certificate", "flow": flow_of(who.application_id)}
 
 
 def test_photos_change_only_while_materials_are_awaited(app, make_applicant, eng) -> None:
     who = make_applicant(category="退役士兵")
     to_materials_pending(eng, who)
     app_row = fresh(who.application_id)
-    upload = add_material(db.session, storage(), app_row, png(), max_bytes=1 << 20, max_pixels=1 << 20)
+    upload = add_material(
+        db.session, storage(), app_row, png(), max_bytes=1 << 20, max_pixels=1 << 20, **discharge(who)
+    )
     db.session.commit()
     assert upload.kind == "material" and storage().exists(upload.storage_key)
     assert [u.uid for u in live_materials(db.session, who.application_id)] == [upload.uid]
@@ -21,7 +29,7 @@ def test_photos_change_only_while_materials_are_awaited(app, make_applicant, eng
     eng.fire(who.application_id, "submit_materials", who.actor, {"files": [upload.uid]})
     in_review = fresh(who.application_id)
     with pytest.raises(ConflictError):
-        add_material(db.session, storage(), in_review, png(), max_bytes=1 << 20, max_pixels=1 << 20)
+        add_material(db.session, storage(), in_review, png(), max_bytes=1 << 20, max_pixels=1 << 20, **discharge(who))
     with pytest.raises(ConflictError):
         remove_material(db.session, storage(), in_review, upload.uid, eng.clock())
     facts = page_facts(db.session, in_review)

@@ -11,10 +11,10 @@ from gzsb.staff import service as staff
 from tests.review_support import (
     MATCHED,
     SYSTEM,
-    add_upload,
     fresh,
     identity_from_confirming,
     make_staff,
+    material_files,
     pay,
     staff_actor,
     to_materials_review,
@@ -57,11 +57,11 @@ def test_waiting_counts_from_the_last_entry_and_ignores_self_loops(app, make_app
     eng.fire(who.application_id, "create_order", who.actor, {})
     pay(eng, who)
     member = make_staff()
-    eng.fire(who.application_id, "submit_materials", who.actor, {"files": [add_upload(who.application_id).uid]})
+    eng.fire(who.application_id, "submit_materials", who.actor, {"files": material_files(who.application_id)})
     eng.fire(who.application_id, "reject_materials", staff_actor(member), {"reason": "材料不清晰"})
     clock.advance(hours=5)
     entered = clock.now
-    eng.fire(who.application_id, "submit_materials", who.actor, {"files": [add_upload(who.application_id).uid]})
+    eng.fire(who.application_id, "submit_materials", who.actor, {"files": material_files(who.application_id)})
     clock.advance(hours=2)
     eng.fire(
         who.application_id,

@@ -46,6 +46,8 @@ def test_a_removed_state_and_its_transitions() -> None:
         "submit_materials: materials_rejected → materials_review",
         "resolve_xueji_correction: materials_rejected → materials_rejected",
         "freeze_for_appeal: materials_rejected → frozen",
+        "book_onsite: materials_rejected → materials_rejected",
+        "cancel_onsite: materials_rejected → materials_rejected",
     }
     assert diff.keys("transitions", ADDED) == ("reject_materials: materials_review → materials_pending",)
     text = diff.to_text(yaml=False).splitlines()
@@ -105,3 +107,16 @@ def test_branch_order_actors_and_the_other_sections() -> None:
     ):
         assert expected in lines, (expected, lines)
     assert len(lines) == 2 + 9, lines
+
+
+def test_materials_and_onsite_changes_are_named() -> None:
+    other = edited(
+        ("    退役士兵: [discharge_certificate]\n", "    退役士兵: [discharge_certificate, diploma]\n"),
+        ("  change_until: 2h\n", "  change_until: 24h\n"),
+        ("{label: 退役证, hint:", "{label: 退役军人证, hint:"),
+    )
+    lines = diff_flows(FLOW, other).to_text(yaml=False).splitlines()
+    changed = [line for line in lines if line.startswith(("materials", "onsite"))]
+    assert any(line.startswith("materials.categories.退役士兵: ") and "diploma" in line for line in changed), lines
+    assert any("materials.documents.discharge_certificate" in line and "退役军人证" in line for line in changed)
+    assert any(line.startswith("onsite.change_until: 2h → 24h") for line in changed), changed

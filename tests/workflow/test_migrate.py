@@ -86,6 +86,16 @@ WITHOUT_REJECTED = (
         "label: 账号申诉通过, step: appeal_freeze}\n",
         "",
     ),
+    (
+        "  - {event: book_onsite, from: materials_rejected, to: materials_rejected, actors: [student], label: 预约, "
+        "step: book_onsite, guards: [onsite_required, onsite_changeable]}\n",
+        "",
+    ),
+    (
+        "  - {event: cancel_onsite, from: materials_rejected, to: materials_rejected, actors: [student], "
+        "label: 取消预约, step: cancel_onsite, guards: [onsite_booked, onsite_changeable]}\n",
+        "",
+    ),
 )
 EXTENDED = edited(EXTEND, source="extended.yaml")
 REMOVED_STATE = edited(*WITHOUT_REJECTED, source="without-rejected.yaml")

@@ -33,6 +33,7 @@ EXPECTED = {
     "window_without_zone": "windows.registration.opens: needs a zone",
     "duplicate_key": "line 9, column 3: not valid YAML: duplicate key 'pledged' (first at line 8)",
     "invalid_yaml": "line 8, column 10: not valid YAML",
+    "bad_document_type": "materials.documents.discharge_certificate.types[0]: unknown type 'pdf'; known: jpeg, png",
     "bad_role": "transitions[1].actors[1]: unknown role 'god'; known: student, staff, admin, system",
     # names
     "unknown_initial": "initial: unknown state 'begin'; known: approved, pledged, started",
@@ -58,6 +59,7 @@ EXPECTED = {
     "unguarded_earlier_branch": "transitions[3]: branch can never be chosen: the earlier branch transitions[2]",
     "same_destination_branches": "transitions[1]: branches transitions[0] and transitions[1] of 'accept_pledge' both",
     "timer_unknown_state": "timers[0].in: unknown state 'paying'; known: approved, pledged, started",
+    "unknown_document": "materials.categories.退役士兵[0]: unknown document 'discharge_certificat'; known: discharge",
     "timer_event_does_not_leave": "timers[0].event: 'accept_pledge' does not leave state 'pledged'",
 }
 
