@@ -26,7 +26,7 @@ import logging
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit
@@ -36,6 +36,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from gzsb.adapters.payments_statement import StatementRow, beijing_day, build_statement, parse_statement
 from gzsb.common.beijing import as_utc
 from gzsb.errors import ConfigurationError, ConflictError, NotFound, ServiceError
 from gzsb.models import SandboxTrade
@@ -134,6 +135,7 @@ class PaymentRequest:
     notify_url: str
     return_url: str
     expires_at: datetime
+    client_ip: str = ""  # WeChat Pay's H5 orders name the payer's address
 
 
 @dataclass(frozen=True)
@@ -155,23 +157,50 @@ class Notification:
 
 @dataclass(frozen=True)
 class TradeStatus:
+    """A verified answer of the gateway's trade query; when it says paid it is as good as a
+    notify (the extra fields let the payments service check it the same way)."""
+
     order_number: str
     trade_no: str
     paid: bool
     status: str
     amount_fen: int
+    currency: str = "CNY"
+    merchant_id: str = ""
+    channel: str = ""
+    paid_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    refund_no: str
+    status: str  # SUCCESS / PROCESSING (asked again later) / FAILED
+    detail: str = ""
 
 
 class PaymentGateway(Protocol):
     name: str
+    merchant_id: str
     success_reply: str
     failure_reply: str
 
     def start(self, request: PaymentRequest) -> str: ...
 
-    def verify_notify(self, params: Mapping[str, str]) -> Notification: ...
+    def verify_notify(
+        self, params: Mapping[str, str], headers: Mapping[str, str] | None = None, body: str = ""
+    ) -> Notification: ...
 
     def query(self, order_number: str, channel: str) -> TradeStatus | None: ...
+
+    def close(self, order_number: str, channel: str) -> bool:
+        """Close the gateway's unpaid order; False when it cannot be closed because it is paid."""
+        ...
+
+    def refund(self, order_number: str, trade_no: str, amount_fen: int, refund_no: str, reason: str) -> RefundResult:
+        """Send a whole trade back; the same ``refund_no`` twice refunds once."""
+        ...
+
+    def statement(self, day: date) -> list[StatementRow]: ...
 
 
 # -- how messages travel between servers ------------------------------------------------------
@@ -290,7 +319,9 @@ class SandboxGateway:
         )
         return f"{self.browser_base}/sandbox/gateway?{urlencode(params)}"
 
-    def verify_notify(self, params: Mapping[str, str]) -> Notification:
+    def verify_notify(
+        self, params: Mapping[str, str], headers: Mapping[str, str] | None = None, body: str = ""
+    ) -> Notification:
         if not signature_ok(params, self.key):
             raise BadNotification("sandbox notify: signature does not verify")
         try:
@@ -312,34 +343,67 @@ class SandboxGateway:
         except KeyError as exc:
             raise BadNotification(f"sandbox notify: missing {exc.args[0]}") from None
 
-    def query(self, order_number: str, channel: str) -> TradeStatus | None:
-        params = signed(
-            {
-                "merchant_id": self.merchant_id,
-                "out_trade_no": order_number,
-                "channel": channel,
-                "nonce": secrets.token_hex(8),
-            },
-            self.key,
-        )
+    def _call(self, path: str, fields: Mapping[str, str]) -> dict[str, Any]:
+        """A signed request to the sandbox's API and its verified, signed answer."""
+        params = signed({"merchant_id": self.merchant_id, "nonce": secrets.token_hex(8), **fields}, self.key)
         try:
-            status, body = self._query_transport().post(f"{self.server_base}/sandbox/api/query", params, self.timeout)
+            status, body = self._query_transport().post(f"{self.server_base}/sandbox/api/{path}", params, self.timeout)
             answer = json.loads(body)
-        except (requests.RequestException, ValueError) as exc:
-            raise GatewayError(f"sandbox query failed: {exc}") from None
+        except (requests.RequestException, OSError, ValueError) as exc:
+            raise GatewayError(f"sandbox {path} failed: {exc}") from None
         if not isinstance(answer, dict) or not signature_ok(answer, self.key):
-            raise GatewayError(f"sandbox query: unsigned or badly signed answer (HTTP {status})")
+            raise GatewayError(f"sandbox {path}: unsigned or badly signed answer (HTTP {status})")
+        return answer
+
+    def query(self, order_number: str, channel: str) -> TradeStatus | None:
+        answer = self._call("query", {"out_trade_no": order_number, "channel": channel})
         if answer.get("code") == "TRADE_NOT_EXIST":
             return None
         if answer.get("code") != "SUCCESS" or answer.get("out_trade_no") != order_number:
             raise GatewayError(f"sandbox query: unexpected answer {answer.get('code')!r}")
-        return TradeStatus(
-            order_number=order_number,
-            trade_no=answer["trade_no"],
-            paid=answer["trade_status"] in PAID_STATUSES,
-            status=answer["trade_status"],
-            amount_fen=parse_yuan(answer["total_amount"]),
+        try:
+            return TradeStatus(
+                order_number=order_number,
+                trade_no=answer["trade_no"],
+                paid=answer["trade_status"] in PAID_STATUSES,
+                status=answer["trade_status"],
+                amount_fen=parse_yuan(answer["total_amount"]),
+                currency=answer.get("currency", ""),
+                merchant_id=answer.get("merchant_id", ""),
+                channel=answer.get("channel", ""),
+                paid_at=parse_time(answer["gmt_payment"]) if answer.get("gmt_payment") else None,
+            )
+        except (KeyError, BadNotification) as exc:
+            raise GatewayError(f"sandbox query: malformed answer: {exc}") from None
+
+    def close(self, order_number: str, channel: str) -> bool:
+        answer = self._call("close", {"out_trade_no": order_number, "channel": channel})
+        if answer.get("code") == "TRADE_STATUS_ERROR":
+            return False
+        if answer.get("code") not in ("SUCCESS", "TRADE_NOT_EXIST"):
+            raise GatewayError(f"sandbox close: unexpected answer {answer.get('code')!r}")
+        return True
+
+    def refund(self, order_number: str, trade_no: str, amount_fen: int, refund_no: str, reason: str) -> RefundResult:
+        answer = self._call(
+            "refund",
+            {
+                "out_trade_no": order_number,
+                "trade_no": trade_no,
+                "refund_amount": yuan_text(amount_fen),
+                "out_request_no": refund_no,
+                "refund_reason": reason[:80],
+            },
         )
+        if answer.get("code") == "SUCCESS" and answer.get("out_request_no") == refund_no:
+            return RefundResult(refund_no, "SUCCESS")
+        return RefundResult(refund_no, "FAILED", str(answer.get("code", ""))[:100])
+
+    def statement(self, day: date) -> list[StatementRow]:
+        answer = self._call("statement", {"bill_date": day.isoformat()})
+        if answer.get("code") != "SUCCESS":
+            raise GatewayError(f"sandbox statement: unexpected answer {answer.get('code')!r}")
+        return parse_statement(str(answer.get("content", "")))
 
 
 # -- the sandbox's own side (a real gateway's servers) -------------------------------------------
@@ -549,12 +613,78 @@ class Sandbox:
         return signed(
             {
                 "code": "SUCCESS",
+                "merchant_id": trade.merchant_id,
                 "out_trade_no": trade.out_trade_no,
                 "trade_no": trade.trade_no,
                 "trade_status": trade.status,
                 "total_amount": yuan_text(trade.amount_fen),
                 "currency": trade.currency,
                 "channel": trade.channel,
+                "gmt_payment": time_text(trade.paid_at) if trade.paid_at else "",
             },
             key,
         )
+
+    def _trades(self, params: Mapping[str, str]) -> list[SandboxTrade]:
+        query = select(SandboxTrade).where(
+            SandboxTrade.merchant_id == params["merchant_id"],
+            SandboxTrade.out_trade_no == params.get("out_trade_no", ""),
+        )
+        if params.get("channel"):
+            query = query.where(SandboxTrade.channel == params["channel"])
+        return list(self.session.scalars(query.order_by(SandboxTrade.id)))
+
+    def close(self, params: Mapping[str, str]) -> dict[str, str]:
+        """The close API: the order's unpaid trades close (a paid one cannot be)."""
+        key = self._key(params)
+        trades = self._trades(params)
+        code = "SUCCESS" if trades else "TRADE_NOT_EXIST"
+        for trade in trades:
+            if trade.status == "WAIT_BUYER_PAY":
+                trade.status = "TRADE_CLOSED"
+            elif trade.status in PAID_STATUSES:
+                code = "TRADE_STATUS_ERROR"
+        self.session.commit()
+        return signed({"code": code, "out_trade_no": params.get("out_trade_no", "")}, key)
+
+    def refund(self, params: Mapping[str, str]) -> dict[str, str]:
+        """The refund API: the whole amount of a paid trade, once per out_request_no."""
+        key = self._key(params)
+        trade = self.session.scalars(
+            select(SandboxTrade).where(
+                SandboxTrade.merchant_id == params["merchant_id"], SandboxTrade.trade_no == params.get("trade_no", "")
+            )
+        ).first()
+        number = params.get("out_request_no", "")
+        if trade is None or trade.out_trade_no != params.get("out_trade_no"):
+            code = "TRADE_NOT_EXIST"
+        elif trade.refund_no:
+            code = "SUCCESS" if trade.refund_no == number else "REFUND_AMT_NOT_EQUAL_TOTAL"
+        elif trade.status not in PAID_STATUSES or params.get("refund_amount") != yuan_text(trade.amount_fen):
+            code = "TRADE_STATUS_ERROR"
+        else:
+            trade.refund_no, trade.refunded_fen, trade.refunded_at = number, trade.amount_fen, self.clock()
+            trade.status = "TRADE_CLOSED"  # wholly refunded, as Alipay says
+            self.session.commit()
+            log.info("sandbox: trade %s refunded (%s)", trade.trade_no, number)
+            code = "SUCCESS"
+        return signed({"code": code, "out_request_no": number}, key)
+
+    def statement(self, params: Mapping[str, str]) -> dict[str, str]:
+        """The daily statement of one Beijing day, in the format the adapters read."""
+        key = self._key(params)
+        try:
+            day = date.fromisoformat(params.get("bill_date", ""))
+        except ValueError:
+            raise SandboxError("sandbox: bad bill_date") from None
+        rows: list[StatementRow] = []
+        for trade in self.session.scalars(
+            select(SandboxTrade).where(SandboxTrade.merchant_id == params["merchant_id"]).order_by(SandboxTrade.id)
+        ):
+            if trade.paid_at is not None and beijing_day(trade.paid_at) == day:
+                rows.append(StatementRow(trade.trade_no, trade.out_trade_no, "pay", trade.amount_fen, trade.paid_at))
+            if trade.refunded_at is not None and beijing_day(trade.refunded_at) == day:
+                rows.append(
+                    StatementRow(trade.trade_no, trade.out_trade_no, "refund", trade.refunded_fen, trade.refunded_at)
+                )
+        return signed({"code": "SUCCESS", "content": build_statement(rows)}, key)

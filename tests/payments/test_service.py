@@ -222,7 +222,10 @@ def test_a_payment_arriving_after_expiry_is_recorded_for_refund(app, clock, orde
     before = snapshot(ordered)
     outcome = handle(app, clock, params)
     assert (outcome.accepted, outcome.outcome) == (True, "refund_pending")
-    assert snapshot(ordered)[:6] == before[:6]  # no state change, no history, no SMS
+    assert snapshot(ordered)[:5] == before[:5]  # no state change, no history
+    # The only side effect: the worker's automatic refund job (no SMS until it is refunded).
+    jobs = db.session.scalars(select(Outbox.kind).where(Outbox.id > 0).order_by(Outbox.id.desc())).first()
+    assert snapshot(ordered)[5] == before[5] + 1 and jobs == "payment_refund"
     (payment,) = db.session.scalars(select(Payment)).all()
     assert (payment.status, payment.order_number, payment.amount_fen) == ("refund_pending", order.number, 16000)
     assert "过期" in payment.reason or "期限" in payment.reason
