@@ -81,8 +81,12 @@ class AlipayGateway:
         self.merchant_id = self.app_id  # what a notify names as its merchant
         self.sdk = AliPay(
             appid=self.app_id,
-            app_private_key_string=read_key(config["PAYMENT_ALIPAY_PRIVATE_KEY_PATH"], "PAYMENT_ALIPAY_PRIVATE_KEY_PATH"),
-            alipay_public_key_string=read_key(config["PAYMENT_ALIPAY_PUBLIC_KEY_PATH"], "PAYMENT_ALIPAY_PUBLIC_KEY_PATH"),
+            app_private_key_string=read_key(
+                config["PAYMENT_ALIPAY_PRIVATE_KEY_PATH"], "PAYMENT_ALIPAY_PRIVATE_KEY_PATH"
+            ),
+            alipay_public_key_string=read_key(
+                config["PAYMENT_ALIPAY_PUBLIC_KEY_PATH"], "PAYMENT_ALIPAY_PUBLIC_KEY_PATH"
+            ),
             sign_type="RSA2",
             config=AliPayConfig(timeout=config["PAYMENT_QUERY_TIMEOUT"]),
         )
@@ -218,4 +222,3 @@ class AlipayGateway:
                     raise GatewayError(f"alipay statement {member}: {exc}") from None
         log.info("alipay statement %s: %d row(s)", day, len(rows))
         return rows
-

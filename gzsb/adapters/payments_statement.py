@@ -62,7 +62,8 @@ def _yuan(fen: int) -> str:
 
 def build_statement(rows: Iterable[StatementRow], subject: str = "报名考试费") -> str:
     out = io.StringIO()
-    out.write("#支付宝业务明细查询\n#账号：[sandbox]\n#起始日期 终止日期\n#-----------------------------------------业务明细列表----------------------------------------\n")
+    out.write("#支付宝业务明细查询\n#账号：[sandbox]\n")
+    out.write("#-----------------------------------------业务明细列表-----------------------------------------\n")
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(HEADER)
     count = 0
@@ -70,7 +71,9 @@ def build_statement(rows: Iterable[StatementRow], subject: str = "报名考试�
         amount = -row.amount_fen if row.kind == "refund" else row.amount_fen
         at = as_utc(row.at).astimezone(BEIJING).strftime(TIME_FORMAT) if row.at else ""
         kind = next(word for word, code in KINDS.items() if code == row.kind)
-        writer.writerow((row.trade_no + "\t", row.order_number + "\t", kind, subject, at, at, _yuan(amount), _yuan(amount), ""))
+        writer.writerow(
+            (row.trade_no + "\t", row.order_number + "\t", kind, subject, at, at, _yuan(amount), _yuan(amount), "")
+        )
         count += 1
     out.write("#-----------------------------------------业务明细列表结束------------------------------------\n")
     out.write(f"#交易合计：{count}笔\n")

@@ -32,7 +32,6 @@ from sqlalchemy.orm import Session
 from gzsb.adapters import payments_alipay, payments_wechat  # noqa: F401 - they register their gateways
 from gzsb.adapters.payments import (
     BadNotification,
-    GatewayError,
     Notification,
     PaymentRequest,
     gateway,

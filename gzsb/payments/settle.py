@@ -11,13 +11,15 @@ notify path only writes outbox jobs (``payment_refund``), which the worker runs 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gzsb.adapters.payments import GatewayError, Notification, TradeStatus, gateway, gateway_for_channel
+from gzsb.adapters.payments_statement import beijing_day
 from gzsb.errors import ConflictError
 from gzsb.models import OrderStatus, Outbox, Payment, PaymentOrder
 from gzsb.payments import service
@@ -87,7 +89,9 @@ def begin(
     if earlier and earlier != channel and order.status == OrderStatus.OPEN:
         name = service.CHANNELS.get(earlier, earlier)
         if check_gateway(app, session, eng, order, earlier, now) in ("paid", "duplicate", "refund_pending"):
-            raise ConflictError(f"order {order.number} paid by {earlier}", public=f"该订单已通过{name}支付成功，请勿重复支付")
+            raise ConflictError(
+                f"order {order.number} paid by {earlier}", public=f"该订单已通过{name}支付成功，请勿重复支付"
+            )
         try:
             closed = gateway_for_channel(earlier, app).close(order.number, earlier)
         except GatewayError as exc:
@@ -97,7 +101,9 @@ def begin(
             ) from None
         if not closed:
             check_gateway(app, session, eng, order, earlier, now)
-            raise ConflictError(f"order {order.number} paid by {earlier}", public=f"该订单已通过{name}支付成功，请勿重复支付")
+            raise ConflictError(
+                f"order {order.number} paid by {earlier}", public=f"该订单已通过{name}支付成功，请勿重复支付"
+            )
         log.info("order %s: %s payment closed for a change to %s", order.number, earlier, channel)
     url = service.start_payment(app, session, order, channel, notify_url, return_url, now, client_ip)
     order.started_channel = channel
@@ -186,3 +192,60 @@ def run_job(app: Any, session: Session, eng: Engine, kind: str, payload: dict[st
         return run_close(app, session, eng, payload, now)
     raise LookupError(f"not a payments job: {kind}")
 
+
+# -- reconciliation against the gateway's daily statement (对账单) -------------------------------
+
+
+@dataclass(frozen=True)
+class Difference:
+    gateway: str
+    kind: str  # missing_here / missing_there / amount / refund_missing_here
+    order_number: str
+    trade_no: str
+    detail: str
+
+
+def reconcile(app: Any, session: Session, eng: Engine, day: date, *, apply: bool, now: datetime) -> list[Difference]:
+    """Every difference between our payments of one Beijing day and each gateway's statement;
+    with ``apply``, a payment the gateway has and we lack (a lost notify) is fetched by the
+    trade query and applied like a notify."""
+    found: list[Difference] = []
+    for name in sorted(set(app.config["PAYMENT_CHANNELS"].values())):
+        gw = gateway(name, app)
+        rows = gw.statement(day)
+        ours = {
+            p.trade_no: p
+            for p in session.scalars(select(Payment).where(Payment.gateway == name))
+            if p.paid_at is not None and beijing_day(p.paid_at) == day
+        }
+        paid_there = {r.trade_no: r for r in rows if r.kind == "pay"}
+        refunded_there = {r.trade_no for r in rows if r.kind == "refund"}
+        for trade_no, row in paid_there.items():
+            mine = ours.get(trade_no) or _payment(session, name, trade_no)
+            if mine is None:
+                found.append(Difference(name, "missing_here", row.order_number, trade_no, f"{row.amount_fen} fen"))
+                if apply:
+                    _fetch(app, session, eng, gw, row.order_number, now)
+            elif mine.amount_fen != row.amount_fen:
+                detail = f"ours {mine.amount_fen} fen, theirs {row.amount_fen} fen"
+                found.append(Difference(name, "amount", row.order_number, trade_no, detail))
+        for trade_no, mine in ours.items():
+            if trade_no not in paid_there:
+                found.append(Difference(name, "missing_there", mine.order_number, trade_no, mine.status))
+        for trade_no in refunded_there:
+            mine = _payment(session, name, trade_no)
+            if mine is None or mine.status != "refunded":
+                number = mine.order_number if mine is not None else ""
+                found.append(Difference(name, "refund_missing_here", number, trade_no, "refunded there"))
+    return found
+
+
+def _payment(session: Session, gateway_name: str, trade_no: str) -> Payment | None:
+    return session.scalars(select(Payment).where(Payment.gateway == gateway_name, Payment.trade_no == trade_no)).first()
+
+
+def _fetch(app: Any, session: Session, eng: Engine, gw: Any, order_number: str, now: datetime) -> str:
+    status = gw.query(order_number, "")
+    if status is None or not status.paid:
+        return "not_paid"
+    return service.apply_notification(app, session, eng, gw, as_notification(gw.name, status), now).outcome
