@@ -255,7 +255,8 @@ def wechat_notify(
             "id": secrets.token_hex(8), "create_time": "2026-12-01T10:00:00+08:00", "resource_type": "encrypt-resource",
             "event_type": "TRANSACTION.SUCCESS", "summary": "支付成功",
             "resource": {"original_type": "transaction", "algorithm": "AEAD_AES_256_GCM",
-                         "ciphertext": base64.b64encode(cipher).decode(), "associated_data": "transaction", "nonce": nonce},
+                         "ciphertext": base64.b64encode(cipher).decode(), "associated_data": "transaction",
+                         "nonce": nonce},
         }
     )  # fmt: skip
     stamp, sign_nonce = str(int(now)), secrets.token_hex(16)
