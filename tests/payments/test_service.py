@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from gzsb.adapters.payments import signed, time_text, yuan_text
 from gzsb.bootstrap import engine
 from gzsb.common.beijing import as_utc
-from gzsb.errors import ConflictError, InvalidInput
+from gzsb.errors import ConflictError, GuardRefused, InvalidInput
 from gzsb.extensions import db
 from gzsb.models import Application, HistoryEvent, Outbox, Payment, PaymentNotification, PaymentOrder
 from gzsb.payments import service as payments
@@ -289,4 +289,14 @@ def test_a_step_without_services_fails_with_a_clear_error(app, clock, make_appli
     with pytest.raises(ConfigurationError, match="needs services"):
         bare.fire(who.application_id, "create_order", who.actor, {})
     assert db.session.get(Application, who.application_id).state == "identity_verified"
+    assert db.session.scalar(select(func.count()).select_from(PaymentOrder)) == 0
+
+
+def test_the_order_is_opened_only_inside_the_registration_window(app, clock, make_applicant) -> None:
+    who = make_applicant()
+    to_verified(who)
+    clock.now = clock.now.replace(year=2027, month=1, day=13)  # after windows.registration.closes
+    with pytest.raises(GuardRefused) as refused:
+        engine().fire(who.application_id, "create_order", who.actor, {})
+    assert "报名时间已截止" in str(refused.value.public_message or refused.value)
     assert db.session.scalar(select(func.count()).select_from(PaymentOrder)) == 0
