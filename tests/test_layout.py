@@ -55,7 +55,7 @@ AREA_EXTRAS = {
     },
     "payments": {
         "orders": "the order record (payment_orders), the one copy every page and step reads",
-        "settle": "what calls a gateway after the fact (query as notify, refunds, close, reconcile): never on the notify path",
+        "settle": "gateway calls after the fact (query as notify, refunds, close, reconcile), never on the notify path",
     },
     "audit": {
         "console": "what the auditor console shows, kept apart from the verify/export service",
