@@ -67,6 +67,15 @@ def beijing_time(text: str) -> datetime:
         raise BadNotification(f"time {text!r} is not yyyy-MM-dd HH:mm:ss") from None
 
 
+class BeijingAliPay(AliPay):
+    """The SDK stamps requests with the machine's local time; Alipay reads Beijing time."""
+
+    def build_body(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        data = dict(super().build_body(*args, **kwargs))
+        data["timestamp"] = datetime.now(BEIJING).strftime(TIME_FORMAT)
+        return data
+
+
 @register_gateway("alipay")
 class AlipayGateway:
     name = "alipay"
@@ -79,7 +88,7 @@ class AlipayGateway:
         if not self.app_id:
             raise ConfigurationError("PAYMENT_ALIPAY_APP_ID is not set")
         self.merchant_id = self.app_id  # what a notify names as its merchant
-        self.sdk = AliPay(
+        self.sdk = BeijingAliPay(
             appid=self.app_id,
             app_private_key_string=read_key(
                 config["PAYMENT_ALIPAY_PRIVATE_KEY_PATH"], "PAYMENT_ALIPAY_PRIVATE_KEY_PATH"
