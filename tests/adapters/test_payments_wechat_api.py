@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from sqlalchemy import select
-from werkzeug.wrappers import Request, Response
 from wechatpayv3.utils import load_private_key, rsa_sign
+from werkzeug.wrappers import Request, Response
 
 from gzsb.bootstrap import engine
 from gzsb.extensions import db
