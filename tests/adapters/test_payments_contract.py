@@ -10,9 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import socket
-import threading
-from collections.abc import Iterator
 from urllib.parse import parse_qsl
 
 import pytest
@@ -22,13 +19,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import func, select
 from wechatpayv3.utils import load_private_key, rsa_sign
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from gzsb.extensions import db
 from gzsb.models import Application, HistoryEvent, Payment, PaymentOrder
 from tests.enrollment.test_views import login
-from tests.payments.test_service import order_of, to_order
+from tests.payments.test_service import order_of
 
 APP_ID = "2021000000000077"
 MCHID = "1900000109"
@@ -48,51 +44,6 @@ def pem_pair() -> tuple[str, str]:
         .decode()
     )
     return private, public
-
-
-@pytest.fixture(scope="module")
-def keys() -> dict[str, tuple[str, str]]:
-    return {name: pem_pair() for name in ("app", "alipay", "foreign", "merchant", "wechat")}
-
-
-@pytest.fixture
-def no_network(monkeypatch) -> list[object]:
-    """Any connection to a non-loopback address fails and is recorded."""
-    attempts: list[object] = []
-    real = socket.socket.connect
-
-    def connect(self, address):  # type: ignore[no-untyped-def]
-        host = address[0] if isinstance(address, tuple) else str(address)
-        if isinstance(host, str) and (host.startswith("127.") or host in ("::1", "localhost")):
-            return real(self, address)
-        attempts.append(address)
-        raise OSError(f"network blocked in tests: {address}")
-
-    monkeypatch.setattr(socket.socket, "connect", connect)
-    return attempts
-
-
-@pytest.fixture
-def gateways(app, keys, tmp_path) -> dict[str, object]:
-    paths = {}
-    for name, (private, public) in keys.items():
-        (tmp_path / f"{name}.key").write_text(private)
-        (tmp_path / f"{name}.pub").write_text(public)
-        paths[name] = (str(tmp_path / f"{name}.key"), str(tmp_path / f"{name}.pub"))
-    app.config.update(
-        PAYMENT_CHANNELS={"alipay": "alipay", "wechat": "wechat"},
-        PAYMENT_ALIPAY_APP_ID=APP_ID,
-        PAYMENT_ALIPAY_PRIVATE_KEY_PATH=paths["app"][0],
-        PAYMENT_ALIPAY_PUBLIC_KEY_PATH=paths["alipay"][1],
-        PAYMENT_WECHAT_MCHID=MCHID,
-        PAYMENT_WECHAT_APPID=WX_APPID,
-        PAYMENT_WECHAT_CERT_SERIAL="5157F09EFDC096DE15EBE81A47057A7232F1B8E1",
-        PAYMENT_WECHAT_PRIVATE_KEY_PATH=paths["merchant"][0],
-        PAYMENT_WECHAT_PUBLIC_KEY_PATH=paths["wechat"][1],
-        PAYMENT_WECHAT_PUBLIC_KEY_ID=PUBKEY_ID,
-        PAYMENT_WECHAT_APIV3_KEY=APIV3,
-    )
-    return paths
 
 
 def alipay_signer(keys, who: str = "alipay") -> AliPay:
@@ -129,13 +80,6 @@ def footprint(who) -> tuple[object, ...]:
         db.session.scalar(select(func.count()).select_from(HistoryEvent)),
         db.session.scalar(select(func.count()).select_from(Payment)),
     )
-
-
-@pytest.fixture
-def ordered(app, make_applicant, gateways):
-    who = make_applicant()
-    to_order(who)
-    return who
 
 
 # -- Alipay --------------------------------------------------------------------------------------
@@ -197,21 +141,6 @@ class FakeAlipay:
         inner = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
         raw = '{"%s":%s,"sign":"%s"}' % (name, inner, self.signer._sign(inner))  # noqa: UP031
         return Response(raw, content_type="application/json;charset=utf-8")(environ, start_response)
-
-
-@pytest.fixture
-def serve() -> Iterator[object]:
-    servers = []
-
-    def start(wsgi) -> str:  # type: ignore[no-untyped-def]
-        server = make_server("127.0.0.1", 0, wsgi)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_port}/gateway.do"
-
-    yield start
-    for server in servers:
-        server.shutdown()
 
 
 def test_alipay_lost_notify_a_signed_query_answer_pays(app, keys, ordered, no_network, serve) -> None:

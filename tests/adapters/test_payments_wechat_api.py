@@ -27,32 +27,27 @@ from gzsb.models import Outbox, Payment
 from gzsb.worker import outbox
 from gzsb.worker import tasks as jobs
 from gzsb.worker.drain import fire_due_timers
-from tests.adapters.test_payments_contract import (  # noqa: F401 - fixtures
+from tests.adapters.test_payments_contract import (
     MCHID,
     PUBKEY_ID,
     WX_APPID,
     FakeAlipay,
     alipay_notify,
     footprint,
-    gateways,
-    keys,
-    no_network,
-    ordered,
     post_wechat,
-    serve,
     wechat_notify,
 )
 from tests.enrollment.test_views import login
 from tests.payments.test_service import order_of
-from tests.payments.test_views import queue, token  # noqa: F401 - fixture
+from tests.payments.test_views import token
 
 AUTH = re.compile(r'(\w+)="([^"]*)"')
 
 
 class FakeWechat:
-    def __init__(self, keys: dict[str, tuple[str, str]], order_number: str, paid: bool, signer: str = "wechat") -> None:
-        self.key = load_private_key(keys[signer][0])
-        self.merchant = load_pem_public_key(keys["merchant"][1].encode())
+    def __init__(self, pems: dict[str, tuple[str, str]], order_number: str, paid: bool, signer: str = "wechat") -> None:
+        self.key = load_private_key(pems[signer][0])
+        self.merchant = load_pem_public_key(pems["merchant"][1].encode())
         self.order_number, self.paid = order_number, paid
         self.calls: list[tuple[str, str, dict[str, Any]]] = []
 
