@@ -116,3 +116,42 @@ def parse_statement(text: str) -> list[StatementRow]:
             )
         )
     return rows
+
+
+# -- WeChat Pay's trade bill (交易账单, bill_type ALL): every value prefixed with a backquote --
+
+WX_TRADE_NO, WX_ORDER_NO, WX_STATE, WX_SETTLED, WX_REFUNDED, WX_TIME = (
+    "微信订单号",
+    "商户订单号",
+    "交易状态",
+    "应结订单金额",
+    "退款金额",
+    "交易时间",
+)
+WX_KINDS = {"SUCCESS": "pay", "REFUND": "refund"}
+
+
+def parse_wechat_statement(text: str) -> list[StatementRow]:
+    lines = text.lstrip("\ufeff").splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith(WX_TIME)), None)
+    if start is None:
+        return []
+    table = []
+    for line in lines[start:]:
+        if line.startswith("总交易单数"):
+            break  # the summary follows
+        table.append(line)
+    reader = csv.DictReader(io.StringIO("\n".join(table)))
+    missing = {WX_TRADE_NO, WX_ORDER_NO, WX_STATE, WX_SETTLED, WX_REFUNDED} - set(reader.fieldnames or ())
+    if missing:
+        raise StatementError(f"WeChat Pay bill lacks the columns {sorted(missing)}")
+    rows = []
+    for raw in reader:
+        line = {key: (value or "").strip().lstrip("`") for key, value in raw.items() if key}
+        kind = WX_KINDS.get(line[WX_STATE])
+        if kind is None:
+            continue
+        at = datetime.strptime(line[WX_TIME], TIME_FORMAT).replace(tzinfo=BEIJING) if line.get(WX_TIME) else None
+        amount = line[WX_SETTLED] if kind == "pay" else line[WX_REFUNDED]
+        rows.append(StatementRow(line[WX_TRADE_NO], line[WX_ORDER_NO], kind, abs(_fen(amount)), at))
+    return rows

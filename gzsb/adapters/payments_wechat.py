@@ -15,6 +15,8 @@ elsewhere (the contract tests run a gateway on loopback).
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 import logging
 from collections.abc import Mapping
@@ -36,7 +38,7 @@ from gzsb.adapters.payments import (
     register_gateway,
 )
 from gzsb.adapters.payments_alipay import read_key
-from gzsb.adapters.payments_statement import StatementRow
+from gzsb.adapters.payments_statement import StatementError, StatementRow, parse_wechat_statement
 from gzsb.common.beijing import as_utc
 from gzsb.errors import ConfigurationError
 
@@ -228,4 +230,25 @@ class WechatGateway:
         return RefundResult(refund_no, "FAILED", f"HTTP {code} {answer.get('code', '')} {status}"[:200])
 
     def statement(self, day: date) -> list[StatementRow]:
-        raise GatewayError("wechat statement: not supported yet (reconcile WeChat Pay from its merchant console)")
+        code, answer = self._request("trade bill", self.sdk.trade_bill, bill_date=day.isoformat())
+        if code == 400 and answer.get("code") == "NO_STATEMENT_EXIST":
+            return []  # no trade that day
+        url = str(answer.get("download_url", ""))
+        if code != 200 or not url:
+            raise GatewayError(f"wechat trade bill: HTTP {code} {answer.get('code', '')}")
+        try:
+            status, content = self.sdk.download_bill(url)
+        except requests.RequestException as exc:
+            raise GatewayError(f"wechat bill download failed: {exc}") from None
+        raw = content if isinstance(content, bytes) else str(content).encode()
+        try:
+            text = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+        except OSError as exc:
+            raise GatewayError(f"wechat bill: {exc}") from None
+        # The download is not signed; the signed answer above carries the file's digest.
+        if answer.get("hash_type") == "SHA1" and hashlib.sha1(text).hexdigest() != answer.get("hash_value"):  # noqa: S324
+            raise GatewayError("wechat bill: the file does not match the signed digest")
+        try:
+            return parse_wechat_statement(text.decode("utf-8"))
+        except (UnicodeDecodeError, StatementError) as exc:
+            raise GatewayError(f"wechat bill: {exc}") from None

@@ -7,6 +7,8 @@ Alipay's refund goes through the same kind of fake (tests/adapters/test_payments
 from __future__ import annotations
 
 import base64
+import gzip
+import hashlib
 import json
 import re
 import secrets
@@ -38,7 +40,7 @@ from tests.adapters.test_payments_contract import (
     wechat_notify,
 )
 from tests.enrollment.test_views import login
-from tests.payments.test_service import order_of
+from tests.payments.test_service import order_of, to_order
 from tests.payments.test_views import token
 
 AUTH = re.compile(r'(\w+)="([^"]*)"')
@@ -50,6 +52,8 @@ class FakeWechat:
         self.merchant = load_pem_public_key(pems["merchant"][1].encode())
         self.order_number, self.paid = order_number, paid
         self.calls: list[tuple[str, str, dict[str, Any]]] = []
+        self.bill = ""
+        self.transaction_id = "4200000000202612010000000077"
 
     def _check_merchant_signature(self, request: Request) -> None:
         scheme, _, rest = request.headers.get("Authorization", "").partition(" ")
@@ -73,11 +77,18 @@ class FakeWechat:
         elif request.path.startswith("/v3/pay/transactions/out-trade-no/"):
             answer = {
                 "mchid": MCHID, "appid": WX_APPID, "out_trade_no": self.order_number,
-                "transaction_id": "4200000000202612010000000077",
+                "transaction_id": self.transaction_id,
                 "trade_state": "SUCCESS" if self.paid else "NOTPAY",
                 "success_time": "2026-12-01T09:59:58+08:00",
                 "amount": {"total": 16000, "payer_total": 16000, "currency": "CNY"},
             }  # fmt: skip
+        elif request.path == "/v3/bill/tradebill":
+            digest = hashlib.sha1(self.bill.encode()).hexdigest()  # noqa: S324 - WeChat Pay's digest
+            url = f"{request.host_url.rstrip('/')}/v3/billdownload/file?token=t0k"
+            answer = {"download_url": url, "hash_type": "SHA1", "hash_value": digest}
+        elif request.path == "/v3/billdownload/file":
+            raw = gzip.compress(self.bill.encode())
+            return Response(raw, content_type="application/octet-stream")(environ, start_response)
         elif request.path == "/v3/refund/domestic/refunds":
             answer = {"out_refund_no": data.get("out_refund_no"), "refund_id": "50300000002026", "status": "SUCCESS"}
         body = json.dumps(answer) if answer else ""
@@ -160,4 +171,56 @@ def test_a_late_payment_is_refunded_through_the_gateway(app, clock, keys, ordere
     assert db.session.scalars(select(Outbox.payload).where(Outbox.kind == "sms")).all()[-1] == {
         "template": "payment_refunded"
     }
+    assert no_network == []
+
+
+BILL_HEADER = (
+    "交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,"
+    "应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,商户数据包,"
+    "手续费,费率,订单金额,申请退款金额,费率备注"
+)
+
+
+def bill_row(trade_no: str, order_number: str, state: str = "SUCCESS", fen: int = 16000) -> str:
+    yuan = f"{fen // 100}.{fen % 100:02d}"
+    refund = yuan if state == "REFUND" else "0.00"
+    values = [
+        "2026-12-01 09:59:58", WX_APPID, MCHID, "0", "", trade_no, order_number, "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o",
+        "MWEB", state, "OTHERS", "CNY", yuan, "0.00", "0", "0", refund, "0.00", "", "", "报名考试费", "",
+        "0.96000", "0.60%", yuan, refund, "",
+    ]  # fmt: skip
+    return ",".join(f"`{value}" for value in values)
+
+
+def bill(*rows: str) -> str:
+    summary = "总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额"
+    return "\n".join([BILL_HEADER, *rows, summary, f"`{len(rows)},`0.00,`0.00,`0.00,`0.00,`0.00,`0.00"]) + "\n"
+
+
+def test_reconcile_wechat_clean_then_a_missing_notify_applied(app, keys, make_applicant, gateways, no_network, serve):
+    app.config["PAYMENT_CHANNELS"] = {"wechat": "wechat"}
+    paid_here, lost = make_applicant(), make_applicant()
+    to_order(paid_here)
+    to_order(lost)
+    fake = FakeWechat(keys, order_of(paid_here).number, paid=True)
+    use(app, serve, fake)
+    client = app.test_client()
+    login(client, paid_here)
+    assert "支付成功" in client.get(f"/payment/orders/{order_of(paid_here).number}/result?channel=wechat").text
+    fake.bill = bill(bill_row("4200000000202612010000000077", order_of(paid_here).number))
+    runner = app.test_cli_runner()
+    clean = runner.invoke(args=["payments", "reconcile", "--date", "2026-12-01"])
+    assert clean.exit_code == 0 and "0 difference(s)" in clean.output
+    # The other student paid at WeChat Pay; its notify never came and nobody asked.
+    fake.bill = bill(
+        bill_row("4200000000202612010000000077", order_of(paid_here).number),
+        bill_row("4200000000202612010000000078", order_of(lost).number),
+    )
+    dirty = runner.invoke(args=["payments", "reconcile", "--date", "2026-12-01"])
+    assert dirty.exit_code == 1 and "wechat missing_here order " + order_of(lost).number in dirty.output
+    fake.order_number = order_of(lost).number  # the trade query answers for that order
+    fake.transaction_id = "4200000000202612010000000078"
+    applied = runner.invoke(args=["payments", "reconcile", "--date", "2026-12-01", "--apply"])
+    assert applied.exit_code == 0 and footprint(lost)[0] == "approved"
+    assert runner.invoke(args=["payments", "reconcile", "--date", "2026-12-01"]).exit_code == 0
     assert no_network == []
