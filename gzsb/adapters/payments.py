@@ -522,7 +522,11 @@ class Sandbox:
                 self.session.commit()
                 log.info("sandbox: trade %s paid", trade.trade_no)
         if trade.status == "TRADE_CLOSED":
-            raise ConflictError(f"sandbox trade {trade_no} is closed", public="交易已关闭（已超过支付期限）")
+            # Past time_expire, or closed by the merchant (the order expired or the payer chose
+            # another way to pay): no money is taken either way.
+            raise ConflictError(
+                f"sandbox trade {trade_no} is closed", public="交易已关闭，未扣款。请返回商户查看订单状态"
+            )
         return trade
 
     def return_url(self, trade: SandboxTrade) -> str:

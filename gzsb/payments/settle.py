@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from gzsb.adapters.payments import GatewayError, Notification, TradeStatus, gateway, gateway_for_channel
 from gzsb.adapters.payments_statement import beijing_day
-from gzsb.errors import ConflictError
+from gzsb.errors import ConflictError, InvalidInput
 from gzsb.models import OrderStatus, Outbox, Payment, PaymentOrder
 from gzsb.payments import service
 from gzsb.worker import outbox
@@ -85,6 +85,11 @@ def begin(
     reuses the gateway's order (same number); another channel first makes sure the earlier
     gateway order took no money and closes it, else the new payment is refused."""
     notify_url, return_url = urls
+    if channel not in service.channels(app.config):
+        raise InvalidInput(f"unknown payment channel {channel!r}", {"channel": ["请选择支付方式"]})
+    reason = service.payable(session, order, now)
+    if reason is not None:
+        raise ConflictError(f"order {order.number} is not payable: {order.status}", public=reason)
     earlier = order.started_channel
     if earlier and earlier != channel and order.status == OrderStatus.OPEN:
         name = service.CHANNELS.get(earlier, earlier)
@@ -105,12 +110,24 @@ def begin(
                 f"order {order.number} paid by {earlier}", public=f"该订单已通过{name}支付成功，请勿重复支付"
             )
         log.info("order %s: %s payment closed for a change to %s", order.number, earlier, channel)
-    url = service.start_payment(app, session, order, channel, notify_url, return_url, now, client_ip)
-    order.started_channel = channel
-    order.started_gateway = app.config["PAYMENT_CHANNELS"][channel]
-    order.started_at = now
+    # Compare-and-set on the channel in flight: of two tabs starting at once, one wins and
+    # the other is refused (a double payment that still slips through is refunded).
+    claimed = session.execute(
+        update(PaymentOrder)
+        .where(PaymentOrder.id == order.id, PaymentOrder.started_channel == earlier)
+        .values(
+            started_channel=channel, started_gateway=app.config["PAYMENT_CHANNELS"].get(channel, ""), started_at=now
+        )
+        .execution_options(synchronize_session=False)
+    ).rowcount
     session.commit()
-    return url
+    if not claimed:
+        raise ConflictError(
+            f"order {order.number}: another payment started meanwhile",
+            public="该订单正在另一个页面发起支付，请勿重复支付",
+        )
+    session.refresh(order)
+    return service.start_payment(app, session, order, channel, notify_url, return_url, now, client_ip)
 
 
 def add_check(session: Session, order: PaymentOrder, channel: str) -> Outbox:

@@ -4,14 +4,18 @@ daily statement reconciles (clean day, and a day with a lost notify that is then
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from gzsb.adapters import payments as adapters
 from gzsb.adapters.payments import Sandbox
 from gzsb.adapters.payments_statement import beijing_day
 from gzsb.bootstrap import engine
+from gzsb.errors import ConflictError
 from gzsb.extensions import db
 from gzsb.models import Outbox, Payment, PaymentOrder, SandboxTrade
+from gzsb.payments import settle
 from gzsb.worker import outbox
 from gzsb.worker import tasks as jobs
 from gzsb.worker.drain import fire_due_timers
@@ -135,3 +139,22 @@ def test_reconcile_a_clean_day_and_a_lost_notify(app, clock, make_applicant, que
     assert applied.exit_code == 0 and state_of(lost) == "approved"
     after = runner.invoke(args=["payments", "reconcile", "--date", day])
     assert after.exit_code == 0 and "0 difference(s)" in after.output
+
+
+def test_two_tabs_starting_at_the_same_moment_one_is_refused(app, clock, make_applicant, queue) -> None:
+    who = make_applicant()
+    to_order(who)
+    order = order_of(who)
+    urls = ("http://localhost/payment/notify/sandbox", "http://localhost/back")
+    other_tab = Session(db.engine)  # read the order before either tab started its payment
+    try:
+        stale = other_tab.get(PaymentOrder, order.id)
+        assert stale is not None and stale.started_channel == ""
+        settle.begin(app, db.session, engine(), order, "alipay", urls, clock.now)
+        with pytest.raises(ConflictError) as refused:
+            settle.begin(app, other_tab, engine(), stale, "wechat", urls, clock.now)
+        assert "另一个页面" in refused.value.public_message
+    finally:
+        other_tab.close()
+    db.session.expire_all()
+    assert order_of(who).started_channel == "alipay"
