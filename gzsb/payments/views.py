@@ -14,7 +14,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, redirect, render_template, request, url_for
 
 from gzsb.accounts.session import current_account, login_required
-from gzsb.adapters.payments import CHANNEL_NAMES, Sandbox, yuan_text
+from gzsb.adapters.payments import CHANNEL_NAMES, Sandbox, gateway, yuan_text
 from gzsb.bootstrap import engine
 from gzsb.common.beijing import beijing_text
 from gzsb.errors import NotFound
@@ -26,6 +26,14 @@ from gzsb.worker import tasks as jobs
 
 bp = Blueprint("payments", __name__)
 sandbox = Blueprint("sandbox", __name__, url_prefix="/sandbox")
+
+
+@bp.record_once
+def gateways_configured(state: Any) -> None:
+    """Build every configured gateway at start-up: a missing key file or setting of a real
+    gateway stops the app here, not at a student's first payment."""
+    for name in sorted(payments.configured_gateways(state.app.config)):
+        gateway(name, state.app)
 
 
 def _now() -> Any:

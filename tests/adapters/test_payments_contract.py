@@ -21,6 +21,9 @@ from sqlalchemy import func, select
 from wechatpayv3.utils import load_private_key, rsa_sign
 from werkzeug.wrappers import Request, Response
 
+from gzsb.app import create_app
+from gzsb.config import TestConfig
+from gzsb.errors import ConfigurationError
 from gzsb.extensions import db
 from gzsb.models import Application, HistoryEvent, Payment, PaymentOrder
 from tests.enrollment.test_views import login
@@ -253,3 +256,10 @@ def test_wechat_signtest_probe_is_refused(app, clock, keys, ordered, no_network)
     before = footprint(ordered)
     assert post_wechat(app, body, headers).status_code == 400
     assert footprint(ordered) == before and no_network == []
+
+
+@pytest.mark.parametrize("name", ["alipay", "wechat"])
+def test_a_real_gateway_without_its_keys_stops_the_app_at_start(name: str, clock) -> None:
+    config = type("NoKeys", (TestConfig,), {"PAYMENT_CHANNELS": {name: name}})
+    with pytest.raises(ConfigurationError, match="is not set"):
+        create_app(config, clock=clock)
