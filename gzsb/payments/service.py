@@ -29,7 +29,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from gzsb.adapters import payments_alipay, payments_wechat  # noqa: F401 - they register their gateways
+from gzsb.adapters import payments_alipay, payments_sandbox, payments_wechat  # noqa: F401 - they register
 from gzsb.adapters.payments import (
     BadNotification,
     Notification,

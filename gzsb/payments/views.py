@@ -14,7 +14,8 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, redirect, render_template, request, url_for
 
 from gzsb.accounts.session import current_account, login_required
-from gzsb.adapters.payments import CHANNEL_NAMES, Sandbox, gateway, yuan_text
+from gzsb.adapters.payments import gateway, yuan_text
+from gzsb.adapters.payments_sandbox_server import CHANNEL_NAMES, Sandbox
 from gzsb.bootstrap import engine
 from gzsb.common.beijing import beijing_text
 from gzsb.errors import NotFound

@@ -196,7 +196,8 @@ def form_sweep() -> int:
 def sandbox_notify(outbox_id: int, token: int) -> int | None:
     """POST the signed notify of a paid sandbox trade; schedule the next send (a retry while
     we do not answer ``success``, then one repeat) as the sandbox's schedule says."""
-    from gzsb.adapters.payments import Sandbox, transport
+    from gzsb.adapters.payments import transport
+    from gzsb.adapters.payments_sandbox_server import Sandbox
     from gzsb.extensions import db
 
     app = flask_app()

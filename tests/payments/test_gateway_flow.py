@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gzsb.adapters import payments as adapters
-from gzsb.adapters.payments import Sandbox
+from gzsb.adapters.payments_sandbox_server import Sandbox
 from gzsb.adapters.payments_statement import beijing_day
 from gzsb.bootstrap import engine
 from gzsb.errors import ConflictError
