@@ -67,7 +67,12 @@ def check_gateway(app: Any, session: Session, eng: Engine, order: PaymentOrder, 
 
 def result(app: Any, session: Session, eng: Engine, order: PaymentOrder, channel: str, now: datetime) -> service.Result:
     """The result page: ask the gateway (its notify may be late or lost), then our records."""
-    outcome = check_gateway(app, session, eng, order, channel, now) if order.status == OrderStatus.OPEN else ""
+    # Also when the order was paid the other way: money taken on this channel too is found
+    # now (and refunded), not only when its notify comes.
+    other_way = order.status == OrderStatus.PAID and channel and channel != order.channel
+    outcome = (
+        check_gateway(app, session, eng, order, channel, now) if order.status == OrderStatus.OPEN or other_way else ""
+    )
     return service.local_result(session, order, channel, gateway_says_paid=outcome in ("unknown", "retry"))
 
 

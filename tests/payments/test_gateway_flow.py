@@ -158,3 +158,27 @@ def test_two_tabs_starting_at_the_same_moment_one_is_refused(app, clock, make_ap
         other_tab.close()
     db.session.expire_all()
     assert order_of(who).started_channel == "alipay"
+
+
+def test_a_second_payment_without_its_notify_is_found_by_the_result_page(app, clock, make_applicant, queue) -> None:
+    who = make_applicant()
+    to_order(who)
+    client = app.test_client()
+    login(client, who)
+    number = order_of(who).number
+    first = Sandbox.of(app, db.session).pay(to_cashier(client, number, "alipay").rsplit("/", 1)[1])
+    jobs.send_sandbox_notify(first.trade_no)
+    assert state_of(who) == "approved"
+    db.session.add(
+        SandboxTrade(
+            trade_no="SBXSECOND0002", merchant_id=first.merchant_id, out_trade_no=number, channel="wechat",
+            subject="x", amount_fen=first.amount_fen, currency="CNY", notify_url=first.notify_url,
+            return_url=first.return_url, expires_at=first.expires_at, status="TRADE_SUCCESS", paid_at=clock.now,
+        )
+    )  # fmt: skip
+    db.session.commit()  # paid at the gateway; its notify has not come
+    page = client.get(f"/payment/orders/{number}/result?channel=wechat").text
+    assert "款项将退回" in page and "退款处理中" in page
+    second = db.session.scalars(select(Payment).where(Payment.trade_no == "SBXSECOND0002")).one()
+    assert second.status == "refund_pending"
+    assert db.session.scalars(select(Outbox.kind).order_by(Outbox.id.desc())).first() == "payment_refund"
