@@ -45,6 +45,12 @@ def _face_thresholds(text: str) -> dict[str, tuple[float, float]]:
     return table
 
 
+def _channels(text: str) -> dict[str, str]:
+    """ "alipay=alipay,wechat=wechat" → {channel: gateway name}."""
+    pairs = (item.partition("=") for item in text.split(",") if item.strip())
+    return {channel.strip(): name.strip() for channel, _, name in pairs}
+
+
 class Config:
     # "development" only where it is said explicitly (`make run`, the tests): anything else
     # is production, where development defaults are refused.
@@ -102,6 +108,8 @@ class Config:
         "otp": "【天津高职升本】您的验证码是{code}，10分钟内有效。如非本人操作请忽略。",
         "password_reset": "【天津高职升本】{name}同学，您的登录密码已重置。如非本人操作，请立即联系所在确认点。",
         # Sent instead of a registration code to a mobile that already has an account.
+        "payment_refunded": "【天津高职升本】{name}同学，您的一笔重复或逾期的报名费付款已原路退回，"
+        "请登录系统在网上支付页面查看退款状态。",
         "register_taken": "【天津高职升本】有人正在用您的手机号注册考生账号，该手机号已注册。"
         "如忘记密码，请使用“找回密码”；如非本人操作请忽略。",
     }
@@ -183,7 +191,8 @@ class Config:
     # --- payments (issue 5) ---
     # Each channel the student can choose is served by a gateway adapter, named here
     # (gzsb.adapters.payments.GATEWAYS); "sandbox" is the gateway built into the app.
-    PAYMENT_CHANNELS = {"alipay": "sandbox", "wechat": "sandbox", "unionpay": "sandbox"}
+    # PAYMENT_CHANNELS="alipay=alipay,wechat=wechat" switches to the real adapters (issue 15).
+    PAYMENT_CHANNELS = _channels(_env("PAYMENT_CHANNELS", "alipay=sandbox,wechat=sandbox,unionpay=sandbox"))
     PAYMENT_MERCHANT_ID = _env("PAYMENT_MERCHANT_ID", "2088000000000001")
     PAYMENT_MERCHANT_NAME = _env("PAYMENT_MERCHANT_NAME", "天津市教育招生考试院")
     PAYMENT_SIGN_KEY = _dev_default("PAYMENT_SIGN_KEY", "dev-only-payment-key-change-me")
@@ -200,6 +209,27 @@ class Config:
     PAYMENT_SANDBOX_REPEAT_AFTER = 300
     PAYMENT_HTTP_TIMEOUT = float(_env("PAYMENT_HTTP_TIMEOUT", "10"))
     PAYMENT_QUERY_TIMEOUT = float(_env("PAYMENT_QUERY_TIMEOUT", "3"))
+    # Issue 15. The worker asks the gateway this long after the payer was sent to it (or came
+    # back) when no notify arrived; the result page polls our server every few seconds.
+    PAYMENT_RECHECK_SECONDS = int(_env("PAYMENT_RECHECK_SECONDS", "30"))
+    PAYMENT_POLL_MS = int(_env("PAYMENT_POLL_MS", "2000"))
+    # A signed notify whose timestamp is further than this from our clock is refused.
+    PAYMENT_NOTIFY_MAX_SKEW = int(_env("PAYMENT_NOTIFY_MAX_SKEW", "300"))
+    # Alipay (python-alipay-sdk, RSA2). Keys are PEM files outside the repository; no defaults.
+    PAYMENT_ALIPAY_APP_ID = _env("PAYMENT_ALIPAY_APP_ID")
+    PAYMENT_ALIPAY_PRIVATE_KEY_PATH = _env("PAYMENT_ALIPAY_PRIVATE_KEY_PATH")
+    PAYMENT_ALIPAY_PUBLIC_KEY_PATH = _env("PAYMENT_ALIPAY_PUBLIC_KEY_PATH")
+    PAYMENT_ALIPAY_GATEWAY_URL = _env("PAYMENT_ALIPAY_GATEWAY_URL", "https://openapi.alipay.com/gateway.do")
+    # WeChat Pay API v3 (wechatpayv3), verified with the WeChat Pay public key (its id is the
+    # serial every notify must name). The APIv3 key only from the environment.
+    PAYMENT_WECHAT_MCHID = _env("PAYMENT_WECHAT_MCHID")
+    PAYMENT_WECHAT_APPID = _env("PAYMENT_WECHAT_APPID")
+    PAYMENT_WECHAT_CERT_SERIAL = _env("PAYMENT_WECHAT_CERT_SERIAL")
+    PAYMENT_WECHAT_PRIVATE_KEY_PATH = _env("PAYMENT_WECHAT_PRIVATE_KEY_PATH")
+    PAYMENT_WECHAT_PUBLIC_KEY_PATH = _env("PAYMENT_WECHAT_PUBLIC_KEY_PATH")
+    PAYMENT_WECHAT_PUBLIC_KEY_ID = _env("PAYMENT_WECHAT_PUBLIC_KEY_ID")
+    PAYMENT_WECHAT_APIV3_KEY = _env("PAYMENT_WECHAT_APIV3_KEY")
+    PAYMENT_WECHAT_GATEWAY_URL = _env("PAYMENT_WECHAT_GATEWAY_URL", "https://api.mch.weixin.qq.com")
 
     # --- 上传审核 and the 确认点 staff console (issue 5) ---
     # SMS for staff rejections and 学籍 correction decisions, emitted by the steps (approvals

@@ -1,15 +1,19 @@
-"""`flask payments refunds`: payments received from the gateways that must go back."""
+"""`flask payments refunds` (money that must go back) and `flask payments reconcile` (对账)."""
 
 from __future__ import annotations
 
 import logging
+from datetime import date
 
 import click
+from flask import current_app
 from flask.cli import AppGroup
 from sqlalchemy import select
 
+from gzsb.bootstrap import engine
 from gzsb.extensions import db
 from gzsb.models import Application, Payment
+from gzsb.payments import settle
 
 log = logging.getLogger(__name__)
 group = AppGroup("payments", help="Payments received from the gateways.")
@@ -33,3 +37,21 @@ def payments_refunds(show_all: bool) -> None:
             f"{payment.gateway}/{payment.trade_no} {yuan} {payment.currency}: {payment.reason}"
         )
     click.echo(f"{len(rows)} payment(s) to refund" if not show_all else f"{len(rows)} payment(s)")
+
+
+@group.command("reconcile")
+@click.option("--date", "day", required=True, help="The Beijing day of the statement, YYYY-MM-DD.")
+@click.option("--apply", "apply", is_flag=True, help="Fetch and apply payments the gateway has and we lack.")
+def payments_reconcile(day: str, apply: bool) -> None:
+    """Compare our payments with each gateway's daily statement (对账单); exit 1 on differences."""
+    try:
+        wanted = date.fromisoformat(day)
+    except ValueError:
+        raise click.BadParameter("YYYY-MM-DD", param_hint="--date") from None
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    found = settle.reconcile(app, db.session, engine(), wanted, apply=apply, now=app.extensions["gzsb.clock"]())
+    for diff in found:
+        click.echo(f"{diff.gateway} {diff.kind} order {diff.order_number} trade {diff.trade_no}: {diff.detail}")
+    click.echo(f"{len(found)} difference(s) on {wanted}" + (" (missing payments applied)" if apply and found else ""))
+    if found and not apply:
+        raise SystemExit(1)

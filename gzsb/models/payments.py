@@ -47,6 +47,13 @@ class PaymentOrder(db.Model):
     gateway: Mapped[str] = mapped_column(String(32), default="")
     trade_no: Mapped[str] = mapped_column(String(64), default="")
     channel: Mapped[str] = mapped_column(String(20), default="")
+    # The payment in flight (issue 15): the gateway and channel the payer was sent to, and
+    # when; a second payment is refused while that gateway order may still take money.
+    started_gateway: Mapped[str] = mapped_column(String(32), default="")
+    started_channel: Mapped[str] = mapped_column(String(20), default="")
+    started_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True), nullable=True)
+    # When the gateway confirmed it closed its order (expiry, or a change of channel).
+    gateway_closed_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True), nullable=True)
 
 
 class Payment(db.Model):
@@ -69,6 +76,12 @@ class Payment(db.Model):
     paid_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True), nullable=True)
     received_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow)
     settled_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True), nullable=True)
+    # The automatic refund of a refund_pending payment: its idempotent number at the gateway,
+    # "" / pending / success / failed, and the gateway's last word.
+    refund_no: Mapped[str] = mapped_column(String(64), default="")
+    refund_status: Mapped[str] = mapped_column(String(16), default="")
+    refund_error: Mapped[str] = mapped_column(Text, default="")
+    refunded_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True), nullable=True)
 
 
 class PaymentNotification(db.Model):
@@ -76,7 +89,10 @@ class PaymentNotification(db.Model):
     bad signature only go to the security log: their content cannot be trusted)."""
 
     __tablename__ = "payment_notifications"
-    __table_args__ = (Index("ix_payment_notifications_trade", "gateway", "trade_no"),)
+    __table_args__ = (
+        Index("ix_payment_notifications_trade", "gateway", "trade_no"),
+        Index("ix_payment_notifications_notify_id", "gateway", "notify_id"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     gateway: Mapped[str] = mapped_column(String(32))
     trade_no: Mapped[str] = mapped_column(String(64))
@@ -112,3 +128,7 @@ class SandboxTrade(db.Model):
     notify_attempts: Mapped[int] = mapped_column(default=0)
     notify_acked_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True), nullable=True)
     last_notify_result: Mapped[str] = mapped_column(String(200), default="")
+    # A refund by the merchant (one per trade here: the whole amount, idempotent by number).
+    refund_no: Mapped[str] = mapped_column(String(64), default="")
+    refunded_fen: Mapped[int] = mapped_column(default=0)
+    refunded_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True), nullable=True)

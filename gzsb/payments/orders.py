@@ -15,7 +15,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from gzsb.common.beijing import as_utc
-from gzsb.models import OrderStatus, Payment, PaymentOrder
+from gzsb.models import OrderStatus, Outbox, Payment, PaymentOrder
+from gzsb.worker.outbox import PAYMENT_CLOSE
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,15 @@ def expire(session: Session, application_id: int, now: datetime) -> PaymentOrder
     if order is None or order.status != OrderStatus.OPEN:
         return None
     order.status, order.closed_at = OrderStatus.EXPIRED, now
+    if order.started_channel:
+        # The gateway's order must stop taking money too: the worker closes it after commit.
+        session.add(
+            Outbox(
+                kind=PAYMENT_CLOSE,
+                application_id=application_id,
+                payload={"order": order.number, "channel": order.started_channel},
+            )
+        )
     session.flush()
     log.info("order %s expired unpaid", order.number)
     return order

@@ -29,9 +29,9 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from gzsb.adapters import payments_alipay, payments_sandbox, payments_wechat  # noqa: F401 - they register
 from gzsb.adapters.payments import (
     BadNotification,
-    GatewayError,
     Notification,
     PaymentRequest,
     gateway,
@@ -42,6 +42,7 @@ from gzsb.errors import ConflictError, GuardRefused, InvalidInput, NotFound
 from gzsb.models import Application, OrderStatus, Payment, PaymentNotification, PaymentOrder
 from gzsb.payments import orders
 from gzsb.payments.names import ORDER_OPEN, PAYMENT_SUCCEEDED
+from gzsb.worker import outbox
 from gzsb.workflow.engine import Actor, Engine
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,14 @@ def payable(session: Session, order: PaymentOrder, now: datetime) -> str | None:
 
 
 def start_payment(
-    app: Any, session: Session, order: PaymentOrder, channel: str, notify_url: str, return_url: str, now: datetime
+    app: Any,
+    session: Session,
+    order: PaymentOrder,
+    channel: str,
+    notify_url: str,
+    return_url: str,
+    now: datetime,
+    client_ip: str = "",
 ) -> str:
     """The URL of the chosen gateway's cashier for this order."""
     if channel not in channels(app.config):
@@ -110,6 +118,7 @@ def start_payment(
             notify_url=notify_url,
             return_url=return_url,
             expires_at=as_utc(order.deadline),
+            client_ip=client_ip,
         )
     )
     log.info("order %s: payment started with %s (%s)", order.number, gw.name, channel)
@@ -126,13 +135,18 @@ def expired_orders(session: Session, application_id: int) -> list[dict[str, Any]
 
 
 def refunds(session: Session, application_id: int) -> list[Payment]:
+    """Money being sent back, or sent back, to this applicant (the payment pages show it)."""
     return list(
         session.scalars(
             select(Payment)
-            .where(Payment.application_id == application_id, Payment.status == "refund_pending")
+            .where(Payment.application_id == application_id, Payment.status.in_(("refund_pending", "refunded")))
             .order_by(Payment.id)
         )
     )
+
+
+def payments_of(session: Session, order_number: str) -> list[Payment]:
+    return list(session.scalars(select(Payment).where(Payment.order_number == order_number).order_by(Payment.id)))
 
 
 @dataclass(frozen=True)
@@ -143,26 +157,21 @@ class Result:
     order: PaymentOrder
 
 
-def result(app: Any, session: Session, order: PaymentOrder, channel: str) -> Result:
-    """Our own records first; while they say unpaid, ask the gateway (its notify may be on
-    the way): paid there means 支付处理中, never 支付成功 — only a verified notify pays."""
+def local_result(session: Session, order: PaymentOrder, channel: str, gateway_says_paid: bool = False) -> Result:
+    """Our own records only (the polling endpoint's answer). A payment made with this channel
+    that is being sent back says 退款, even when the order was paid the other way."""
+    session.refresh(order)
+    mine = select(Payment.status).where(Payment.order_number == order.number)
+    if channel:
+        mine = mine.where(Payment.channel == channel)
+    statuses = set(session.scalars(mine))
+    if statuses & {"refund_pending", "refunded"} and "paid" not in statuses:
+        return Result("refund", order)
     if order.status == OrderStatus.PAID:
         return Result("paid", order)
-    if session.scalars(
-        select(Payment.id).where(Payment.order_number == order.number, Payment.status == "refund_pending")
-    ).first():
-        return Result("refund", order)
     if order.status == OrderStatus.EXPIRED:
         return Result("expired", order)
-    if channel in channels(app.config):
-        try:
-            status = gateway_for_channel(channel, app).query(order.number, channel)
-        except GatewayError as exc:
-            log.warning("order %s: gateway query failed: %s", order.number, exc)
-            return Result("processing", order)
-        if status is not None and status.paid:
-            return Result("processing", order)
-    return Result("unpaid", order)
+    return Result("processing" if gateway_says_paid else "unpaid", order)
 
 
 # -- notifies -------------------------------------------------------------------------------------
@@ -180,21 +189,60 @@ def configured_gateways(config: Any) -> set[str]:
 
 
 def handle_notify(
-    app: Any, session: Session, eng: Engine, gateway_name: str, params: dict[str, str], now: datetime, source: str = ""
+    app: Any,
+    session: Session,
+    eng: Engine,
+    gateway_name: str,
+    params: dict[str, str],
+    now: datetime,
+    source: str = "",
+    headers: dict[str, str] | None = None,
+    body: str = "",
 ) -> NotifyOutcome:
+    """Verify and apply one notify. Makes no network call: refunds and gateway closes it
+    decides on go into the outbox, for the worker."""
     config = app.config
     if gateway_name not in configured_gateways(config):
         security_log.warning("payment notify for unknown gateway %r from %s refused", gateway_name, source)
         return NotifyOutcome(False, "rejected: unknown gateway", "fail")
     gw = gateway(gateway_name, app)
     try:
-        notification = gw.verify_notify(params)
+        notification = gw.verify_notify(params, headers, body)
     except BadNotification as exc:
         security_log.warning("payment notify from %s (%s) refused: %s", source, gateway_name, exc)
         return NotifyOutcome(False, "rejected: signature", gw.failure_reply)
+    if notification.notify_id and _seen(session, notification):
+        # A gateway's repeat (Alipay: the same notify_id for ~25 h) or a replay: acknowledged,
+        # nothing changes.
+        log.info("payment notify %s/%s seen before", gateway_name, notification.notify_id[:64])
+        _note(session, notification, "duplicate")
+        session.commit()
+        return NotifyOutcome(True, "duplicate", gw.success_reply)
+    return apply_notification(app, session, eng, gw, notification, now, source)
 
+
+def _seen(session: Session, n: Notification) -> bool:
+    return (
+        session.scalars(
+            select(PaymentNotification.id).where(
+                PaymentNotification.gateway == n.gateway,
+                PaymentNotification.notify_id == n.notify_id[:64],
+                PaymentNotification.outcome.in_(("paid", "duplicate", "refund_pending", "ignored")),
+            )
+        ).first()
+        is not None
+    )
+
+
+def apply_notification(
+    app: Any, session: Session, eng: Engine, gw: Any, notification: Notification, now: datetime, source: str = ""
+) -> NotifyOutcome:
+    """A verified notify, or a verified query answer that says paid: match it, record the
+    money once, pay the order or keep the money for an automatic refund."""
+    config = app.config
+    gateway_name = gw.name
     order = session.scalars(select(PaymentOrder).where(PaymentOrder.number == notification.order_number)).first()
-    problem = _mismatch(notification, order, config)
+    problem = _mismatch(notification, order, config, gw.merchant_id)
     if problem is not None:
         security_log.warning(
             "payment notify from %s (%s, trade %s, order %s) refused: %s",
@@ -222,8 +270,8 @@ def handle_notify(
     return NotifyOutcome(True, outcome, gw.success_reply)
 
 
-def _mismatch(n: Notification, order: PaymentOrder | None, config: Any) -> str | None:
-    if n.merchant_id != config["PAYMENT_MERCHANT_ID"]:
+def _mismatch(n: Notification, order: PaymentOrder | None, config: Any, merchant_id: str) -> str | None:
+    if n.merchant_id != merchant_id:
         return f"merchant {n.merchant_id!r} is not ours"
     if n.currency != config["PAYMENT_CURRENCY"]:
         return f"currency {n.currency!r} is not {config['PAYMENT_CURRENCY']}"
@@ -328,6 +376,11 @@ def _refund_reason(order: PaymentOrder, n: Notification) -> str | None:
 def _refund(session: Session, n: Notification, reason: str, now: datetime) -> str:
     if _settle(session, n, "refund_pending", reason, now):
         log.warning("order %s: payment %s/%s recorded for refund: %s", n.order_number, n.gateway, n.trade_no, reason)
+        found = _payment(session, n.gateway, n.trade_no)
+        if found is not None:
+            # The refund itself is the worker's (a gateway call); the tick picks the job up.
+            outbox.add(session, outbox.PAYMENT_REFUND, found.application_id, payment_id=found.id)
+            session.commit()
     return "refund_pending"
 
 

@@ -14,17 +14,27 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, redirect, render_template, request, url_for
 
 from gzsb.accounts.session import current_account, login_required
-from gzsb.adapters.payments import CHANNEL_NAMES, Sandbox, yuan_text
+from gzsb.adapters.payments import gateway, yuan_text
+from gzsb.adapters.payments_sandbox_server import CHANNEL_NAMES, Sandbox
 from gzsb.bootstrap import engine
 from gzsb.common.beijing import beijing_text
 from gzsb.errors import NotFound
 from gzsb.extensions import csrf, db
 from gzsb.models import Application, Payment
 from gzsb.payments import service as payments
+from gzsb.payments import settle
 from gzsb.worker import tasks as jobs
 
 bp = Blueprint("payments", __name__)
 sandbox = Blueprint("sandbox", __name__, url_prefix="/sandbox")
+
+
+@bp.record_once
+def gateways_configured(state: Any) -> None:
+    """Build every configured gateway at start-up: a missing key file or setting of a real
+    gateway stops the app here, not at a student's first payment."""
+    for name in sorted(payments.configured_gateways(state.app.config)):
+        gateway(name, state.app)
 
 
 def _now() -> Any:
@@ -71,7 +81,11 @@ def choose_channel(number: str) -> Any:
     order = _my_order(number)
     blocked = payments.payable(db.session, order, _now())
     return render_template(
-        "payments/channels.html", order=order, channels=payments.channels(current_app.config), blocked=blocked
+        "payments/channels.html",
+        order=order,
+        channels=payments.channels(current_app.config),
+        blocked=blocked,
+        in_flight=payments.CHANNELS.get(order.started_channel, ""),
     )
 
 
@@ -84,7 +98,11 @@ def pay(number: str) -> Any:
     gateway_name = config["PAYMENT_CHANNELS"].get(channel, "")
     notify_url = config["PAYMENT_NOTIFY_BASE_URL"].rstrip("/") + url_for("payments.notify", gateway=gateway_name)
     return_url = url_for("payments.result", number=order.number, channel=channel, _external=True)
-    url = payments.start_payment(current_app, db.session, order, channel, notify_url, return_url, _now())
+    urls = (notify_url, return_url)
+    url = settle.begin(current_app, db.session, engine(), order, channel, urls, _now(), request.remote_addr or "")
+    # No notify within the recheck time: the worker asks the gateway itself.
+    item = settle.add_check(db.session, order, channel)
+    jobs.schedule_payment_job(item.id, config["PAYMENT_RECHECK_SECONDS"])
     return redirect(url, code=303)
 
 
@@ -92,17 +110,52 @@ def pay(number: str) -> Any:
 @login_required("student")
 def result(number: str) -> Any:
     order = _my_order(number)
-    outcome = payments.result(current_app, db.session, order, request.args.get("channel", ""))
-    return render_template("payments/result.html", result=outcome, order=order)
+    channel = request.args.get("channel", "")
+    outcome = settle.result(current_app, db.session, engine(), order, channel, _now())
+    return render_template(
+        "payments/result.html",
+        result=outcome,
+        order=order,
+        channel=channel,
+        payments_of_order=payments.payments_of(db.session, order.number),
+        poll_ms=current_app.config["PAYMENT_POLL_MS"],
+    )
+
+
+@bp.post("/payment/orders/<number>/refresh")
+@login_required("student")
+def refresh(number: str) -> Any:
+    """【我已支付，刷新状态】: ask the gateway now, then show the result."""
+    order = _my_order(number)
+    channel = request.form.get("channel", "")
+    return redirect(url_for("payments.result", number=order.number, channel=channel), code=303)
+
+
+@bp.get("/api/payment/orders/<number>/status")
+@login_required("student")
+def status(number: str) -> Any:
+    """What the result page polls: our own records only (cheap; the worker asks the gateway)."""
+    order = _my_order(number)
+    outcome = payments.local_result(db.session, order, request.args.get("channel", ""))
+    return jsonify({"status": outcome.status, "order": order.number})
 
 
 @bp.post("/payment/notify/<gateway>")
 @csrf.exempt
 def notify(gateway: str) -> Any:
     outcome = payments.handle_notify(
-        current_app, db.session, engine(), gateway, request.form.to_dict(), _now(), source=request.remote_addr or ""
+        current_app,
+        db.session,
+        engine(),
+        gateway,
+        request.form.to_dict(),
+        _now(),
+        source=request.remote_addr or "",
+        headers=dict(request.headers),
+        body=request.get_data(as_text=True, cache=True),
     )
-    return Response(outcome.reply, status=200 if outcome.accepted else 400, mimetype="text/plain")
+    mimetype = "application/json" if outcome.reply.startswith("{") else "text/plain"
+    return Response(outcome.reply, status=200 if outcome.accepted else 400, mimetype=mimetype)
 
 
 # -- the sandbox gateway's own pages (on a real gateway: its servers) ---------------------------
@@ -157,6 +210,24 @@ def cashier_cancel(trade_no: str) -> Any:
 @csrf.exempt
 def api_query() -> Any:
     return jsonify(_sandbox().query(request.form.to_dict()))
+
+
+@sandbox.post("/api/close")
+@csrf.exempt
+def api_close() -> Any:
+    return jsonify(_sandbox().close(request.form.to_dict()))
+
+
+@sandbox.post("/api/refund")
+@csrf.exempt
+def api_refund() -> Any:
+    return jsonify(_sandbox().refund(request.form.to_dict()))
+
+
+@sandbox.post("/api/statement")
+@csrf.exempt
+def api_statement() -> Any:
+    return jsonify(_sandbox().statement(request.form.to_dict()))
 
 
 bp.register_blueprint(sandbox)

@@ -26,7 +26,12 @@ log = logging.getLogger(__name__)
 RENDER_FORM = "render_form"
 SANDBOX_NOTIFY = "sandbox_notify"
 FLOW_JOB = "flow_job"  # an impact report or migration over a large fleet (gzsb.admin.flow_jobs)
-KINDS = (RENDER_FORM, SANDBOX_NOTIFY, FLOW_JOB)
+# Issue 15: ask the gateway about an order with no notify yet, send a double or late payment
+# back, close the gateway's order of an expired one.
+PAYMENT_CHECK = "payment_check"
+PAYMENT_REFUND = "payment_refund"
+PAYMENT_CLOSE = "payment_close"
+KINDS = (RENDER_FORM, SANDBOX_NOTIFY, FLOW_JOB, PAYMENT_CHECK, PAYMENT_REFUND, PAYMENT_CLOSE)
 # Longer than any run of one job (the PDF's hard timeout, one notify POST).
 LEASE = timedelta(minutes=5)
 # A job queued this many times without finishing is left for a human (its last_error says why).

@@ -229,7 +229,8 @@ def form_sweep() -> int:
 def sandbox_notify(outbox_id: int, token: int) -> int | None:
     """POST the signed notify of a paid sandbox trade; schedule the next send (a retry while
     we do not answer ``success``, then one repeat) as the sandbox's schedule says."""
-    from gzsb.adapters.payments import Sandbox, transport
+    from gzsb.adapters.payments import transport
+    from gzsb.adapters.payments_sandbox_server import Sandbox
     from gzsb.extensions import db
 
     app = flask_app()
@@ -308,10 +309,60 @@ def enqueue_flow_job(job_id: int) -> None:
         _run_flow_job(item.id, token)
 
 
+@huey.task()
+def payment_job(outbox_id: int, token: int) -> int | None:
+    """A payments outbox job (issue 15): ask the gateway about an order, refund a double or
+    late payment, close an expired order at the gateway. Runs again after the delay it asks
+    for; a gateway failure keeps the lease, and the tick queues it again when it ends."""
+    from gzsb.bootstrap import engine
+    from gzsb.extensions import db
+    from gzsb.payments.settle import run_job
+
+    app = flask_app()
+    with app.app_context():
+        now = app.extensions["gzsb.clock"]()
+        item = outbox.start(db.session, outbox_id, token)
+        if item is None:
+            return None
+        try:
+            delay = run_job(app, db.session, engine(), item.kind, dict(item.payload), now)
+        except Exception as exc:
+            db.session.rollback()
+            outbox.fail(db.session, item, f"{type(exc).__name__}: {exc}")
+            raise
+        if delay is None:
+            outbox.finish(db.session, item, now)
+            return None
+        following = outbox.later(db.session, item, now, delay, round=int(item.payload.get("round", 0)) + 1)
+    if app.config.get("HUEY_IMMEDIATE"):
+        return delay  # tests run the next round themselves
+    payment_job.schedule(args=(outbox_id, following), delay=delay)
+    return delay
+
+
+def schedule_payment_job(outbox_id: int, delay: float) -> None:
+    """Queue a payments job to run after ``delay`` seconds (the tick is the safety net)."""
+    from flask import current_app
+
+    from gzsb.extensions import db
+    from gzsb.models import Outbox
+
+    if current_app.config.get("HUEY_IMMEDIATE"):
+        return  # tests run it through the tick's redispatch, on their own clock
+    item = db.session.get(Outbox, outbox_id)
+    token = outbox.claim(db.session, item, current_app.extensions["gzsb.clock"]()) if item is not None else None
+    if token is None:
+        return
+    payment_job.schedule(args=(outbox_id, token), delay=delay)
+
+
 OUTBOX_TASKS = {
     outbox.RENDER_FORM: render_registration_form,
     outbox.SANDBOX_NOTIFY: sandbox_notify,
     outbox.FLOW_JOB: flow_job,
+    outbox.PAYMENT_CHECK: payment_job,
+    outbox.PAYMENT_REFUND: payment_job,
+    outbox.PAYMENT_CLOSE: payment_job,
 }
 
 

@@ -15,14 +15,13 @@ from gzsb.adapters import payments as pay
 from gzsb.adapters.payments import (
     BadNotification,
     PaymentRequest,
-    Sandbox,
-    SandboxError,
     gateway,
     parse_yuan,
     sign,
     signature_ok,
     signed,
 )
+from gzsb.adapters.payments_sandbox_server import Sandbox, SandboxError
 from gzsb.errors import ConfigurationError, ConflictError
 from gzsb.extensions import db
 from gzsb.models import SandboxTrade

@@ -118,7 +118,10 @@ def test_expiry_by_the_timer_then_a_late_payment_is_kept_for_refund(pg_app: Flas
     for _ in range(3):  # the gateway's retries of the same notify
         response = client.post("/payment/notify/sandbox", data=paid_in_time)
         assert (response.status_code, response.text) == (200, "success")
-    assert snapshot(who)[:6] == before[:6]  # state, version, history and outbox untouched
+    assert snapshot(who)[:5] == before[:5]  # state, version and history untouched
+    # One outbox job only, however many retries: the automatic refund (issue 15).
+    assert snapshot(who)[5] == before[5] + 1
+    assert db.session.scalars(select(Outbox.kind).order_by(Outbox.id.desc())).first() == "payment_refund"
     (payment,) = db.session.scalars(select(Payment)).all()
     assert (payment.status, payment.order_number, payment.amount_fen) == ("refund_pending", order.number, 16000)
     # The student can order again and pay the new order normally.

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from gzsb.adapters.payments import signed, time_text, yuan_text
 from gzsb.bootstrap import engine
 from gzsb.common.beijing import as_utc
-from gzsb.errors import ConflictError, InvalidInput
+from gzsb.errors import ConflictError, GuardRefused, InvalidInput
 from gzsb.extensions import db
 from gzsb.models import Application, HistoryEvent, Outbox, Payment, PaymentNotification, PaymentOrder
 from gzsb.payments import service as payments
@@ -222,7 +222,10 @@ def test_a_payment_arriving_after_expiry_is_recorded_for_refund(app, clock, orde
     before = snapshot(ordered)
     outcome = handle(app, clock, params)
     assert (outcome.accepted, outcome.outcome) == (True, "refund_pending")
-    assert snapshot(ordered)[:6] == before[:6]  # no state change, no history, no SMS
+    assert snapshot(ordered)[:5] == before[:5]  # no state change, no history
+    # The only side effect: the worker's automatic refund job (no SMS until it is refunded).
+    jobs = db.session.scalars(select(Outbox.kind).where(Outbox.id > 0).order_by(Outbox.id.desc())).first()
+    assert snapshot(ordered)[5] == before[5] + 1 and jobs == "payment_refund"
     (payment,) = db.session.scalars(select(Payment)).all()
     assert (payment.status, payment.order_number, payment.amount_fen) == ("refund_pending", order.number, 16000)
     assert "过期" in payment.reason or "期限" in payment.reason
@@ -286,4 +289,14 @@ def test_a_step_without_services_fails_with_a_clear_error(app, clock, make_appli
     with pytest.raises(ConfigurationError, match="needs services"):
         bare.fire(who.application_id, "create_order", who.actor, {})
     assert db.session.get(Application, who.application_id).state == "identity_verified"
+    assert db.session.scalar(select(func.count()).select_from(PaymentOrder)) == 0
+
+
+def test_the_order_is_opened_only_inside_the_registration_window(app, clock, make_applicant) -> None:
+    who = make_applicant()
+    to_verified(who)
+    clock.now = clock.now.replace(year=2027, month=1, day=13)  # after windows.registration.closes
+    with pytest.raises(GuardRefused) as refused:
+        engine().fire(who.application_id, "create_order", who.actor, {})
+    assert "报名时间已截止" in str(refused.value.public_message or refused.value)
     assert db.session.scalar(select(func.count()).select_from(PaymentOrder)) == 0

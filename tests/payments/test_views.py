@@ -15,6 +15,7 @@ from gzsb.adapters import payments as adapters
 from gzsb.adapters.payments import WsgiTransport, signed, time_text, yuan_text
 from gzsb.extensions import db
 from gzsb.models import Application, HistoryEvent, PaymentOrder, SandboxTrade
+from gzsb.worker import outbox
 from gzsb.worker import tasks as jobs
 from tests.enrollment.test_views import TOKEN, login
 from tests.payments.test_service import to_order, to_verified
@@ -136,7 +137,18 @@ class Lossy:
         return self.inner.post(url, data, timeout)
 
 
-def test_result_says_processing_until_the_retried_notify_arrives(app, clock, make_applicant, queue) -> None:
+class Down(Lossy):
+    """Notifies lost, and the gateway's query API unreachable too (until ``up``)."""
+
+    up = False
+
+    def post(self, url, data, timeout):
+        if "/sandbox/api/" in url and not Down.up:
+            raise ConnectionError("gateway unreachable")
+        return super().post(url, data, timeout)
+
+
+def test_lost_notify_the_query_on_return_pays_the_order(app, clock, make_applicant, queue) -> None:
     who = make_applicant()
     to_order(who)
     client = app.test_client()
@@ -147,16 +159,42 @@ def test_result_says_processing_until_the_retried_notify_arrives(app, clock, mak
     try:
         cashier_path = to_cashier(client, number)
         confirmed = client.post(f"{cashier_path}/confirm", data={"csrf_token": token(client.get(cashier_path).text)})
-        assert state_of(who) == "payment_pending"
-        processing = client.get(confirmed.location).text
-        assert "支付处理中" in processing and "请勿重复支付" in processing
+        assert state_of(who) == "payment_pending"  # no notify came
+        page = client.get(confirmed.location).text  # the signed query answer is as good as one
+        assert "支付成功" in page and state_of(who) == "approved"
     finally:
         app.config["PAYMENT_SANDBOX_TRANSPORT"] = "wsgi"
         del adapters.TRANSPORTS["lossy"]
-    # The network is back: the scheduled retry delivers it.
-    run_scheduled(queue)
-    assert state_of(who) == "approved"
-    assert "支付成功" in client.get(confirmed.location).text
+
+
+def test_lost_notify_the_worker_asks_and_the_polled_page_turns_paid(app, clock, make_applicant, queue) -> None:
+    who = make_applicant()
+    to_order(who)
+    client = app.test_client()
+    login(client, who)
+    number = order_number(who)
+    adapters.TRANSPORTS["down"] = Down
+    app.config["PAYMENT_SANDBOX_TRANSPORT"] = "down"
+    app.config["PAYMENT_SANDBOX_URL"] = "http://localhost"  # queries travel by the transport too
+    Down.up = True
+    try:
+        cashier_path = to_cashier(client, number)
+        confirmed = client.post(f"{cashier_path}/confirm", data={"csrf_token": token(client.get(cashier_path).text)})
+        Down.up = False
+        page = client.get(confirmed.location).text
+        assert "支付处理中" in page and "我已支付，刷新状态" in page and "data-poll-url" in page
+        poll = re.search(r'data-poll-url="([^"]+)"', page).group(1).replace("&amp;", "&")
+        assert client.get(poll).json["status"] == "processing" or client.get(poll).json["status"] == "unpaid"
+        Down.up = True
+        # The worker's check job (queued by 确认支付's page) runs within the recheck time.
+        clock.advance(seconds=app.config["PAYMENT_RECHECK_SECONDS"])
+        assert outbox.redispatch(db.session, jobs.enqueue_outbox, clock.now) >= 1
+        assert state_of(who) == "approved"
+        assert client.get(poll).json["status"] == "paid"  # the page reloads itself on this
+    finally:
+        app.config["PAYMENT_SANDBOX_TRANSPORT"] = "wsgi"
+        app.config["PAYMENT_SANDBOX_URL"] = ""
+        del adapters.TRANSPORTS["down"]
 
 
 def test_cancel_at_the_cashier_shows_not_paid_with_a_way_back(app, make_applicant, queue) -> None:
