@@ -57,6 +57,7 @@ AREA_EXTRAS = {
         "orders": "the order record (payment_orders), the one copy every page and step reads",
     },
     "audit": {
+        "fleet": "streaming every history through the replay, in one process or a pool over id ranges",
         "console": "what the auditor console shows, kept apart from the verify/export service",
         "dossier": "one application in the auditor console: find, timeline, diagram, what-if table",
         "log": "the transparency log in the database: sequencer, checkpoints, witness round",
