@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -97,12 +98,13 @@ class FleetCheck:
             self._filled = bytearray(self.log_size)
         if whole and self.jobs > 1 and can_fork(self.session.get_bind()):
             for part in pooled(self.session, self.redactor, self.jobs, self.range_ids):
-                for index, seq, owner, start in zip(
-                    part.indexes, part.seqs, part.owners, range(0, len(part.leaves), HASH_SIZE), strict=True
-                ):
-                    self._note_leaf(
-                        part.verdicts[owner].application, index, seq, part.leaves[start : start + HASH_SIZE]
-                    )
+                if not self._note_run(part.indexes, part.leaves):
+                    for index, seq, owner, start in zip(
+                        part.indexes, part.seqs, part.owners, range(0, len(part.leaves), HASH_SIZE), strict=True
+                    ):
+                        self._note_leaf(
+                            part.verdicts[owner].application, index, seq, part.leaves[start : start + HASH_SIZE]
+                        )
                 self.unlogged += part.unlogged
                 for verdict in part.verdicts:
                     self._count(verdict)
@@ -125,6 +127,21 @@ class FleetCheck:
             self.failed += 1
             if len(self.failures) < self.failures_kept:
                 self.failures.append(verdict.describe())
+
+    def _note_run(self, indexes: array, leaves: bytearray) -> bool:
+        """All of a task's leaves at once when their indexes are one unclaimed run below the log's
+        size (events logged in application order); False: note them one by one."""
+        count = len(indexes)
+        if not count:
+            return True
+        first = indexes[0]
+        if first + count > self.log_size or indexes != array("q", range(first, first + count)):
+            return False
+        if self._filled.count(1, first, first + count):
+            return False  # some index is claimed twice: the one-by-one path names it
+        self._filled[first : first + count] = b"\x01" * count
+        self._leaves[first * HASH_SIZE : (first + count) * HASH_SIZE] = leaves
+        return True
 
     def _note_leaf(self, uid: str, index: int, seq: int, leaf: bytes | bytearray) -> None:
         if index >= self.log_size:
