@@ -2,13 +2,16 @@
 transparency log against a signed checkpoint) against a bare ``transitions`` machine
 replaying the same event stream, and the memory high-water of a verify run.
 
-``python -m bench.audit --rate N`` builds (or reuses) the data set of N applications,
-integrates and checkpoints its log once, then times one verify and one bare pass."""
+``python -m bench.audit --rate N [--reps R] [--jobs J]`` builds (or reuses) the data set of N
+applications, integrates and checkpoints its log once, then times R verify passes (with J
+processes, default 1) and R bare passes, interleaved. Wall and CPU time are both reported: the
+CPU time is this process's (with J > 1 the children's CPU time is not in it)."""
 
 from __future__ import annotations
 
 import itertools
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -22,8 +25,9 @@ from sqlalchemy import select
 from transitions import Machine
 
 from bench.common import Clock, make_app
+from gzsb.audit.fleet import BATCH
 from gzsb.audit.log import LogConfig, checkpoint
-from gzsb.audit.service import BATCH, FleetCheck, LogPolicy, default_redactor
+from gzsb.audit.service import FleetCheck, LogPolicy, default_redactor
 from gzsb.config import ROOT
 from gzsb.extensions import db
 from gzsb.models import FlowVersion, HistoryEvent
@@ -38,10 +42,15 @@ class Pass:
     events: int
     seconds: float
     failures: int
+    cpu_seconds: float = 0.0  # this process's CPU time: steadier than wall time on a shared machine
 
     @property
     def rate(self) -> float:
         return self.events / self.seconds
+
+    @property
+    def cpu_rate(self) -> float:
+        return self.events / self.cpu_seconds if self.cpu_seconds else 0.0
 
 
 def ensure_log(path: Path) -> tuple[int, float]:
@@ -57,30 +66,30 @@ def ensure_log(path: Path) -> tuple[int, float]:
     return row.size, seconds
 
 
-def verify_all(session: Any) -> Iterator[Any]:
+def verify_all(session: Any, jobs: int = 1) -> Iterator[Any]:
     """Every check ``flask audit verify`` makes, the log's included; log problems count as a failure."""
     signer = Signer.parse(current_app.config["LOG_SIGNING_KEY"])
-    check = FleetCheck(session, default_redactor(), LogPolicy(signer.verifier(), signer.name))
+    check = FleetCheck(session, default_redactor(), LogPolicy(signer.verifier(), signer.name), jobs=jobs)
     yield from check.verdicts()
     if check.problems or check.checkpoint is None:
         raise SystemExit(f"log problems: {check.problems or 'no checkpoint'}")
 
 
-def time_verify(path: Path) -> Pass:
-    """One full verify pass over every application of the data set."""
+def time_verify(path: Path, jobs: int = 1) -> Pass:
+    """One full verify pass over every application of the data set (``jobs`` processes)."""
     ensure_log(path)
     app = make_app(path, Clock(), fresh=False)
     with app.app_context():
         applications = events = failures = 0
-        started = time.perf_counter()
-        for verdict in verify_all(db.session):
+        started, cpu = time.perf_counter(), time.process_time()
+        for verdict in verify_all(db.session, jobs):
             applications += 1
             events += verdict.events
             failures += not verdict.ok
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         db.session.remove()
         db.engine.dispose()
-    return Pass(applications, events, seconds, failures)
+    return Pass(applications, events, seconds, failures, cpu)
 
 
 class _Model:
@@ -121,7 +130,7 @@ def time_bare(path: Path, *, machine_too: bool = True) -> Pass:
         machine, model = bare_machine(flow)
         initial = flow.initial
         applications = events = failures = 0
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         with db.engine.connect() as conn:
             rows = conn.execution_options(yield_per=BATCH).execute(EVENT_QUERY)
             for _app_id, group in itertools.groupby(rows, key=lambda r: r[0]):
@@ -138,10 +147,10 @@ def time_bare(path: Path, *, machine_too: bool = True) -> Pass:
                 applications += 1
                 # The recorded destination must be where the bare machine went.
                 failures += model.state != last
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         db.session.remove()
         db.engine.dispose()
-    return Pass(applications, events, seconds, failures)
+    return Pass(applications, events, seconds, failures, cpu)
 
 
 # -- memory: one child process per data set, so the numbers are comparable ---------------
@@ -223,12 +232,25 @@ if __name__ == "__main__":
     if arguments[:1] == ["--rate"]:
         from bench import dataset
 
+        reps = int(arguments[arguments.index("--reps") + 1]) if "--reps" in arguments else 1
+        jobs = int(arguments[arguments.index("--jobs") + 1]) if "--jobs" in arguments else 1
         data = dataset.ensure(int(arguments[1]))
         size, took = ensure_log(data)
         print(f"log: {size:,} leaves integrated and checkpointed in {took:.1f}s (first run only)")
-        full, bare = time_verify(data), time_bare(data)
-        print(f"verify: {full.events:,} events in {full.seconds:.2f}s = {full.rate:,.0f}/s ({full.failures} failed)")
-        print(f"bare:   {bare.events:,} events in {bare.seconds:.2f}s = {bare.rate:,.0f}/s")
-        print(f"verify / bare = {full.rate / bare.rate:.0%}")
+        fulls, bares = [], []
+        for _ in range(reps):  # interleaved, so both kinds see the same neighbours
+            fulls.append(time_verify(data, jobs))
+            bares.append(time_bare(data))
+            full, bare = fulls[-1], bares[-1]
+            print(
+                f"verify: {full.events:,} events in {full.seconds:.2f}s = {full.rate:,.0f}/s "
+                f"(CPU {full.cpu_seconds:.2f}s, {full.failures} failed); "
+                f"bare: {bare.seconds:.2f}s = {bare.rate:,.0f}/s (CPU {bare.cpu_seconds:.2f}s); "
+                f"verify / bare = {full.rate / bare.rate:.0%} wall, {full.cpu_rate / bare.cpu_rate:.0%} CPU"
+            )
+        if reps > 1:
+            wall = statistics.median(f.rate for f in fulls) / statistics.median(b.rate for b in bares)
+            cpu = statistics.median(f.cpu_rate for f in fulls) / statistics.median(b.cpu_rate for b in bares)
+            print(f"medians of {reps} (verify with {jobs} process(es)): verify / bare = {wall:.0%} wall, {cpu:.0%} CPU")
     else:
         print(json.dumps(_child(Path(arguments[0]), "--tracemalloc" in arguments)))

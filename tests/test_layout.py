@@ -63,6 +63,7 @@ AREA_EXTRAS = {
         "settle": "gateway calls after the fact (query as notify, refunds, close, reconcile), never on the notify path",
     },
     "audit": {
+        "fleet": "streaming every history through the replay, in one process or a pool over id ranges",
         "console": "what the auditor console shows, kept apart from the verify/export service",
         "dossier": "one application in the auditor console: find, timeline, diagram, what-if table",
         "log": "the transparency log in the database: sequencer, checkpoints, witness round",

