@@ -111,6 +111,21 @@ class Located:
     box: tuple[int, int, int, int]  # left, top, right, bottom
     points: tuple[tuple[int, int], ...]
 
+    def to_dict(self) -> dict[str, Any]:
+        """As stored on the upload's row (JSON), for the face-match job in another process."""
+        return {"max_side": self.max_side, "box": list(self.box), "points": [list(p) for p in self.points]}
+
+    @classmethod
+    def from_dict(cls, found: Mapping[str, Any] | None) -> Located | None:
+        """Back from the row; None for a missing or malformed value (the match detects again)."""
+        try:
+            box = tuple(int(v) for v in found["box"])  # type: ignore[index]
+            points = tuple((int(x), int(y)) for x, y in found["points"])  # type: ignore[index]
+            located = cls(int(found["max_side"]), box, points)  # type: ignore[arg-type,index]
+        except (TypeError, KeyError, ValueError):
+            return None
+        return located if len(box) == 4 else None
+
 
 @dataclass(frozen=True)
 class Detection:

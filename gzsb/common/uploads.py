@@ -16,7 +16,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from flask import Response
 from sqlalchemy.orm import Session
@@ -37,6 +37,9 @@ class CleanImage:
     kind: str  # jpeg / png
     width: int
     height: int
+    # What the face detector found on exactly these bytes (a Located as a dict), kept on the
+    # upload's row so the face-match job reuses it instead of detecting again.
+    face: dict[str, Any] | None = None
 
     @property
     def mimetype(self) -> str:
@@ -80,6 +83,7 @@ def store_image(
         size=len(image.data),
         width=image.width,
         height=image.height,
+        face=image.face,
         delete_after=delete_after,
     )
     session.add(upload)

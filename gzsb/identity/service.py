@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC
 from typing import Any, BinaryIO
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gzsb.adapters.faces import MISMATCH, PASS, REVIEW, FaceMatcher, FaceProblem, QualityRules, first_problem
+from gzsb.adapters.faces import MISMATCH, PASS, REVIEW, FaceMatcher, FaceProblem, Located, QualityRules, first_problem
 from gzsb.adapters.storage import Storage
 from gzsb.common.uploads import CleanImage, ImageProblem, accept_image, read_upload, store_image
 from gzsb.errors import ConflictError, EventNotAvailable, GuardRefused, InvalidInput, NotFound
@@ -90,6 +90,8 @@ def check_image(stream: BinaryIO | bytes, kind: str, limits: UploadLimits, match
     problem = problem or first_problem(quality, limits.rules, width=image.width, height=image.height, portrait=portrait)
     if problem is not None:
         raise ImageProblem(f"{kind}: {problem.english}", problem.chinese)
+    if detection is not None and detection.located is not None:
+        return replace(image, face=detection.located.to_dict())
     return image
 
 
@@ -297,12 +299,15 @@ def run_face_job(
     item.payload = {**item.payload, "started_at": eng.clock().astimezone(UTC).isoformat()}
     session.commit()
     try:
-        _, photo = read_upload(session, storage, identity.get(PHOTO, ""), application_id=app_id)
-        _, id_card = read_upload(session, storage, identity.get(ID_CARD, ""), application_id=app_id)
+        photo_row, photo = read_upload(session, storage, identity.get(PHOTO, ""), application_id=app_id)
+        card_row, id_card = read_upload(session, storage, identity.get(ID_CARD, ""), application_id=app_id)
     except NotFound as exc:
         return _fail(eng, app_id, version, str(exc), UNREADABLE)
+    # The faces the upload checks found: the match cuts its chips from them (no second HOG pass).
+    found = {PHOTO: Located.from_dict(photo_row.face), ID_CARD: Located.from_dict(card_row.face)}
+    located = {kind: where for kind, where in found.items() if where is not None}
     try:
-        result = matcher.verify(photo, id_card)
+        result = matcher.verify(photo, id_card, located=located)
     except FaceProblem as exc:
         return _fail(eng, app_id, version, exc.english, exc.chinese)
     except Exception as exc:

@@ -4,6 +4,7 @@ requests, uploads, registration forms, face attempts."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import JSON, ForeignKey, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -92,6 +93,9 @@ class Upload(db.Model):
     created_at: Mapped[datetime] = mapped_column(db.DateTime(timezone=True), default=utcnow)
     delete_after: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True), nullable=True)
     deleted_at: Mapped[datetime | None] = mapped_column(db.DateTime(timezone=True), nullable=True)
+    # The one face the upload check found (box and landmarks on the detector's copy): the
+    # face-match job cuts its chip from it instead of running the detector a second time.
+    face: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 # --- registration forms ---

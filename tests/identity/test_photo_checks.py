@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from gzsb.adapters.faces import DeepFaceMatcher, FaceSettings, QualityRules
+from gzsb.adapters.faces import DeepFaceMatcher, FaceSettings, Located, QualityRules
 from gzsb.adapters.faces_quality import BAD_ASPECT, BLURRED, BUSY_BACKGROUND, TILTED, TURNED, laplacian_variance, pose
 from gzsb.common.uploads import ImageProblem
 from gzsb.config import ROOT, TestConfig
@@ -121,3 +121,17 @@ def test_config_rules_are_used(detector: DeepFaceMatcher, tmp_path: Path) -> Non
     with pytest.raises(ImageProblem) as caught:
         check_image(jpeg(obama()), PHOTO, strict, detector)
     assert caught.value.chinese == BLURRED[1]
+
+
+def test_a_passing_photo_carries_its_face_for_the_match(detector: DeepFaceMatcher) -> None:
+    """What the check found is kept with the image (and so on the upload's row): the match
+    cuts its chip from it, with the same distance as detecting again."""
+    photo = check_image((FACES / "obama.jpg").read_bytes(), PHOTO, LIMITS, detector)
+    card = check_image(jpeg(obama()), ID_CARD, LIMITS, detector)
+    assert photo.face is not None and card.face is not None
+    located = {PHOTO: Located.from_dict(photo.face), ID_CARD: Located.from_dict(card.face)}
+    left, top, right, bottom = located[PHOTO].box
+    assert right > left and bottom > top and len(located[PHOTO].points) == 5
+    again = detector.verify(photo.data, card.data)
+    reused = detector.verify(photo.data, card.data, located=located)
+    assert reused.distance == pytest.approx(again.distance, abs=1e-9)

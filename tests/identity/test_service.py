@@ -14,7 +14,7 @@ from flask import Flask
 from PIL import Image
 from sqlalchemy import func, select
 
-from gzsb.adapters.faces import DeepFaceMatcher, FaceSettings, MatchResult, Thresholds, face_matcher
+from gzsb.adapters.faces import DeepFaceMatcher, FaceSettings, Located, MatchResult, Thresholds, face_matcher
 from gzsb.bootstrap import engine, storage
 from gzsb.common.uploads import ImageProblem
 from gzsb.errors import GuardRefused, InvalidInput
@@ -205,12 +205,14 @@ class FaceAnswer:
 
     def __init__(self, *, matched: bool = True, error: Exception | None = None) -> None:
         self.matched, self.error, self.calls = matched, error, 0
+        self.located: Any = None
 
     def detect(self, image: bytes) -> Any:
         raise AssertionError("the job does not detect")
 
-    def verify(self, photo: bytes, id_card: bytes) -> MatchResult:
+    def verify(self, photo: bytes, id_card: bytes, located: Any = None) -> MatchResult:
         self.calls += 1
+        self.located = located
         if self.error is not None:
             raise self.error
         return MatchResult(0.31 if self.matched else 0.82, Thresholds(0.415, 0.55), "Dlib")
@@ -450,3 +452,20 @@ def test_the_task_with_retries_left_lets_the_queue_retry(app: Flask, make_applic
     result = record(who).data["identity"]["result"]
     assert record(who).state == "identity_pending" and result["reason"] == UNAVAILABLE
     assert "Error" in result["error"]  # the exception, for the logs and staff
+
+
+def test_the_job_reuses_the_faces_the_upload_checks_found(app: Flask, make_applicant) -> None:
+    """The check's detection is stored with the upload; the match gets it back (no second
+    detector pass), and a malformed stored value just means detecting again."""
+    who = make_applicant()
+    at_identity(who)
+    submit(app, who, png(RED), png(RED2))
+    identity = record(who).data["identity"]
+    photo = db.session.scalars(select(Upload).where(Upload.uid == identity["photo"])).one()
+    card = db.session.scalars(select(Upload).where(Upload.uid == identity["id_card"])).one()
+    photo.face = Located(640, (10, 20, 110, 120), ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10))).to_dict()
+    card.face = {"max_side": 640, "box": "not a box"}
+    db.session.commit()
+    answer = FaceAnswer()
+    assert run_job(app, who, answer) == "matched"
+    assert answer.located == {"photo": Located(640, (10, 20, 110, 120), ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10)))}
