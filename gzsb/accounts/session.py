@@ -34,6 +34,11 @@ def _now() -> datetime:
     return current_app.extensions["gzsb.clock"]()
 
 
+# The last-activity time is written at most this often (seconds): the idle timeout is
+# accurate to it, and a page within it neither re-signs nor re-sends the session cookie.
+SEEN_STEP = 30
+
+
 def idle_limit(role: str) -> timedelta:
     key = "SESSION_IDLE_MINUTES" if role == "student" else "SESSION_IDLE_MINUTES_STAFF"
     return timedelta(minutes=current_app.config[key])
@@ -58,7 +63,8 @@ def current_account() -> Account | None:
                 log.info("session of account %d ended after %s idle", account.id, idle_limit(account.role))
                 session.clear()
                 account = None
-            elif account is not None:
+            elif account is not None and now.timestamp() - session.get("seen", 0) >= SEEN_STEP:
+                # Not on every request: a changed session is a re-signed Set-Cookie per page.
                 session["seen"] = int(now.timestamp())
         g.account = account
     return g.account

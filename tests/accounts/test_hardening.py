@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from gzsb.accounts.idcard import PROVINCES, check_digit, parse_id_number
 from gzsb.accounts.service import check_password, reserve_login_try
-from gzsb.accounts.session import LOCK_AFTER, LOCK_FOR, safe_next
+from gzsb.accounts.session import LOCK_AFTER, LOCK_FOR, SEEN_STEP, safe_next
 from gzsb.accounts.validators import parse_mobile
 from gzsb.admin import service as admin
 from gzsb.bootstrap import vault
@@ -295,6 +295,22 @@ def test_idle_sessions_end(app, make_applicant, clock, role: str, minutes: int) 
     assert gone.status_code == 302 and gone.headers["Location"].startswith("/login")
     clock.advance(seconds=1)
     assert client.get(page).status_code == 302  # ended, not just skipped once
+
+
+def test_the_session_cookie_is_re_sent_only_when_the_activity_time_moves(app, make_applicant, clock) -> None:
+    """Pages within SEEN_STEP of the last recorded activity leave the session unchanged (no
+    re-signed Set-Cookie per request); later ones record the new time."""
+    app.config.update(SESSION_IDLE_MINUTES=30)
+    who = make_applicant()
+    client = app.test_client()
+    assert login(client, demo_student(who.index).id_number, who.password).status_code == 302
+    assert client.get("/process").status_code == 200  # the first page stores the form token
+    clock.advance(seconds=SEEN_STEP - 5)
+    quiet = client.get("/process")
+    assert quiet.status_code == 200 and "Set-Cookie" not in quiet.headers
+    clock.advance(seconds=10)
+    moved = client.get("/process")
+    assert moved.status_code == 200 and "session=" in moved.headers.get("Set-Cookie", "")
 
 
 def test_idle_limit_is_measured_from_the_last_request(app, make_applicant, clock) -> None:
