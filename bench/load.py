@@ -43,7 +43,8 @@ from typing import Any
 import aiohttp
 
 from bench.common import OUT, PATH, percentile
-from bench.web import PASSWORD, SERVER_ENV, free_port, log, seed, start_server, stop_server
+from bench.serve import free_port, stop_gunicorn
+from bench.web import PASSWORD, SERVER_ENV, log, seed, start_server
 from gzsb.cli.demo import basic_info, demo_student
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/gzsb_bench_load"
@@ -219,7 +220,7 @@ async def main_async(args: argparse.Namespace, logins: list[str]) -> dict[str, A
         base = Run(Balancer([f"http://127.0.0.1:{bare_port}"]), time.perf_counter())
         await drive_bare(base, args.users, time.monotonic() + args.bare_seconds)
     finally:
-        stop_server(bare)
+        stop_gunicorn(bare)
     bare_rate = summary(base.samples, args.bare_seconds)
     log(f"bare app: {bare_rate['rate']:.0f} requests/s, p95 {bare_rate['p95_ms']:.0f} ms")
 
@@ -243,7 +244,7 @@ async def main_async(args: argparse.Namespace, logins: list[str]) -> dict[str, A
             await asyncio.sleep(args.kill_at)
             killed_at = time.perf_counter() - run.started
             log(f"killing node {len(nodes)} (SIGKILL to its process group) at {killed_at:.0f} s")
-            stop_server(nodes[-1], hard=True)
+            stop_gunicorn(nodes[-1], hard=True)
 
         killer = asyncio.create_task(kill()) if 0 < args.kill_at < args.duration and len(nodes) > 1 else None
         log(f"{args.users} users on {len(nodes)} nodes for {args.duration} s")
@@ -255,7 +256,7 @@ async def main_async(args: argparse.Namespace, logins: list[str]) -> dict[str, A
             await s.http.close()
     finally:
         for node in nodes:
-            stop_server(node)
+            stop_gunicorn(node)
     windows = {"whole run": summary(run.samples, elapsed)}
     if killed_at is not None:
         windows["before the kill"] = summary([s for s in run.samples if s.at < killed_at], killed_at)

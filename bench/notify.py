@@ -31,15 +31,11 @@ import json
 import os
 import queue
 import random
-import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import requests
@@ -47,6 +43,7 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from bench.common import IN_WINDOW, OUT, PATH, Clock, add_applicants, fire_step, percentile
+from bench.serve import free_port, gunicorn_command, start_gunicorn, stop_gunicorn
 from gzsb.adapters.payments import signed, time_text, yuan_text
 from gzsb.app import create_app
 from gzsb.bootstrap import engine
@@ -119,43 +116,6 @@ def _consent_if_asked(eng: Any, who: Any, event: str) -> None:
     record = db.session.get(Application, who.application_id)
     if "give_face_consent" in FLOWS.by_version(db.session, record.flow_version_id).events_from(record.state):
         eng.fire(who.application_id, "give_face_consent", who.actor, {"agree": True})
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_gunicorn(url: str, port: int, workers: int, threads: int, logfile: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "DATABASE_URL": url}
-    command = [
-        str(Path(sys.executable).parent / "gunicorn"),
-        "--workers", str(workers), "--worker-class", "gthread", "--threads", str(threads),
-        "--bind", f"127.0.0.1:{port}", "--log-level", "warning", "gzsb.app:create_app()",
-    ]  # fmt: skip
-    log(" ".join(command[1:]))
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=logfile.open("wb"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"gunicorn exited with {process.returncode}; see {logfile}")
-        try:
-            requests.get(f"http://127.0.0.1:{port}/", timeout=2)
-            return process
-        except requests.RequestException:
-            time.sleep(0.2)
-    process.terminate()
-    raise SystemExit("gunicorn did not answer within 60 s")
-
-
-def stop_gunicorn(process: subprocess.Popen[bytes]) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def blast(url: str, bodies: list[dict[str, str]], senders: int) -> tuple[list[float], Counter[str], float]:
@@ -272,7 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     bad = [dict(n, sign="0" * 64) for n in notifies]
 
     port = free_port()
-    process = start_gunicorn(args.database_url, port, args.workers, args.threads, OUT / "notify-gunicorn.log")
+    command = gunicorn_command("gzsb.app:create_app()", port, args.workers, threads=args.threads)
+    log(" ".join(command[1:]))
+    process = start_gunicorn(command, port, {"DATABASE_URL": args.database_url}, OUT / "notify-gunicorn.log", wait=60)
     url = f"http://127.0.0.1:{port}/payment/notify/sandbox"
     rows = []
     load_before = os.getloadavg()

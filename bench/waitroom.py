@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,6 +34,7 @@ import redis
 from flask import Flask
 
 from bench.common import OUT, percentile
+from bench.serve import free_port, gunicorn_command, start_gunicorn, stop_gunicorn
 from gzsb.app import create_app
 from gzsb.config import ROOT, Config
 from gzsb.extensions import db
@@ -61,42 +60,9 @@ def bare_app() -> Flask:
     return app
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start(target: str, port: int, args: argparse.Namespace, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    command = [
-        str(Path(sys.executable).parent / "gunicorn"),
-        "--workers", str(args.workers), "--worker-class", args.worker_class,
-        "--bind", f"127.0.0.1:{port}", "--log-level", "warning", target,
-    ]  # fmt: skip
-    logfile = OUT / "waitroom-gunicorn.log"
-    process = subprocess.Popen(
-        command, cwd=ROOT, env={**os.environ, **env}, stdout=logfile.open("ab"), stderr=subprocess.STDOUT
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"gunicorn exited with {process.returncode}; see {logfile}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return process
-        except OSError:
-            time.sleep(0.2)
-    process.terminate()
-    raise SystemExit("gunicorn did not start within 60 s")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    command = gunicorn_command(target, port, args.workers, worker_class=args.worker_class)
+    return start_gunicorn(command, port, env, OUT / "waitroom-gunicorn.log", wait=60)
 
 
 async def _one(port: int) -> tuple[bytes, float]:
@@ -195,7 +161,7 @@ def main() -> None:
                 asyncio.run(_load(port, 1.0, args.connections, expect))  # warm the workers
                 result = asyncio.run(_load(port, args.seconds, args.connections, expect))
             finally:
-                stop(process)
+                stop_gunicorn(process)
             runs[name].append(result)
             log(
                 f"round {round_} {name}: {result['rate']:.0f}/s, "

@@ -20,12 +20,9 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import requests
@@ -33,9 +30,10 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from bench.common import FLOW_FILE, OUT, add_applicants
+from bench.serve import free_port, gunicorn_command, start_gunicorn, stop_gunicorn
 from gzsb.app import create_app
 from gzsb.cli.demo import CATALOG_CSV, demo_student
-from gzsb.config import ROOT, Config
+from gzsb.config import Config
 from gzsb.enrollment.catalog import import_catalog
 from gzsb.extensions import db
 from gzsb.models import ConfirmationPoint
@@ -89,54 +87,12 @@ def seed(url: str, students: int) -> list[str]:
     return [demo_student(who.index).id_number for who in made]
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def gunicorn_command(target: str, port: int, workers: int, threads: int) -> list[str]:
-    """The production command's flags (README): gthread workers, so a request waiting on
-    PostgreSQL does not idle a process."""
-    return [
-        str(Path(sys.executable).parent / "gunicorn"),
-        "--workers", str(workers), "--worker-class", "gthread", "--threads", str(threads),
-        "--bind", f"127.0.0.1:{port}", "--log-level", "warning", target,
-    ]  # fmt: skip
-
-
 def start_server(
     target: str, port: int, workers: int, threads: int, env: dict[str, str], name: str
-) -> subprocess.Popen:
-    command = gunicorn_command(target, port, workers, threads)
+) -> subprocess.Popen[bytes]:
+    command = gunicorn_command(target, port, workers, threads=threads)
     log(f"{name}: " + " ".join(command[1:]))
-    logfile = (OUT / f"{name}-gunicorn.log").open("wb")
-    # Its own process group: the whole node (master and workers) can be killed at once.
-    process = subprocess.Popen(
-        command, cwd=ROOT, env={**os.environ, **env}, stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"{name}: gunicorn exited with {process.returncode}; see {logfile.name}")
-        try:
-            requests.get(f"http://127.0.0.1:{port}/", timeout=2)
-            return process
-        except requests.RequestException:
-            time.sleep(0.3)
-    stop_server(process)
-    raise SystemExit(f"{name}: gunicorn did not answer within 90 s")
-
-
-def stop_server(process: subprocess.Popen, *, hard: bool = False) -> None:
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGKILL if hard else signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    return start_gunicorn(command, port, env, OUT / f"{name}-gunicorn.log", name=name)
 
 
 def log_in(base: str, login: str) -> requests.Session:
@@ -215,13 +171,13 @@ def main(argv: list[str] | None = None) -> int:
         wrk(f"http://127.0.0.1:{gz_port}/process", cookies, 3, args.connections, "web-warmup")
         process = wrk(f"http://127.0.0.1:{gz_port}/process", cookies, args.seconds, args.connections, "web-process")
     finally:
-        stop_server(gz)
+        stop_gunicorn(gz)
     bare = start_server("bench.bare:app", bare_port, args.workers, args.threads, {}, "web-bare")
     try:
         wrk(f"http://127.0.0.1:{bare_port}/", [], 3, args.connections, "web-bare-warmup")
         baseline = wrk(f"http://127.0.0.1:{bare_port}/", [], args.seconds, args.connections, "web-bare")
     finally:
-        stop_server(bare)
+        stop_gunicorn(bare)
     command = "python -m bench.web " + " ".join(sys.argv[1:] if argv is None else argv)
     lines = [
         f"`{command.strip()}`: gunicorn {args.workers} workers × {args.threads} threads (gthread), wrk "
