@@ -40,12 +40,15 @@ def day_label(day: date) -> str:
     return f"{day.month}月{day.day}日（周{WEEKDAYS[day.weekday()]}）"
 
 
-def student_facts(app: Application) -> dict[str, Any]:
-    """Whether the student must come in person, and their appointment (for any page)."""
+def student_facts(app: Application, *, booking: bool = False) -> dict[str, Any]:
+    """Whether the student must come in person, and their appointment: looked up when they
+    must (the notice on every state page) or when asked (the 现场确认 page)."""
     flow = flow_of(app)
     ctx = GuardContext(app.uid, app.state, app.data or {}, flow, current_actor(), _now())
     identity = app.state == MANUAL_IDENTITY or bool(((app.data or {}).get("identity") or {}).get("manual"))
-    return {"needed": onsite_needed(ctx), "identity": identity, "booking": onsite.booking_of(db.session, app.id)}
+    needed = onsite_needed(ctx)
+    found = onsite.booking_of(db.session, app.id) if needed or booking else None
+    return {"needed": needed, "identity": identity, "booking": found}
 
 
 @bp.app_context_processor
@@ -63,7 +66,7 @@ def _student_page(app: Application, *, errors: Any = None, message: str = "", st
     slots = onsite.bookable(db.session, point.id, _now(), flow.onsite.change_until) if point else []
     days = [(day, list(rows)) for day, rows in groupby(slots, key=lambda s: s.day)]
     documents = [d.label for d in required_documents(flow, app.data or {})]
-    facts = student_facts(app)
+    facts = student_facts(app, booking=True)
     return (
         render_template(
             "onsite/student.html",
