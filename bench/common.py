@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from gzsb.accounts.service import hash_password
 from gzsb.app import create_app
@@ -175,3 +177,13 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values)
+
+
+def ensure_database(url: str) -> None:
+    """Create the PostgreSQL database a bench runs on when it is missing (trust auth, as here)."""
+    parsed = make_url(url)
+    admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": parsed.database}).first():
+            conn.execute(text(f'CREATE DATABASE "{parsed.database}"'))
+    admin.dispose()

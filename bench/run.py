@@ -20,7 +20,7 @@ from typing import Any
 
 from bench import dataset
 from bench.audit import Memory, Pass, measure_memory, time_bare, time_verify
-from bench.common import OUT, PATH, median, percentile
+from bench.common import OUT, PATH, ensure_database, median, percentile
 from bench.fire import FireRun, run_once
 from gzsb.config import ROOT
 
@@ -277,6 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "memory": {k: [asdict(m) for m in v] for k, v in result["memory"].items()},
         }
     if args.only in (None, "fire"):
+        if args.fire_db:
+            ensure_database(args.fire_db)
         runs = fire(args.fire_applicants, args.fire_events, args.fire_reps, args.fire_db)
         lines += render_fire(runs, args.fire_applicants, args.fire_events)
         raw["fire"] = [

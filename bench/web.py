@@ -26,10 +26,8 @@ import time
 from typing import Any
 
 import requests
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
-from bench.common import FLOW_FILE, OUT, add_applicants
+from bench.common import FLOW_FILE, OUT, add_applicants, ensure_database
 from bench.serve import free_port, gunicorn_command, start_gunicorn, stop_gunicorn
 from gzsb.app import create_app
 from gzsb.cli.demo import CATALOG_CSV, demo_student
@@ -56,15 +54,6 @@ SERVER_ENV = {
 
 def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def ensure_database(url: str) -> None:
-    parsed = make_url(url)
-    admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": parsed.database}).first():
-            conn.execute(text(f'CREATE DATABASE "{parsed.database}"'))
-    admin.dispose()
 
 
 def seed(url: str, students: int) -> list[str]:
