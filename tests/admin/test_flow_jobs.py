@@ -49,7 +49,7 @@ def test_a_large_fleet_gets_a_job_whose_status_the_panel_polls(large, admin, clo
     # The test app's queue is immediate: the job has run; a real one would say running first.
     assert status["job"]["status"] == "done" and status["job"]["percent"] == 100
     assert status["job"]["done"] == 3
-    assert "解除阻塞" in status["html"] and 'data-count="3"' not in status["html"]
+    assert "解除阻塞" in status["html"] and 'data-class="unblocked">3<' in status["html"]
     job = db.session.get(FlowJob, body["job"]["id"])
     assert job.result["counts"]["unblocked"] == 3
     sync = flow_admin.impact(db.session, flow_admin.validate(EXTENDED), now=AFTER_CLOSE).to_dict()
