@@ -51,6 +51,7 @@ from tests.e2e.support import (
     Screen,
     WorkerServer,
     open_screen,
+    serving,
 )
 
 
@@ -68,14 +69,10 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         db.session.commit()
         import_reference_data(db.session, vault())
         db.session.remove()
-    server: BaseWSGIServer = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="e2e-server", daemon=True)
-    thread.start()
     try:
-        yield LiveServer(f"http://127.0.0.1:{server.server_port}", app, clock)
+        with serving(app, clock, "e2e-server") as server:
+            yield server
     finally:
-        server.shutdown()
-        thread.join(timeout=10)
         with app.app_context():
             db.engine.dispose()
 

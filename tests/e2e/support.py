@@ -5,6 +5,7 @@ SMS codes from /dev/sms, and logging in through the 登录 page."""
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from werkzeug.serving import make_server
 
 from gzsb.common.security import mask_mobile
 from gzsb.config import ROOT
@@ -55,6 +57,19 @@ class LiveServer:
     url: str
     app: Flask
     clock: Clock
+
+
+@contextmanager
+def serving(app: Flask, clock: Clock, name: str) -> Iterator[LiveServer]:
+    """``app`` on a free loopback port in a thread, for the browser; shut down on leaving."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
+    thread.start()
+    try:
+        yield LiveServer(f"http://127.0.0.1:{server.server_port}", app, clock)
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
 
 
 @dataclass

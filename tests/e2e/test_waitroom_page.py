@@ -3,14 +3,12 @@ scrolling, and it lets the visitor in by itself (its own reload) once the queue 
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
-from werkzeug.serving import BaseWSGIServer, make_server
 
 from gzsb.app import create_app
 from gzsb.config import TestConfig, test_redis_url
@@ -19,7 +17,7 @@ from gzsb.store import publish
 from gzsb.waitroom import EXTENSION
 from gzsb.workflow.loader import load_flow_file
 from tests.conftest import FLOW_FILE, Clock
-from tests.e2e.support import VIEWPORTS, LiveServer, open_screen
+from tests.e2e.support import VIEWPORTS, LiveServer, open_screen, serving
 
 
 @pytest.fixture(scope="module")
@@ -37,14 +35,10 @@ def room_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         db.create_all()
         publish(db.session, load_flow_file(FLOW_FILE))
         db.session.remove()
-    server: BaseWSGIServer = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="room-server", daemon=True)
-    thread.start()
     try:
-        yield LiveServer(f"http://127.0.0.1:{server.server_port}", app, clock)
+        with serving(app, clock, "room-server") as server:
+            yield server
     finally:
-        server.shutdown()
-        thread.join(timeout=10)
         client = redis.Redis.from_url(url)
         keys = list(client.scan_iter(f"{prefix}*"))
         client.delete(*keys) if keys else None
