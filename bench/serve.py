@@ -64,3 +64,45 @@ def stop_gunicorn(process: subprocess.Popen[bytes], *, hard: bool = False) -> No
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+def _stat_fields(pid: str) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # gone meanwhile
+        return None
+    # The command name (field 2) may hold spaces: split after its closing parenthesis.
+    return raw[raw.rindex(")") + 2 :].split()
+
+
+def _serves(pid: str, database: str) -> bool:
+    # A PostgreSQL backend's title: "postgres: USER DATABASE HOST(PORT) STATE".
+    try:
+        title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
+    return f" {database} " in title
+
+
+def cpu_seconds(*, session: int | None = None, command: str | None = None, database: str | None = None) -> float:
+    """User + system CPU seconds of the live processes of a session (a node started by
+    ``start_gunicorn``: master and workers) or with a given command name (``postgres``: the
+    server's processes; with ``database``, only the backends connected to it). CPU time,
+    unlike wall time, barely moves when other jobs share the machine, so a per-request CPU
+    cost is the steadier figure here."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        if command is not None:
+            try:
+                if Path(f"/proc/{pid}/comm").read_text().strip() != command:
+                    continue
+            except OSError:
+                continue
+        if database is not None and not _serves(pid, database):
+            continue
+        fields = _stat_fields(pid)
+        if fields is None or (session is not None and int(fields[3]) != session):
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, g, redirect, render_template, request, url_for
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from gzsb.accounts.session import current_account, login_required
+from gzsb.accounts.session import account_loader, current_account, login_required
 from gzsb.bootstrap import engine
 from gzsb.enrollment import journey
 from gzsb.enrollment.journey import Facts, StageRow
 from gzsb.enrollment.names import REGISTRATION
-from gzsb.enrollment.service import application_with_visits, latest_correction
+from gzsb.enrollment.service import AccountPage, account_page, latest_correction
 from gzsb.errors import EventNotAvailable, GuardRefused, InvalidInput
 from gzsb.extensions import db
 from gzsb.identity.names import OWN_ROUTE_EVENTS
-from gzsb.models import Application, HistoryEvent, RegistrationForm
+from gzsb.models import Account, Application, HistoryEvent, RegistrationForm
 from gzsb.payments import orders
 from gzsb.payments.names import ORDER_OPEN
 from gzsb.store import FLOWS, start_application
@@ -38,10 +39,28 @@ def current_actor() -> Actor:
     return Actor(f"account:{account.id}", account.role)
 
 
+def _load_with_page(session: Session, account_id: int) -> Account | None:
+    g.account_page = account_page(session, account_id)
+    return g.account_page.account if g.account_page is not None else None
+
+
+# On a student page: the log-in gate's one query also brings the application, its visited
+# states and the 报名表's download time (``own_application`` and ``journey_facts`` use them).
+with_application = account_loader(_load_with_page)
+
+
+def _page_of(account: Account) -> AccountPage | None:
+    page: AccountPage | None = g.get("account_page")
+    return page if page is not None and page.account is account else None
+
+
 def own_application() -> Application:
     """The logged-in student's application, started on the published flow at first visit."""
     account = current_account()
     assert account is not None
+    page = _page_of(account)
+    if page is not None and page.application is not None:
+        return page.application
     app = db.session.scalars(select(Application).where(Application.account_id == account.id)).first()
     if app is None:
         app = start_application(db.session, account.id, current_app.config["FLOW_NAME"])
@@ -52,17 +71,19 @@ def flow_of(app: Application) -> FlowSpec:
     return FLOWS.by_version(db.session, app.flow_version_id)
 
 
-def journey_facts(app: Application, flow: FlowSpec, visited: frozenset[str] | None = None) -> Facts:
-    """What the 流程页面 needs beyond the application row: the states visited (unless the
-    caller loaded them with the application), whether the 报名表 was downloaded, the
+def journey_facts(app: Application, flow: FlowSpec, page: AccountPage | None = None) -> Facts:
+    """What the 流程页面 needs beyond the application row: the states visited and whether
+    the 报名表 was downloaded (unless ``page`` brought them with the account), the
     registration window and the open order's deadline."""
-    if visited is None:
+    if page is not None and page.application is app:
+        visited, downloaded = page.visited, page.downloaded_at
+    else:
         visited = frozenset(
             db.session.scalars(select(HistoryEvent.to_state).where(HistoryEvent.application_id == app.id))
         )
-    downloaded = db.session.scalar(
-        select(RegistrationForm.downloaded_at).where(RegistrationForm.application_id == app.id)
-    )
+        downloaded = db.session.scalar(
+            select(RegistrationForm.downloaded_at).where(RegistrationForm.application_id == app.id)
+        )
     order = orders.current(db.session, app.id) if app.state == ORDER_OPEN else None
     xueji = (app.data or {}).get("xueji") or {}
     return Facts(
@@ -77,7 +98,9 @@ def journey_facts(app: Application, flow: FlowSpec, visited: frozenset[str] | No
 
 def stage_rows(app: Application, flow: FlowSpec) -> list[StageRow]:
     """The stage bar: every stage done / current (or waiting) / to do / not needed."""
-    return journey.stage_rows(flow, app.state, app.data or {}, journey_facts(app, flow))
+    account = current_account()
+    page = _page_of(account) if account is not None else None
+    return journey.stage_rows(flow, app.state, app.data or {}, journey_facts(app, flow, page))
 
 
 # Dotted form keys (choices.0.major) nest at most this deep; deeper ones are refused.
@@ -140,20 +163,20 @@ def home() -> Any:
 
 @bp.get("/process")
 @login_required("student")
+@with_application
 def process() -> Any:
     account = current_account()
     assert account is not None
-    app, visited = application_with_visits(db.session, account.id)
-    if app is None:
-        app, visited = own_application(), set()
+    app = own_application()
     flow = flow_of(app)
     options = engine().options(app, current_actor())
-    view = journey.journey(flow, app.state, app.data or {}, options, journey_facts(app, flow, frozenset(visited)))
+    view = journey.journey(flow, app.state, app.data or {}, options, journey_facts(app, flow, _page_of(account)))
     return render_template("process.html", app=app, flow=flow, journey=view, stages=view.rows, options=options)
 
 
 @bp.get("/application")
 @login_required("student")
+@with_application
 def application() -> Any:
     return render_state(own_application())
 
@@ -166,6 +189,7 @@ def refuse_own_route_event(app: Application, event: str) -> None:
 
 @bp.post("/application/events/<event>")
 @login_required("student")
+@with_application
 def fire(event: str) -> Any:
     app = own_application()
     refuse_own_route_event(app, event)
