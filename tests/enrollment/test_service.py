@@ -52,7 +52,9 @@ def test_account_application_and_visited_states_in_one_round_trip(any_app: Flask
 def test_the_download_time_comes_with_the_page(any_app: Flask) -> None:
     who = new_applicant(32)
     at = datetime(2027, 1, 5, 9, 30, tzinfo=UTC)
-    form = RegistrationForm(application_id=who.application_id, serial="2027NK010001", year=2027, point_code="NK01", number=1)
+    form = RegistrationForm(
+        application_id=who.application_id, serial="2027NK010001", year=2027, point_code="NK01", number=1
+    )
     db.session.add(form)
     db.session.flush()
     db.session.execute(
