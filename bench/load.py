@@ -41,9 +41,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+from sqlalchemy.engine import make_url
 
 from bench.common import OUT, PATH, percentile
-from bench.serve import free_port, stop_gunicorn
+from bench.serve import cpu_seconds, free_port, stop_gunicorn
 from bench.web import PASSWORD, SERVER_ENV, log, seed, start_server
 from gzsb.cli.demo import basic_info, demo_student
 
@@ -230,6 +231,12 @@ async def main_async(args: argparse.Namespace, logins: list[str]) -> dict[str, A
         for i, port in enumerate(ports)
     ]
     killed_at: float | None = None
+    database = make_url(args.database_url).database or ""
+    # CPU seconds of the nodes (until one is killed: its share is read just before), the
+    # PostgreSQL backends serving the database, and this driver: per request, the costs
+    # that stay put when other jobs share the machine.
+    node_cpu = [cpu_seconds(session=n.pid) for n in nodes]
+    db_cpu, driver_cpu = cpu_seconds(command="postgres", database=database), time.process_time()
     try:
         run = Run(Balancer([f"http://127.0.0.1:{p}" for p in ports]), time.perf_counter())
         jar = [aiohttp.CookieJar(unsafe=True) for _ in logins]  # unsafe: cookies for an IP host
@@ -244,6 +251,7 @@ async def main_async(args: argparse.Namespace, logins: list[str]) -> dict[str, A
             await asyncio.sleep(args.kill_at)
             killed_at = time.perf_counter() - run.started
             log(f"killing node {len(nodes)} (SIGKILL to its process group) at {killed_at:.0f} s")
+            node_cpu[-1] = cpu_seconds(session=nodes[-1].pid) - node_cpu[-1]
             stop_gunicorn(nodes[-1], hard=True)
 
         killer = asyncio.create_task(kill()) if 0 < args.kill_at < args.duration and len(nodes) > 1 else None
@@ -252,6 +260,11 @@ async def main_async(args: argparse.Namespace, logins: list[str]) -> dict[str, A
         elapsed = time.perf_counter() - run.started
         if killer is not None:
             await killer
+        live = len(nodes) - (1 if killed_at is not None else 0)
+        for i in range(live):
+            node_cpu[i] = cpu_seconds(session=nodes[i].pid) - node_cpu[i]
+        db_cpu = cpu_seconds(command="postgres", database=database) - db_cpu
+        driver_cpu = time.process_time() - driver_cpu
         for s in students:
             await s.http.close()
     finally:
@@ -270,6 +283,11 @@ async def main_async(args: argparse.Namespace, logins: list[str]) -> dict[str, A
         "rerouted": run.balancer.rerouted,
         "killed_at": killed_at,
         "elapsed": elapsed,
+        "cpu_ms_per_request": {
+            "nodes": sum(node_cpu) * 1000 / max(len(run.samples), 1),
+            "postgresql": db_cpu * 1000 / max(len(run.samples), 1),
+            "driver": driver_cpu * 1000 / max(len(run.samples), 1),
+        },
     }
 
 
@@ -294,7 +312,11 @@ def markdown(args: argparse.Namespace, command: str, result: dict[str, Any]) -> 
         )
     mix = ", ".join(f"{k} {v:,}" for k, v in sorted(result["mix"].items(), key=lambda kv: -kv[1]))
     errors = ", ".join(f"{k} ×{v}" for k, v in result["errors"].items()) or "none"
+    cpu = result["cpu_ms_per_request"]
     lines += [
+        "",
+        f"CPU per request (whole run): nodes {cpu['nodes']:.2f} ms, PostgreSQL {cpu['postgresql']:.2f} ms, "
+        f"this driver {cpu['driver']:.2f} ms.",
         "",
         f"Mix: {mix}. Errors: {errors}. Requests re-routed after a refused connection: {result['rerouted']}.",
     ]
