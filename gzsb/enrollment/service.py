@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, func, select
+from sqlalchemy import Select, bindparam, func, null, select
 from sqlalchemy.orm import Session
 
 from gzsb.common.security import Vault
@@ -284,10 +284,11 @@ class AccountPage:
     application: Application | None
     visited: frozenset[str]  # every state the history entered, and the current one
     downloaded_at: datetime | None  # when the 报名表 was first downloaded
+    journey: bool = True  # False: visited and downloaded_at were not asked for
 
 
 @functools.cache
-def _account_page_statement() -> Select[Any]:
+def _account_page_statement(journey: bool) -> Select[Any]:
     # Built once: composing the statement costs more CPU than running it (SQLAlchemy's
     # coercions and cache key), and this runs on every student request.
     visits = (
@@ -300,6 +301,8 @@ def _account_page_statement() -> Select[Any]:
         .where(RegistrationForm.application_id == Application.id)
         .scalar_subquery()
     )
+    if not journey:  # a status poll or a POST: no history scan
+        visits, downloaded = null(), null()  # type: ignore[assignment]
     return (
         select(Account, Application, visits, downloaded)
         .outerjoin(Application, Application.account_id == Account.id)
@@ -309,15 +312,15 @@ def _account_page_statement() -> Select[Any]:
     )
 
 
-def account_page(session: Session, account_id: int) -> AccountPage | None:
-    """The account, its application, the states its history entered and the 报名表's download
-    time in ONE round trip (the log-in gate and the 流程页面 asked in four)."""
-    row = session.execute(_account_page_statement(), {"account_id": account_id}).first()
+def account_page(session: Session, account_id: int, *, journey: bool = True) -> AccountPage | None:
+    """The account, its application and (with ``journey``) the states its history entered and
+    the 报名表's download time, in ONE round trip (the log-in gate and the 流程页面 asked in four)."""
+    row = session.execute(_account_page_statement(journey), {"account_id": account_id}).first()
     if row is None:
         return None
     account, app, states, downloaded_at = row
     if app is None:
-        return AccountPage(account, None, frozenset(), None)
+        return AccountPage(account, None, frozenset(), None, journey)
     # State names are identifiers (the flow loader's NAME pattern): a comma never occurs in one.
     visited = frozenset((states or "").split(",")) - {""} | {app.state}
-    return AccountPage(account, app, visited, downloaded_at)
+    return AccountPage(account, app, visited, downloaded_at, journey)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, current_app, g, redirect, render_template, request, url_for
@@ -39,14 +40,19 @@ def current_actor() -> Actor:
     return Actor(f"account:{account.id}", account.role)
 
 
-def _load_with_page(session: Session, account_id: int) -> Account | None:
-    g.account_page = account_page(session, account_id)
-    return g.account_page.account if g.account_page is not None else None
+def _page_loader(journey: bool) -> Callable[[Session, int], Account | None]:
+    def load(session: Session, account_id: int) -> Account | None:
+        g.account_page = account_page(session, account_id, journey=journey)
+        return g.account_page.account if g.account_page is not None else None
+
+    return load
 
 
 # On a student page: the log-in gate's one query also brings the application, its visited
-# states and the 报名表's download time (``own_application`` and ``journey_facts`` use them).
-with_application = account_loader(_load_with_page)
+# states and the 报名表's download time (``own_application`` and ``journey_facts`` use them);
+# ``with_application_only`` (status polls, POSTs) brings the application alone.
+with_application = account_loader(_page_loader(journey=True))
+with_application_only = account_loader(_page_loader(journey=False))
 
 
 def _page_of(account: Account) -> AccountPage | None:
@@ -75,7 +81,7 @@ def journey_facts(app: Application, flow: FlowSpec, page: AccountPage | None = N
     """What the 流程页面 needs beyond the application row: the states visited and whether
     the 报名表 was downloaded (unless ``page`` brought them with the account), the
     registration window and the open order's deadline."""
-    if page is not None and page.application is app:
+    if page is not None and page.journey and page.application is app:
         visited, downloaded = page.visited, page.downloaded_at
     else:
         visited = frozenset(
@@ -189,7 +195,7 @@ def refuse_own_route_event(app: Application, event: str) -> None:
 
 @bp.post("/application/events/<event>")
 @login_required("student")
-@with_application
+@with_application_only
 def fire(event: str) -> Any:
     app = own_application()
     refuse_own_route_event(app, event)

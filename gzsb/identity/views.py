@@ -18,7 +18,7 @@ from gzsb.accounts.session import login_required
 from gzsb.adapters.faces import face_matcher, thresholds_for
 from gzsb.bootstrap import engine, storage
 from gzsb.common.uploads import image_response, read_upload
-from gzsb.enrollment.views import current_actor, flow_of, own_application, render_state, with_application
+from gzsb.enrollment.views import current_actor, flow_of, own_application, render_state, with_application_only
 from gzsb.errors import GuardRefused, InvalidInput, NotFound
 from gzsb.extensions import csrf, db
 from gzsb.identity.names import FACE_CHECKING, IDENTITY_PENDING, MANUAL_IDENTITY
@@ -130,7 +130,7 @@ def manual() -> Any:
 
 @bp.get("/application/status")
 @login_required("student")
-@with_application
+@with_application_only
 def status() -> Any:
     """What the 比对中 page polls: small, never cached."""
     app = own_application()

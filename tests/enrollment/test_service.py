@@ -47,6 +47,10 @@ def test_account_application_and_visited_states_in_one_round_trip(any_app: Flask
     assert len(entered) >= 3
     assert page.visited == entered | {app.state}
     assert page.downloaded_at is None  # no 报名表 yet
+    # A status poll or a POST asks for the application alone: no history scan.
+    bare = account_page(db.session, who.account_id, journey=False)
+    assert bare is not None and bare.application is app and not bare.journey
+    assert bare.visited == {app.state}
 
 
 def test_the_download_time_comes_with_the_page(any_app: Flask) -> None:
