@@ -18,6 +18,7 @@ import secrets
 from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify, redirect, request, url_for
+from markupsafe import Markup, escape
 from sqlalchemy import select
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -109,6 +110,52 @@ def _catalogue() -> list[dict[str, Any]]:
     return g.journey_catalogue
 
 
+def _catalogue_options() -> tuple[str, str]:
+    """The 志愿 selects' options, escaped once per request: every 志愿 row lists the whole
+    catalogue (hundreds of options a row), and rendering them in Jinja row by row was most
+    of the page's time. Rows differ only in the one option marked ``selected``."""
+    if "journey_catalogue_options" not in g:
+        cat = _catalogue()
+        institutions = "".join(
+            f'<option value="{escape(i["code"])}">{escape(i["name"])}（{escape(i["code"])}）</option>' for i in cat
+        )
+        majors = "".join(
+            f'<optgroup label="{escape(i["name"])}" data-institution="{escape(i["code"])}">'
+            + "".join(
+                f'<option value="{escape(m["code"])}" data-institution="{escape(i["code"])}">'
+                f"{escape(m['name'])}（{escape(m['code'])}）</option>"
+                for m in i["majors"]
+            )
+            + "</optgroup>"
+            for i in cat
+        )
+        g.journey_catalogue_options = (institutions, majors)
+    return g.journey_catalogue_options
+
+
+def institution_options(selected: str) -> Markup:
+    """Every institution as an option, ``selected`` marked."""
+    html = _catalogue_options()[0]
+    if selected:
+        mark = f'<option value="{escape(selected)}">'
+        html = html.replace(mark, mark[:-1] + " selected>", 1)
+    return Markup(html)
+
+
+def major_options(institution: str, major: str) -> Markup:
+    """Every major, grouped by institution, with the one typed marked: under its institution,
+    else (a mismatch the server reports) its first match anywhere in the catalogue."""
+    html = _catalogue_options()[1]
+    if not major:
+        return Markup(html)
+    holders = [i["code"] for i in _catalogue() if any(m["code"] == major for m in i["majors"])]
+    owner = institution if institution in holders else (holders[0] if holders else None)
+    if owner is None:
+        return Markup(html)
+    mark = f'<option value="{escape(major)}" data-institution="{escape(owner)}">'
+    return Markup(html.replace(mark, mark[:-1] + " selected>", 1))
+
+
 @bp.app_context_processor
 def journey_helpers() -> dict[str, Any]:
     return {
@@ -117,6 +164,8 @@ def journey_helpers() -> dict[str, Any]:
         "journey_registry": _own_registry,
         "registry_mismatch": steps.registry_mismatch,
         "journey_catalogue": _catalogue,
+        "institution_options": institution_options,
+        "major_options": major_options,
         "journey_options": {
             "sexes": steps.SEXES,
             "political": steps.POLITICAL,
