@@ -4,8 +4,8 @@ the wall time of the call, and optionally a cProfile of all calls.
 
 ``python -m bench.fire_profile --db postgresql+psycopg://postgres@127.0.0.1:5432/NAME``
 (the database is emptied; created when missing). Round trips are counted from SQLAlchemy's
-events: psycopg sends BEGIN before the first statement of a transaction, and the pool pings a
-connection on every checkout when ``pool_pre_ping`` is on.
+events: psycopg sends BEGIN before the first statement of a transaction; a ping (the pool's
+``pool_pre_ping`` or ``gzsb.dbpool``) is counted where the dialect's ``do_ping`` is called.
 """
 
 from __future__ import annotations
@@ -60,6 +60,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 shown[current[0]].append(statement.split("\n")[0][:160])
 
         event.listen(sa_engine.pool, "checkout", lambda *a: count("checkouts"))
+        real_ping = sa_engine.dialect.do_ping
+
+        def counted_ping(dbapi_connection: Any) -> bool:
+            count("pings")  # pool_pre_ping and gzsb.dbpool both call the dialect's do_ping
+            return real_ping(dbapi_connection)
+
+        sa_engine.dialect.do_ping = counted_ping  # type: ignore[method-assign]
         event.listen(sa_engine, "begin", lambda conn: count("begin"))
         event.listen(sa_engine, "commit", lambda conn: count("commit"))
         event.listen(sa_engine, "rollback", lambda conn: count("rollback"))
@@ -82,23 +89,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         sa_engine.dispose()
 
     print(f"{args.applicants} applicants; per fire(), medians; round trips from SQLAlchemy events\n")
-    print("| event | statements | checkouts (pre-ping) | BEGIN | COMMIT | round trips | CPU ms | wall ms |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| event | statements | checkouts | pings | BEGIN | COMMIT | round trips | CPU ms | wall ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     total_cpu: list[float] = []
     total_wall: list[float] = []
     for name in dict.fromkeys(e for e, _, _ in PATH[: args.events]):
         n = len(cpu[name])
         t = trips[name]
-        per = {k: t[k] / n for k in ("statements", "checkouts", "begin", "commit")}
-        # A fresh checkout's pre-ping is one round trip, psycopg's BEGIN another.
-        rt = per["statements"] + per["checkouts"] + per["begin"] + per["commit"]
+        per = {k: t[k] / n for k in ("statements", "checkouts", "pings", "begin", "commit")}
+        # A ping is one round trip, psycopg's BEGIN before a transaction's first statement another.
+        rt = per["statements"] + per["pings"] + per["begin"] + per["commit"]
         print(
-            f"| `{name}` | {per['statements']:.1f} | {per['checkouts']:.1f} | {per['begin']:.1f} | "
-            f"{per['commit']:.1f} | {rt:.1f} | {median(cpu[name]) * 1e3:.2f} | {median(wall[name]) * 1e3:.2f} |"
+            f"| `{name}` | {per['statements']:.1f} | {per['checkouts']:.1f} | {per['pings']:.1f} | "
+            f"{per['begin']:.1f} | {per['commit']:.1f} | {rt:.1f} | {median(cpu[name]) * 1e3:.2f} | "
+            f"{median(wall[name]) * 1e3:.2f} |"
         )
         total_cpu += cpu[name]
         total_wall += wall[name]
-    print(f"| **all** | | | | | | {median(total_cpu) * 1e3:.2f} | {median(total_wall) * 1e3:.2f} |")
+    print(f"| **all** | | | | | | | {median(total_cpu) * 1e3:.2f} | {median(total_wall) * 1e3:.2f} |")
     if args.sql:
         for name, statements in shown.items():
             print(f"\n{name}:")

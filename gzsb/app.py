@@ -28,6 +28,7 @@ from gzsb.adapters.storage import make_storage
 from gzsb.bootstrap import blueprints, redactor, registries
 from gzsb.common.security import Vault, basic_info_of
 from gzsb.config import INSTANCE, ROOT, Config, insecure_defaults
+from gzsb.dbpool import ping_idle_connections
 from gzsb.errors import ConfigurationError, InvalidInput, ServiceError, SessionExpired
 from gzsb.extensions import csrf, db, migrate
 from gzsb.ops import health, metrics
@@ -91,7 +92,6 @@ def engine_options(config: Any) -> dict[str, Any]:
         connect_args.setdefault("options", f"{in_url} {timeout}" if in_url else timeout)
         options["connect_args"] = connect_args
         options.setdefault("pool_timeout", int(config["DB_POOL_TIMEOUT"]))
-        options.setdefault("pool_pre_ping", True)
     return options
 
 
@@ -116,6 +116,8 @@ def create_app(config: type[Config] | Any = Config, *, clock: Callable[[], datet
     app.extensions["gzsb.clock"] = clock
     with app.app_context():  # the engine Flask-SQLAlchemy made for this app (shared storage backend)
         engine = db.engine
+    if engine.dialect.name == "postgresql":  # instead of pool_pre_ping (a round trip per checkout)
+        ping_idle_connections(engine, float(app.config["DB_PING_IDLE_SECONDS"]))
     app.extensions["gzsb.storage"] = make_storage(app.config["STORAGE_BACKEND"], app.config["UPLOADS_DIR"], engine)
     with app.app_context():  # the audit service reads it without importing the wiring module
         app.extensions["gzsb.redactor"] = redactor()

@@ -6,7 +6,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -229,6 +229,8 @@ def history_rows(session: Session, application_id: int) -> Iterator[EventRow]:
         yield EventRow(*r)
 
 
+_EVENT_FIELDS = tuple(f.name for f in fields(EventRow))
+
 _WROTE = "gzsb.store.wrote"  # session.info: this transaction flushed or executed a write
 
 
@@ -329,7 +331,8 @@ class SqlStore:
         self.session.flush()
 
     def append(self, record: Application, row: EventRow) -> None:
-        values = {"application_id": record.id, **asdict(row)}
+        # Its fields are str and int: a shallow dict (asdict() deep-copies each value).
+        values = {"application_id": record.id, **{name: getattr(row, name) for name in _EVENT_FIELDS}}
         batch = self._batched()
         if batch is not None:
             batch.history.append(values)
@@ -387,9 +390,9 @@ def _with_defaults(table: Table, row: dict[str, Any]) -> dict[str, Any]:
         if column.key in out or column.primary_key or column.default is None:
             continue
         default = column.default
-        if default.is_scalar:  # type: ignore[attr-defined]
+        if default.is_scalar:
             out[column.key] = default.arg  # type: ignore[attr-defined]
-        elif default.is_callable:  # type: ignore[attr-defined]
+        elif default.is_callable:
             out[column.key] = default.arg(None)  # type: ignore[attr-defined]  # SQLAlchemy wraps it to take a context
     return out
 
