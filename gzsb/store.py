@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, event, insert, select, update
+from sqlalchemy import Table, bindparam, event, insert, inspect, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, defer
 from sqlalchemy.orm.attributes import set_committed_value
@@ -312,7 +312,7 @@ class SqlStore:
         return self.flows.by_version(self.session, record.flow_version_id)
 
     def switch_flow(self, record: Application, sha256: str) -> None:
-        # Flushed with save(): one UPDATE, under the same version check as every transition.
+        # Written by save() in the transition's UPDATE, under the same version check as every transition.
         record.flow_version_id = version_id_of(self.session, sha256)
 
     def save(self, record: Application, *, state: str, data: dict[str, Any], seq: int, head: str) -> None:
@@ -376,10 +376,13 @@ class SqlStore:
 # rows it inserts into each table), built once with its values as bound parameters, so that
 # SQLAlchemy compiles it once per process: built anew with the values in it, it was compiled
 # on every transition (the largest part of a fire()'s CPU).
-_Shape = tuple[bool, tuple[tuple[str, ...], ...], tuple[int, ...]]
+_Shape = tuple[bool, tuple[tuple[str, ...], ...], tuple[int, ...], tuple[str, ...]]
 _BATCH_STATEMENTS: dict[_Shape, Any] = {}
 _BATCH_TABLES = (("events", HistoryEvent.__table__), ("effects", Outbox.__table__), ("armed", Timer.__table__))
 _APPLICATION_VALUES = ("state", "data", "seq", "head", "updated_at")
+# Other columns of the row a step or a migration may set on the ORM object (the confirmation
+# point, the flow version): written by the batch's UPDATE instead of an ORM UPDATE of their own.
+_FOLDED = frozenset(c.key for c in Application.__table__.columns) - {"id", "version", *_APPLICATION_VALUES}
 
 
 def _with_defaults(table: Table, row: dict[str, Any]) -> dict[str, Any]:
@@ -401,7 +404,7 @@ def _batch_statement(shape: _Shape) -> Any:
     statement = _BATCH_STATEMENTS.get(shape)
     if statement is not None:
         return statement
-    cancel, columns, counts = shape
+    cancel, columns, counts, folded = shape
     app = Application.__table__
     ctes = []
     if cancel:
@@ -423,7 +426,7 @@ def _batch_statement(shape: _Shape) -> Any:
         .where(app.c.id == bindparam("b_app", type_=app.c.id.type), app.c.version == bindparam("b_old"))
         .values(
             {
-                **{key: bindparam(f"b_{key}", type_=app.c[key].type) for key in _APPLICATION_VALUES},
+                **{key: bindparam(f"b_{key}", type_=app.c[key].type) for key in (*_APPLICATION_VALUES, *folded)},
                 "version": app.c.version + 1,
             }
         )
@@ -449,15 +452,19 @@ class WriteBatch:
     def write(
         self, session: Session, record: Application, *, state: str, data: dict[str, Any], seq: int, head: str
     ) -> None:
-        # What a step changed through the ORM (orders, a confirmation point, the flow
-        # version of a migration) goes first, in the ORM's own versioned UPDATE.
+        # Columns of the row itself that a step or a migration set go in this statement's UPDATE.
+        tracked = inspect(record)
+        folded = {key: tracked.dict[key] for key in tracked.committed_state if key in _FOLDED}
+        for key, value in folded.items():
+            set_committed_value(record, key, value)  # no longer a pending change for the flush below
+        # What else a step changed through the ORM (orders, corrections) goes first.
         if session.new or session.dirty or session.deleted:
             session.flush()
         old = record.version
         now = datetime.now(UTC)
         params: dict[str, Any] = {
             "b_app": record.id, "b_old": old, "b_state": state, "b_data": data, "b_seq": seq, "b_head": head,
-            "b_updated_at": now, "b_cancel_at": self.cancel_at,
+            "b_updated_at": now, "b_cancel_at": self.cancel_at, **{f"b_{key}": v for key, v in folded.items()},
         }  # fmt: skip
         columns: list[tuple[str, ...]] = []
         counts: list[int] = []
@@ -470,7 +477,7 @@ class WriteBatch:
                 params.update({f"{name}{i}_{key}": value for key, value in row.items()})
             columns.append(keys)
             counts.append(len(complete))
-        statement = _batch_statement((self.cancel_at is not None, tuple(columns), tuple(counts)))
+        statement = _batch_statement((self.cancel_at is not None, tuple(columns), tuple(counts), tuple(sorted(folded))))
         if session.connection().execute(statement, params).first() is None:
             raise StaleApplication(f"application {record.uid} was changed by someone else (version {old})")
         # The row now holds these values: the ORM object says so without another UPDATE.

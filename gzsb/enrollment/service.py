@@ -47,6 +47,20 @@ def services_of(ctx: Any, need: str) -> Services:
     return services
 
 
+def _described(
+    choices: Sequence[dict[str, Any]], institutions: dict[str, str], majors: dict[tuple[str, str], str]
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "institution": c["institution"],
+            "institution_name": institutions.get(c["institution"], ""),
+            "major": c["major"],
+            "major_name": majors.get((c["institution"], c["major"]), ""),
+        }
+        for c in choices
+    ]
+
+
 @dataclass
 class Services:
     session: Session
@@ -105,8 +119,14 @@ class Services:
         Strict even before `flask catalog import`: with no catalogue nothing is in it, so
         every choice is refused (a 志愿 nobody can check would reach the institutions unchecked).
         """
+        return self.checked_choices(choices)[0]
+
+    def checked_choices(
+        self, choices: Sequence[dict[str, Any]]
+    ) -> tuple[dict[int, dict[str, list[str]]], list[dict[str, Any]]]:
+        """``check_choices`` and ``describe_choices`` from one catalogue query."""
         if not choices:
-            return {}
+            return {}, []
         institutions, majors = self._catalogue(choices)
         if not institutions and not self.catalogue_loaded():
             log.warning("no catalogue imported (flask catalog import): every 志愿 is refused")
@@ -117,20 +137,12 @@ class Services:
                 errors[position] = {"institution": [UNKNOWN_INSTITUTION]}
             elif (institution, major) not in majors:
                 errors[position] = {"major": [UNKNOWN_MAJOR]}
-        return errors
+        return errors, _described(choices, institutions, majors)
 
     def describe_choices(self, choices: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """The choices with the catalogue's names (empty when a code is unknown)."""
         institutions, majors = self._catalogue(choices) if choices else ({}, {})
-        return [
-            {
-                "institution": c["institution"],
-                "institution_name": institutions.get(c["institution"], ""),
-                "major": c["major"],
-                "major_name": majors.get((c["institution"], c["major"]), ""),
-            }
-            for c in choices
-        ]
+        return _described(choices, institutions, majors)
 
     # -- 上传审核 and 学籍 corrections (steps of gzsb.staff.steps) ----------------------
 
@@ -147,6 +159,20 @@ class Services:
             )
         )
         return set(rows)
+
+    def live_upload_kinds(self, application_id: int, uids: Sequence[str]) -> dict[str, str]:
+        """Those of ``uids`` that are this application's not-deleted uploads, with their kind
+        (one query for the identity pages' two images)."""
+        if not uids:
+            return {}
+        rows = self.session.execute(
+            select(Upload.uid, Upload.kind).where(
+                Upload.application_id == application_id,
+                Upload.deleted_at.is_(None),
+                Upload.uid.in_(list(uids)),
+            )
+        )
+        return {uid: kind for uid, kind in rows}
 
     def upload_slots(self, application_id: int, uids: Sequence[str], kind: str) -> dict[str, str]:
         """Those of ``uids`` that are this application's live uploads of ``kind``, with the
