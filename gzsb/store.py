@@ -255,6 +255,13 @@ def _ended(session: Session, transaction: SessionTransaction) -> None:
         session.info.pop(_WROTE, None)
 
 
+# The row lock's statements, built once (building them was a tenth of a lock's CPU).
+_LOAD = (
+    select(Application).where(Application.id == bindparam("application_id")).execution_options(populate_existing=True)
+)
+_LOCK = _LOAD.with_for_update()
+
+
 class SqlStore:
     """The Store on a SQLAlchemy session. On PostgreSQL a transition's writes go out as ONE
     statement at ``save()`` (``WriteBatch``: a round trip per write was most of a fire()
@@ -300,10 +307,8 @@ class SqlStore:
             self._batch = None
 
     def lock(self, application_id: int) -> Application:
-        query = select(Application).where(Application.id == application_id)
-        if self.session.get_bind().dialect.name != "sqlite":
-            query = query.with_for_update()
-        app = self.session.scalars(query.execution_options(populate_existing=True)).first()
+        query = _LOCK if self.session.get_bind().dialect.name != "sqlite" else _LOAD
+        app = self.session.scalars(query, {"application_id": application_id}).first()
         if app is None:
             raise NotFound(f"application {application_id} does not exist")
         return app
