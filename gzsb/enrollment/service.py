@@ -76,21 +76,15 @@ class Services:
     def xueji_lookup(self, id_number: str) -> dict[str, Any] | None:
         if not id_number:
             return None
-        row = self.session.scalars(
-            select(RegistryRecord).where(RegistryRecord.id_number_index == self.vault.index(id_number))
-        ).first()
-        if row is None:
-            return None
-        return {
-            "id": row.id,
-            "name": row.name,
-            "school": row.school,
-            "major": row.major,
-            "level": row.level,
-            "study_form": row.study_form,
-            "graduation_year": row.graduation_year,
-            "has_photo": row.photo is not None,
-        }
+        # The columns, not the entity: the photo (an image) would be sent only to learn it exists.
+        r = RegistryRecord
+        row = self.session.execute(
+            select(
+                r.id, r.name, r.school, r.major, r.level, r.study_form, r.graduation_year,
+                r.photo.is_not(None).label("has_photo"),
+            ).where(r.id_number_index == self.vault.index(id_number))
+        ).first()  # fmt: skip
+        return None if row is None else {**row._mapping, "has_photo": bool(row.has_photo)}
 
     # -- the catalogue -----------------------------------------------------------------
 
