@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +16,7 @@ from flask_wtf.csrf import CSRFError
 from sqlalchemy import event
 from sqlalchemy.engine import Engine as SqlEngine
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -29,6 +28,7 @@ from gzsb.adapters.storage import make_storage
 from gzsb.bootstrap import blueprints, redactor, registries
 from gzsb.common.security import Vault, basic_info_of
 from gzsb.config import INSTANCE, ROOT, Config, insecure_defaults
+from gzsb.dbpool import ping_idle_connections
 from gzsb.errors import ConfigurationError, InvalidInput, ServiceError, SessionExpired
 from gzsb.extensions import csrf, db, migrate
 from gzsb.ops import health, metrics
@@ -95,32 +95,6 @@ def engine_options(config: Any) -> dict[str, Any]:
     return options
 
 
-def ping_when_idle(engine: SqlEngine, idle_seconds: float) -> None:
-    """Ping a pooled connection on checkout only when it sat idle longer than ``idle_seconds``.
-
-    ``pool_pre_ping`` pings on every checkout: one more round trip per request under load,
-    where connections never sit long. A connection the server dropped while idle (restart,
-    failover) is found here and replaced by the pool (``DisconnectionError``); one that
-    breaks mid-use is invalidated by SQLAlchemy and answered with the 503 page."""
-
-    @event.listens_for(engine, "checkin")
-    def _checked_in(_dbapi: Any, record: Any) -> None:
-        record.info["idle_since"] = time.monotonic()
-
-    @event.listens_for(engine, "checkout")
-    def _checkout(dbapi: Any, record: Any, _proxy: Any) -> None:
-        since = record.info.get("idle_since")
-        if since is None or time.monotonic() - since < idle_seconds:
-            return
-        try:
-            with dbapi.cursor() as cursor:
-                cursor.execute("SELECT 1")
-            dbapi.rollback()
-        except Exception as exc:  # any failure means this connection is unusable
-            log.info("pooled connection idle %.0f s failed its ping: %s", time.monotonic() - since, exc)
-            raise DisconnectionError(str(exc)) from exc
-
-
 def create_app(config: type[Config] | Any = Config, *, clock: Callable[[], datetime] = _utcnow) -> Flask:
     refuse_default_keys(config)
     app = Flask(__name__, instance_path=str(INSTANCE))
@@ -142,8 +116,8 @@ def create_app(config: type[Config] | Any = Config, *, clock: Callable[[], datet
     app.extensions["gzsb.clock"] = clock
     with app.app_context():  # the engine Flask-SQLAlchemy made for this app (shared storage backend)
         engine = db.engine
-    if engine.dialect.name == "postgresql":
-        ping_when_idle(engine, float(app.config["DB_PING_IDLE_SECONDS"]))
+    if engine.dialect.name == "postgresql":  # instead of pool_pre_ping (a round trip per checkout)
+        ping_idle_connections(engine, float(app.config["DB_PING_IDLE_SECONDS"]))
     app.extensions["gzsb.storage"] = make_storage(app.config["STORAGE_BACKEND"], app.config["UPLOADS_DIR"], engine)
     with app.app_context():  # the audit service reads it without importing the wiring module
         app.extensions["gzsb.redactor"] = redactor()

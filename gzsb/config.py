@@ -70,9 +70,8 @@ class Config:
     DB_CONNECT_TIMEOUT = int(_env("DB_CONNECT_TIMEOUT", "5"))
     DB_POOL_TIMEOUT = int(_env("DB_POOL_TIMEOUT", "10"))
     DB_STATEMENT_TIMEOUT_MS = int(_env("DB_STATEMENT_TIMEOUT_MS", "15000"))
-    # A pooled PostgreSQL connection idle longer than this (seconds) is pinged before use, so
-    # a restarted server costs no failed request; a busy one is not (a round trip per request).
-    DB_PING_IDLE_SECONDS = float(_env("DB_PING_IDLE_SECONDS", "10"))
+    # A pooled PostgreSQL connection idle longer than this is pinged before use (gzsb.dbpool).
+    DB_PING_IDLE_SECONDS = float(_env("DB_PING_IDLE_SECONDS", "1"))
     REDIS_URL = _env("REDIS_URL")
     HUEY_SQLITE_PATH = str(INSTANCE / "huey.sqlite3")
     HUEY_IMMEDIATE = False

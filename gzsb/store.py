@@ -6,11 +6,11 @@ import contextlib
 import logging
 import threading
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event, insert, select, update
+from sqlalchemy import Table, bindparam, event, insert, inspect, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, defer
 from sqlalchemy.orm.attributes import set_committed_value
@@ -229,6 +229,8 @@ def history_rows(session: Session, application_id: int) -> Iterator[EventRow]:
         yield EventRow(*r)
 
 
+_EVENT_FIELDS = tuple(f.name for f in fields(EventRow))
+
 _WROTE = "gzsb.store.wrote"  # session.info: this transaction flushed or executed a write
 
 
@@ -251,6 +253,13 @@ def _executed(state: ORMExecuteState) -> None:
 def _ended(session: Session, transaction: SessionTransaction) -> None:
     if transaction.parent is None:  # the outermost one: what it wrote is committed or gone
         session.info.pop(_WROTE, None)
+
+
+# The row lock's statements, built once (building them was a tenth of a lock's CPU).
+_LOAD = (
+    select(Application).where(Application.id == bindparam("application_id")).execution_options(populate_existing=True)
+)
+_LOCK = _LOAD.with_for_update()
 
 
 class SqlStore:
@@ -298,10 +307,8 @@ class SqlStore:
             self._batch = None
 
     def lock(self, application_id: int) -> Application:
-        query = select(Application).where(Application.id == application_id)
-        if self.session.get_bind().dialect.name != "sqlite":
-            query = query.with_for_update()
-        app = self.session.scalars(query.execution_options(populate_existing=True)).first()
+        query = _LOCK if self.session.get_bind().dialect.name != "sqlite" else _LOAD
+        app = self.session.scalars(query, {"application_id": application_id}).first()
         if app is None:
             raise NotFound(f"application {application_id} does not exist")
         return app
@@ -310,7 +317,7 @@ class SqlStore:
         return self.flows.by_version(self.session, record.flow_version_id)
 
     def switch_flow(self, record: Application, sha256: str) -> None:
-        # Flushed with save(): one UPDATE, under the same version check as every transition.
+        # Written by save() in the transition's UPDATE, under the same version check as every transition.
         record.flow_version_id = version_id_of(self.session, sha256)
 
     def save(self, record: Application, *, state: str, data: dict[str, Any], seq: int, head: str) -> None:
@@ -329,7 +336,8 @@ class SqlStore:
         self.session.flush()
 
     def append(self, record: Application, row: EventRow) -> None:
-        values = {"application_id": record.id, **asdict(row)}
+        # Its fields are str and int: a shallow dict (asdict() deep-copies each value).
+        values = {"application_id": record.id, **{name: getattr(row, name) for name in _EVENT_FIELDS}}
         batch = self._batched()
         if batch is not None:
             batch.history.append(values)
@@ -369,6 +377,71 @@ class SqlStore:
             self.session.add(Timer(**values, due_at=due_utc))
 
 
+# The statement of each batch shape (timers cancelled or not, and the columns and number of
+# rows it inserts into each table), built once with its values as bound parameters, so that
+# SQLAlchemy compiles it once per process: built anew with the values in it, it was compiled
+# on every transition (the largest part of a fire()'s CPU).
+_Shape = tuple[bool, tuple[tuple[str, ...], ...], tuple[int, ...], tuple[str, ...]]
+_BATCH_STATEMENTS: dict[_Shape, Any] = {}
+_BATCH_TABLES = (("events", HistoryEvent.__table__), ("effects", Outbox.__table__), ("armed", Timer.__table__))
+_APPLICATION_VALUES = ("state", "data", "seq", "head", "updated_at")
+# Other columns of the row a step or a migration may set on the ORM object (the confirmation
+# point, the flow version): written by the batch's UPDATE instead of an ORM UPDATE of their own.
+_FOLDED = frozenset(c.key for c in Application.__table__.columns) - {"id", "version", *_APPLICATION_VALUES}
+
+
+def _with_defaults(table: Table, row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with the columns' Python-side defaults the ORM would have applied, so that
+    rows of one table always bind the same columns."""
+    out = dict(row)
+    for column in table.columns:
+        if column.key in out or column.primary_key or column.default is None:
+            continue
+        default = column.default
+        if default.is_scalar:
+            out[column.key] = default.arg  # type: ignore[attr-defined]
+        elif default.is_callable:
+            out[column.key] = default.arg(None)  # type: ignore[attr-defined]  # SQLAlchemy wraps it to take a context
+    return out
+
+
+def _batch_statement(shape: _Shape) -> Any:
+    statement = _BATCH_STATEMENTS.get(shape)
+    if statement is not None:
+        return statement
+    cancel, columns, counts, folded = shape
+    app = Application.__table__
+    ctes = []
+    if cancel:
+        t = Timer.__table__
+        ctes.append(
+            update(t)
+            .where(t.c.application_id == bindparam("b_app", type_=t.c.application_id.type), t.c.fired_at.is_(None))
+            .values(fired_at=bindparam("b_cancel_at", type_=t.c.fired_at.type), outcome="cancelled")
+            .cte("cancelled")
+        )
+    # Sibling CTEs do not see each other's rows: the timers armed here stay open.
+    # One single-row INSERT per row: SQLAlchemy cannot cache a multi-row VALUES.
+    for (name, table), keys, count in zip(_BATCH_TABLES, columns, counts, strict=True):
+        for i in range(count):
+            row = {key: bindparam(f"{name}{i}_{key}", type_=table.c[key].type) for key in keys}
+            ctes.append(insert(table).values(row).cte(f"{name}{i}"))
+    statement = (
+        update(app)
+        .where(app.c.id == bindparam("b_app", type_=app.c.id.type), app.c.version == bindparam("b_old"))
+        .values(
+            {
+                **{key: bindparam(f"b_{key}", type_=app.c[key].type) for key in (*_APPLICATION_VALUES, *folded)},
+                "version": app.c.version + 1,
+            }
+        )
+        .returning(app.c.version)
+        .add_cte(*ctes)
+    )
+    _BATCH_STATEMENTS[shape] = statement
+    return statement
+
+
 @dataclass
 class WriteBatch:
     """One transition's writes on PostgreSQL, sent as one statement by ``write``: CTEs that
@@ -384,34 +457,33 @@ class WriteBatch:
     def write(
         self, session: Session, record: Application, *, state: str, data: dict[str, Any], seq: int, head: str
     ) -> None:
-        # What a step changed through the ORM (orders, a confirmation point, the flow
-        # version of a migration) goes first, in the ORM's own versioned UPDATE.
+        # Columns of the row itself that a step or a migration set go in this statement's UPDATE.
+        tracked = inspect(record)
+        folded = {key: tracked.dict[key] for key in tracked.committed_state if key in _FOLDED}
+        for key, value in folded.items():
+            set_committed_value(record, key, value)  # no longer a pending change for the flush below
+        # What else a step changed through the ORM (orders, corrections) goes first.
         if session.new or session.dirty or session.deleted:
             session.flush()
-        app = Application.__table__
         old = record.version
         now = datetime.now(UTC)
-        ctes = []
-        if self.cancel_at is not None:
-            t = Timer.__table__
-            cancel = update(t).where(t.c.application_id == record.id, t.c.fired_at.is_(None))
-            ctes.append(cancel.values(fired_at=self.cancel_at, outcome="cancelled").cte("cancelled"))
-        # Sibling CTEs do not see each other's rows: the timers armed here stay open.
-        for name, model, rows in (
-            ("events", HistoryEvent, self.history),
-            ("effects", Outbox, self.outbox),
-            ("armed", Timer, self.timers),
-        ):
-            if rows:
-                ctes.append(insert(model.__table__).values(rows).cte(name))
-        statement = (
-            update(app)
-            .where(app.c.id == record.id, app.c.version == old)
-            .values(state=state, data=data, seq=seq, head=head, updated_at=now, version=old + 1)
-            .returning(app.c.version)
-            .add_cte(*ctes)
-        )
-        if session.execute(statement).first() is None:
+        params: dict[str, Any] = {
+            "b_app": record.id, "b_old": old, "b_state": state, "b_data": data, "b_seq": seq, "b_head": head,
+            "b_updated_at": now, "b_cancel_at": self.cancel_at, **{f"b_{key}": v for key, v in folded.items()},
+        }  # fmt: skip
+        columns: list[tuple[str, ...]] = []
+        counts: list[int] = []
+        for (name, table), rows in zip(_BATCH_TABLES, (self.history, self.outbox, self.timers), strict=True):
+            complete = [_with_defaults(table, row) for row in rows]
+            keys = tuple(sorted(complete[0])) if complete else ()
+            for i, row in enumerate(complete):
+                if tuple(sorted(row)) != keys:  # the statement's shape: every row binds the same columns
+                    raise ValueError(f"{table.name} rows of one batch name other columns: {keys} / {sorted(row)}")
+                params.update({f"{name}{i}_{key}": value for key, value in row.items()})
+            columns.append(keys)
+            counts.append(len(complete))
+        statement = _batch_statement((self.cancel_at is not None, tuple(columns), tuple(counts), tuple(sorted(folded))))
+        if session.connection().execute(statement, params).first() is None:
             raise StaleApplication(f"application {record.uid} was changed by someone else (version {old})")
         # The row now holds these values: the ORM object says so without another UPDATE.
         for key, value in (

@@ -165,6 +165,11 @@ class FakeServices:
                 errors[position] = {"major": [UNKNOWN_MAJOR]}
         return errors
 
+    def checked_choices(
+        self, choices: Sequence[dict[str, Any]]
+    ) -> tuple[dict[int, dict[str, list[str]]], list[dict[str, Any]]]:
+        return self.check_choices(choices), self.describe_choices(choices)
+
     def describe_choices(self, choices: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         return [
             {
@@ -178,6 +183,11 @@ class FakeServices:
 
     def live_uploads(self, application_id: int, uids: Sequence[str], kind: str) -> set[str]:
         return self.uploads.get((application_id, kind), set()) & set(uids)
+
+    def live_upload_kinds(self, application_id: int, uids: Sequence[str]) -> dict[str, str]:
+        return {
+            uid: kind for (app, kind), live in self.uploads.items() if app == application_id for uid in live & set(uids)
+        }
 
     def upload_slots(self, application_id: int, uids: Sequence[str], kind: str) -> dict[str, str]:
         return {uid: self.slots.get(uid, "") for uid in self.live_uploads(application_id, uids, kind)}

@@ -56,6 +56,22 @@ def test_a_transition_is_the_row_lock_and_one_write(pg_app: Flask) -> None:
     assert [r.seq for r in history(who.application_id)] == [1, 2]
 
 
+def test_a_column_the_step_sets_on_the_row_goes_in_the_one_write(pg_app: Flask) -> None:
+    # 基本信息 sets the confirmation point on the row: no UPDATE of its own, and stored.
+    who = new_applicant(11)
+    eng = engine()
+    eng.fire(who.application_id, "accept_pledge", who.actor, {"agree": True})
+    before = application(who.application_id).version
+    with statements() as seen:
+        fired = eng.fire(who.application_id, "submit_basic_info", who.actor, student_payload(who))
+    assert "UPDATE" not in seen and seen.count("WITH") == 1, seen
+    db.session.expire_all()
+    record = application(who.application_id)
+    point = db.session.scalar(select(ConfirmationPoint.id).where(ConfirmationPoint.code == "NK01"))
+    assert (record.confirmation_point_id, record.version) == (point, before + 1) == (point, fired.version)
+    assert student_payload(who)["confirmation_point"] == "NK01"
+
+
 def test_timers_and_outbox_in_the_one_statement(pg_app: Flask) -> None:
     who = new_applicant(2)
     eng = engine()

@@ -49,6 +49,20 @@ def services_of(ctx: Any, need: str) -> Services:
     return services
 
 
+def _described(
+    choices: Sequence[dict[str, Any]], institutions: dict[str, str], majors: dict[tuple[str, str], str]
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "institution": c["institution"],
+            "institution_name": institutions.get(c["institution"], ""),
+            "major": c["major"],
+            "major_name": majors.get((c["institution"], c["major"]), ""),
+        }
+        for c in choices
+    ]
+
+
 @dataclass
 class Services:
     session: Session
@@ -64,21 +78,15 @@ class Services:
     def xueji_lookup(self, id_number: str) -> dict[str, Any] | None:
         if not id_number:
             return None
-        row = self.session.scalars(
-            select(RegistryRecord).where(RegistryRecord.id_number_index == self.vault.index(id_number))
-        ).first()
-        if row is None:
-            return None
-        return {
-            "id": row.id,
-            "name": row.name,
-            "school": row.school,
-            "major": row.major,
-            "level": row.level,
-            "study_form": row.study_form,
-            "graduation_year": row.graduation_year,
-            "has_photo": row.photo is not None,
-        }
+        # The columns, not the entity: the photo (an image) would be sent only to learn it exists.
+        r = RegistryRecord
+        row = self.session.execute(
+            select(
+                r.id, r.name, r.school, r.major, r.level, r.study_form, r.graduation_year,
+                r.photo.is_not(None).label("has_photo"),
+            ).where(r.id_number_index == self.vault.index(id_number))
+        ).first()  # fmt: skip
+        return None if row is None else {**row._mapping, "has_photo": bool(row.has_photo)}
 
     # -- the catalogue -----------------------------------------------------------------
 
@@ -107,8 +115,14 @@ class Services:
         Strict even before `flask catalog import`: with no catalogue nothing is in it, so
         every choice is refused (a 志愿 nobody can check would reach the institutions unchecked).
         """
+        return self.checked_choices(choices)[0]
+
+    def checked_choices(
+        self, choices: Sequence[dict[str, Any]]
+    ) -> tuple[dict[int, dict[str, list[str]]], list[dict[str, Any]]]:
+        """``check_choices`` and ``describe_choices`` from one catalogue query."""
         if not choices:
-            return {}
+            return {}, []
         institutions, majors = self._catalogue(choices)
         if not institutions and not self.catalogue_loaded():
             log.warning("no catalogue imported (flask catalog import): every 志愿 is refused")
@@ -119,20 +133,12 @@ class Services:
                 errors[position] = {"institution": [UNKNOWN_INSTITUTION]}
             elif (institution, major) not in majors:
                 errors[position] = {"major": [UNKNOWN_MAJOR]}
-        return errors
+        return errors, _described(choices, institutions, majors)
 
     def describe_choices(self, choices: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """The choices with the catalogue's names (empty when a code is unknown)."""
         institutions, majors = self._catalogue(choices) if choices else ({}, {})
-        return [
-            {
-                "institution": c["institution"],
-                "institution_name": institutions.get(c["institution"], ""),
-                "major": c["major"],
-                "major_name": majors.get((c["institution"], c["major"]), ""),
-            }
-            for c in choices
-        ]
+        return _described(choices, institutions, majors)
 
     # -- 上传审核 and 学籍 corrections (steps of gzsb.staff.steps) ----------------------
 
@@ -149,6 +155,20 @@ class Services:
             )
         )
         return set(rows)
+
+    def live_upload_kinds(self, application_id: int, uids: Sequence[str]) -> dict[str, str]:
+        """Those of ``uids`` that are this application's not-deleted uploads, with their kind
+        (one query for the identity pages' two images)."""
+        if not uids:
+            return {}
+        rows = self.session.execute(
+            select(Upload.uid, Upload.kind).where(
+                Upload.application_id == application_id,
+                Upload.deleted_at.is_(None),
+                Upload.uid.in_(list(uids)),
+            )
+        )
+        return {uid: kind for uid, kind in rows}
 
     def upload_slots(self, application_id: int, uids: Sequence[str], kind: str) -> dict[str, str]:
         """Those of ``uids`` that are this application's live uploads of ``kind``, with the

@@ -131,7 +131,6 @@ def basic_info(ctx: StepContext, payload: dict[str, Any]) -> None:
     point = services.confirmation_point(payload["confirmation_point"])
     if point is None:
         raise InvalidInput("unknown confirmation point", {"confirmation_point": ["请选择确认点"]})
-    ctx.record.confirmation_point_id = point
     if not services.is_own_id_number(ctx.record, payload["id_number"]):
         raise InvalidInput("id number differs from the account's", {"id_number": ["身份证号须与注册时一致"]})
     info = dict(payload)
@@ -141,6 +140,9 @@ def basic_info(ctx: StepContext, payload: dict[str, Any]) -> None:
     _check_against_registry(ctx, services.xueji_lookup(payload["id_number"]), info)
     # ID number, mobile and address are stored only encrypted (read through basic_info_of).
     ctx.data["basic_info"] = seal_fields(services.vault, info)
+    # Set after the lookups above: set before, their queries' autoflush wrote it in an UPDATE of
+    # its own; now it goes with the transition's UPDATE.
+    ctx.record.confirmation_point_id = point
     # Editing the basic information invalidates an earlier registry check.
     checked = ctx.data.get("xueji", {})
     if checked and checked.get("id_index") != services.vault.index(info["id_number"]):
@@ -314,11 +316,10 @@ def preferences(ctx: StepContext, payload: dict[str, Any]) -> None:
     if len(choices) > limit:
         raise InvalidInput("too many preferences", {"choices": [f"最多可填报{limit}个志愿"]})
     services = services_of(ctx, "the catalogue")
-    errors = services.check_choices(choices)
+    errors, described = services.checked_choices(choices)
     if errors:
         raise InvalidInput("preferences not in the catalogue", {"choices": errors})
-    choices = services.describe_choices(choices)
-    ctx.data["preferences"] = [dict(c) for c in choices]
+    ctx.data["preferences"] = [dict(c) for c in described]
     ctx.data.pop("preferences_draft", None)
 
 

@@ -38,11 +38,9 @@ def _require_own_uploads(ctx: StepContext, payload: dict[str, Any]) -> None:
     """Upload ids come from the client: each must be this application's live upload of its
     kind (the identity pages store the files first, then fire with their ids)."""
     services = services_of(ctx, "uploads")
-    errors = {
-        kind: [STALE_IMAGE]
-        for kind in ("photo", "id_card")
-        if payload.get(kind) and payload[kind] not in services.live_uploads(ctx.record.id, [payload[kind]], kind)
-    }
+    given = {kind: payload[kind] for kind in ("photo", "id_card") if payload.get(kind)}
+    live = services.live_upload_kinds(ctx.record.id, list(given.values()))
+    errors = {kind: [STALE_IMAGE] for kind, uid in given.items() if live.get(uid) != kind}
     if errors:
         log.warning("application %s: identity images that are not its live uploads: %s", ctx.record.uid, sorted(errors))
         raise InvalidInput(f"identity images of {ctx.record.uid} are not its live uploads: {sorted(errors)}", errors)
@@ -127,10 +125,11 @@ def _require_manual_images(ctx: StepContext, identity: dict[str, Any], no_id_car
     needed = {"photo": "请上传证件照（用于人工认证和报名表）"}
     if not no_id_card:
         needed["id_card"] = "请上传身份证人像面，没有身份证的请勾选“无身份证”"
+    live = services.live_upload_kinds(ctx.record.id, [identity[kind] for kind in needed if identity.get(kind)])
     errors = {
         kind: [message]
         for kind, message in needed.items()
-        if not identity.get(kind) or identity[kind] not in services.live_uploads(ctx.record.id, [identity[kind]], kind)
+        if not identity.get(kind) or live.get(identity[kind]) != kind
     }
     if errors:
         raise InvalidInput(f"manual identity request of {ctx.record.uid} without images: {sorted(errors)}", errors)

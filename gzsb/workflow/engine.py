@@ -263,7 +263,7 @@ class Engine:
             if actor.role not in chosen.actors:
                 raise Forbidden(f"role {actor.role!r} may not take {event!r} to {chosen.dest!r}")
 
-            ctx = StepContext(record, flow, actor, now, copy.deepcopy(record.data or {}), self.services, self.store)
+            ctx = StepContext(record, flow, actor, now, _copy_json(record.data or {}), self.services, self.store)
             history_payload: dict[str, Any] = {}
             if chosen.step:
                 step = self.steps.get(chosen.step)
@@ -369,8 +369,28 @@ def _sensitive_fields(schema: Schema | None) -> set[str]:
     return {f.data_key or name for name, f in schema.fields.items() if f.metadata.get("sensitive")}
 
 
+def _copy_json(value: Any) -> Any:
+    """A deep copy of JSON data (what a JSON column holds): copy.deepcopy's memo and
+    dispatch cost more than the rest of a transition's Python; anything else is deep-copied."""
+    kind = type(value)
+    if kind is dict:
+        return {k: _copy_json(v) for k, v in value.items()}
+    if kind is list:
+        return [_copy_json(v) for v in value]
+    if kind is str or kind is int or kind is float or kind is bool or value is None:
+        return value
+    return copy.deepcopy(value)
+
+
 def _jsonable(value: Any) -> Any:
     """Validated payloads may hold dates; the history stores canonical JSON."""
+    kind = type(value)  # JSON's own types first, without the ABC checks below (the hot path)
+    if kind is str or kind is int or kind is float or kind is bool or value is None:
+        return value
+    if kind is dict:
+        return {k if type(k) is str else str(k): _jsonable(v) for k, v in value.items()}
+    if kind is list:
+        return [_jsonable(v) for v in value]
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
