@@ -10,6 +10,7 @@ import hashlib
 import itertools
 import json
 import json.scanner
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -337,25 +338,45 @@ def fleet_replay(
     flows: Callable[[str], FlowSpec],
     head: str | None,
     state: str | None,
-    data: Mapping[str, Any] | None,
+    data: Mapping[str, Any] | str | None,
     redactor: Redactor | None,
+    leaves: bytearray | None = None,
 ) -> Verdict:
     """``replay_application`` for rows as the fleet verify streams them (application id, then
-    the EventRow fields in order, then the tree index), with ``data`` not yet redacted.
+    the EventRow fields in order, then the tree index), with ``data`` not yet redacted (a dict,
+    or the stored JSON text). The text fields are ``str``, or the stored UTF-8 ``bytes``
+    (SQLite's raw cursor: no decoding).
     The common case (one flow, every check passing) is checked here without building an
     EventRow per event; anything else (a migration, any failed check, odd types) is replayed
-    again by ``replay_application``, so a failure is always described by that one function."""
+    again by ``replay_application``, so a failure is always described by that one function.
+
+    With ``leaves`` and bytes rows logged at consecutive tree indexes from ``raw[0][-1]``, a
+    passing history also appends each event's transparency-log leaf hash to ``leaves`` (the
+    event hash is at hand then); when nothing was appended the caller hashes the leaves itself."""
     if redactor is not None:
         data = data or {}
+    binding = data if redactor is not None else None
     try:
-        end = _fleet_ok(application_uid, flow, raw, head, state, data if redactor is not None else None, redactor)
+        if raw and type(raw[0][12]) is bytes:
+            end = _fleet_ok_bytes(application_uid, flow, raw, head, state, binding, redactor, leaves)
+        else:
+            if isinstance(binding, str):
+                binding = json.loads(binding)
+            end = _fleet_ok(application_uid, flow, raw, head, state, binding, redactor)
     except (TypeError, ValueError, AttributeError, KeyError, IndexError, StopIteration):
-        end = None  # odd types or text: the general replay says what is wrong
+        end = None  # odd types or text (invalid UTF-8 included): the general replay says what is wrong
     if end is not None:
         return Verdict(application_uid, events=len(raw), state=end, flow=flow.sha256)
-    rows = [EventRow(*r[1:14]) for r in raw]
-    snapshot = redacted_snapshot(data or {}, redactor) if redactor is not None else None
+    current: Mapping[str, Any] | None = json.loads(data) if isinstance(data, str) else data  # as the JSON type gives it
+    rows = [EventRow(*(_text(v) for v in r[1:14])) for r in raw]
+    snapshot = redacted_snapshot(current or {}, redactor) if redactor is not None else None
     return replay_application(application_uid, flow, rows, flows=flows, head=head, state=state, data=snapshot)
+
+
+def _text(value: Any) -> Any:
+    # Text that is not UTF-8 cannot be what was hashed: the replacement characters make the
+    # general replay report the event as edited.
+    return value.decode("utf-8", "replace") if type(value) is bytes else value
 
 
 def _fleet_ok(
@@ -418,3 +439,162 @@ def _fleet_ok(
     if type(redactor) is not Redactor or type(data) is not dict:  # a subclass may redact otherwise
         return None
     return current if _same_redacted(data, snapshot, redactor) else None
+
+
+def _tag_int(text: str) -> tuple[str, str]:
+    return ("int", text)
+
+
+def _tag_float(text: str) -> tuple[str, str]:
+    return ("float", text)
+
+
+# The C scanner with JSON numbers kept as ("int" | "float", their text): JSON arrays decode to
+# lists, so no decoded value is a tuple otherwise. Equal tagged values have equal canonical
+# text (a number written two ways only makes the fast path give up: the general replay decides).
+_scan_tagged: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(
+    json.JSONDecoder(parse_int=_tag_int, parse_float=_tag_float)  # type: ignore[arg-type]
+)
+
+
+def _redact_tagged(data: dict[str, Any], sensitive: frozenset[str], hash_value: Callable[[Any], str]) -> bool:
+    """Redactor.redact in place on tagged-decoded data; False where a sensitive value is not a
+    str (its canonical text is not that of the tagged form: the general path hashes it)."""
+    for key in sensitive & data.keys():
+        value = data[key]
+        if type(value) is not str:
+            return False
+        data[key] = hash_value(value)
+    for value in data.values():
+        if type(value) is dict and not _redact_tagged(value, sensitive, hash_value):
+            return False
+    return True
+
+
+# What encode_basestring escapes (ensure_ascii=False): a bytes value without any of these is
+# quoted by just adding the quotes (valid UTF-8 assumed: checked separately).
+_ESCAPED = re.compile(rb'[\x00-\x1f"\\]')
+# (flow, event, from, to, role, recorded guards) as stored bytes → the quoted parts of the
+# event hash's body around the actor, for a move that passed every per-event rule.
+_MOVES_BYTES: dict[tuple[bytes, bytes, bytes, bytes, bytes, bytes], tuple[bytes, bytes]] = {}
+
+
+def _move_parts(
+    machine: FlowMachine, key: tuple[bytes, bytes, bytes, bytes, bytes, bytes]
+) -> tuple[bytes, bytes] | None:
+    _, event_b, source_b, dest_b, role_b, guards_b = key
+    # Strict decoding: a stored name that is not UTF-8 is not a legal move.
+    event, source, dest, role, guards = (v.decode() for v in (event_b, source_b, dest_b, role_b, guards_b))
+    if not _move_ok(machine, event, source, dest, role, guards):
+        return None
+    parts = (
+        f"{_quote(event)},{_quote(source)},{_quote(dest)},".encode(),
+        f",{_quote(role)},{_quote(machine.flow.sha256)},".encode(),
+    )
+    if len(_MOVES_BYTES) >= _GUARDS_CACHE_MAX:
+        _MOVES_BYTES.clear()
+    _MOVES_BYTES[key] = parts
+    return parts
+
+
+def _fleet_ok_bytes(
+    uid: str,
+    flow: FlowSpec,
+    raw: Sequence[Sequence[Any]],
+    head: str | None,
+    state: str | None,
+    data: Mapping[str, Any] | str | None,
+    redactor: Redactor | None,
+    leaves: bytearray | None = None,
+) -> str | None:
+    """``_fleet_ok`` for rows whose text fields are the stored UTF-8 bytes: the event hash is
+    taken over the fetched bytes spliced together, never decoded and encoded again. Every
+    field is still checked: names, role and guards through the per-move table (decoded once
+    per distinct move), the rest by exact comparison, escaping and UTF-8 checks."""
+    machine = MACHINES.get(flow)
+    flow_b = flow.sha256.encode()
+    sha256 = hashlib.sha256
+    escaped = _ESCAPED.search
+    current = flow.initial.encode()
+    prev = genesis_hash(uid, flow.sha256).encode()
+    lead = f"|[{_quote(uid)},".encode()
+    snapshot: dict[str, Any] = {}
+    moves = _MOVES_BYTES
+    binding = data is not None
+    # Given the data's JSON text, both sides are decoded with numbers kept as tagged text, so
+    # that Python's == (in C) is exact: True, 1 and 1.0 no longer compare equal.
+    tagged = type(data) is str
+    scan = _scan_tagged if tagged else _scan
+    expected = 1
+    # The log's leaf of each event (gzsb.audit.fleet.event_leaf_hash), while the run of tree
+    # indexes stays consecutive; a uid that would need JSON escaping is left to the caller.
+    logged: list[bytes] | None = [] if leaves is not None and uid.isalnum() and uid.isascii() else None
+    leaf_lead = f'\x00gzsb-log/1 event\n["{uid}",'.encode() if logged is not None else b""
+    index = raw[0][14] if raw else None
+    for _, seq, event, source, dest, actor, role, guards, payload, row_flow, at, prev_hash, digest, changes, ix in raw:
+        if (
+            seq != expected
+            or type(seq) is not int
+            or prev_hash != prev
+            or not changes
+            or row_flow != flow_b
+            or source != current
+        ):
+            return None
+        parts = moves.get((flow_b, event, source, dest, role, guards))
+        if parts is None:
+            parts = _move_parts(machine, (flow_b, event, source, dest, role, guards))
+            if parts is None:
+                return None  # a migration or an illegal move: the general replay names it
+        pair = actor + at
+        if not pair.isascii():
+            pair.decode()  # UnicodeDecodeError (a ValueError) when not UTF-8
+        if escaped(pair) is not None:
+            return None  # would be escaped in the body: the general path encodes it
+        if not payload.isascii():
+            payload.decode()
+        body = b'%s%s%d,%s"%s"%s"%s",%s,%s,%s]' % (
+            prev, lead, seq, parts[0], actor, parts[1], at, guards, payload, changes
+        )  # fmt: skip
+        if sha256(body).hexdigest().encode() != digest:
+            return None
+        if binding and changes != b"{}":
+            text = changes.decode()
+            parsed, end = scan(text, 0)
+            if end != len(text) or type(parsed) is not dict:
+                return None
+            for key, value in parsed.get("set", {}).items():
+                snapshot[key] = value
+            for key in parsed.get("unset", ()):
+                snapshot.pop(key, None)
+        elif not changes.isascii():
+            changes.decode()
+        if logged is not None:
+            if ix != index or type(ix) is not int:
+                logged = None
+            else:
+                # The digest equals a hexdigest here: plain ASCII hex, no escaping needed.
+                logged.append(sha256(b'%s%d,"%s"]\n' % (leaf_lead, seq, digest)).digest())
+                index += 1
+        current, prev = dest, digest
+        expected += 1
+    if head is not None and head.encode() != prev:
+        return None
+    end_state = current.decode()
+    if state is not None and state != end_state:
+        return None
+    if data is not None and redactor is not None:
+        if type(redactor) is not Redactor:  # a subclass may redact otherwise
+            return None
+        if type(data) is str:
+            decoded, end = _scan_tagged(data, 0)
+            if end != len(data) or type(decoded) is not dict:
+                return None
+            # Ours alone (decoded just now): redacted where it lies, then one C comparison.
+            if not (_redact_tagged(decoded, redactor.sensitive, redactor.hash_value) and decoded == snapshot):
+                return None
+        elif type(data) is not dict or not _same_redacted(data, snapshot, redactor):
+            return None
+    if logged and leaves is not None:
+        leaves += b"".join(logged)
+    return end_state
