@@ -441,25 +441,18 @@ def _fleet_ok(
     return current if _same_redacted(data, snapshot, redactor) else None
 
 
-def _tag_int(text: str) -> tuple[str, str]:
-    return ("int", text)
-
-
-def _tag_float(text: str) -> tuple[str, str]:
-    return ("float", text)
-
-
-# The C scanner with JSON numbers kept as ("int" | "float", their text): JSON arrays decode to
-# lists, so no decoded value is a tuple otherwise. Equal tagged values have equal canonical
-# text (a number written two ways only makes the fast path give up: the general replay decides).
+# The C scanner with JSON numbers kept as their text, in types no other JSON value decodes to:
+# an integer as bytes, a float as a tuple of its characters (both made by C callables). Equal
+# tagged values have equal canonical text; a number written two ways ("1.0", "1.00") only makes
+# the fast path give up, and the general replay decides.
 _scan_tagged: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(
-    json.JSONDecoder(parse_int=_tag_int, parse_float=_tag_float)  # type: ignore[arg-type]
+    json.JSONDecoder(parse_int=str.encode, parse_float=tuple)  # type: ignore[arg-type]
 )
 
 
 def _redact_tagged(data: dict[str, Any], sensitive: frozenset[str], hash_value: Callable[[Any], str]) -> bool:
     """Redactor.redact in place on tagged-decoded data; False where a sensitive value is not a
-    str (its canonical text is not that of the tagged form: the general path hashes it)."""
+    str (the canonical text of a tagged number is not the number's: the general path hashes it)."""
     for key in sensitive & data.keys():
         value = data[key]
         if type(value) is not str:
@@ -474,15 +467,17 @@ def _redact_tagged(data: dict[str, Any], sensitive: frozenset[str], hash_value: 
 # What encode_basestring escapes (ensure_ascii=False): a bytes value without any of these is
 # quoted by just adding the quotes (valid UTF-8 assumed: checked separately).
 _ESCAPED = re.compile(rb'[\x00-\x1f"\\]')
-# (flow, event, from, to, role, recorded guards) as stored bytes → the quoted parts of the
-# event hash's body around the actor, for a move that passed every per-event rule.
-_MOVES_BYTES: dict[tuple[bytes, bytes, bytes, bytes, bytes, bytes], tuple[bytes, bytes]] = {}
+# flow SHA-256 → (event, from, to, role, recorded guards) as stored bytes → the quoted parts of
+# the event hash's body around the actor, for a move that passed every per-event rule.
+_MOVES_BYTES: dict[bytes, dict[tuple[bytes, bytes, bytes, bytes, bytes], tuple[bytes, bytes]]] = {}
 
 
 def _move_parts(
-    machine: FlowMachine, key: tuple[bytes, bytes, bytes, bytes, bytes, bytes]
+    machine: FlowMachine,
+    moves: dict[tuple[bytes, bytes, bytes, bytes, bytes], tuple[bytes, bytes]],
+    key: tuple[bytes, bytes, bytes, bytes, bytes],
 ) -> tuple[bytes, bytes] | None:
-    _, event_b, source_b, dest_b, role_b, guards_b = key
+    event_b, source_b, dest_b, role_b, guards_b = key
     # Strict decoding: a stored name that is not UTF-8 is not a legal move.
     event, source, dest, role, guards = (v.decode() for v in (event_b, source_b, dest_b, role_b, guards_b))
     if not _move_ok(machine, event, source, dest, role, guards):
@@ -491,9 +486,9 @@ def _move_parts(
         f"{_quote(event)},{_quote(source)},{_quote(dest)},".encode(),
         f",{_quote(role)},{_quote(machine.flow.sha256)},".encode(),
     )
-    if len(_MOVES_BYTES) >= _GUARDS_CACHE_MAX:
-        _MOVES_BYTES.clear()
-    _MOVES_BYTES[key] = parts
+    if len(moves) >= _GUARDS_CACHE_MAX:
+        moves.clear()
+    moves[key] = parts
     return parts
 
 
@@ -519,19 +514,14 @@ def _fleet_ok_bytes(
     prev = genesis_hash(uid, flow.sha256).encode()
     lead = f"|[{_quote(uid)},".encode()
     snapshot: dict[str, Any] = {}
-    moves = _MOVES_BYTES
+    moves = _MOVES_BYTES.get(flow_b) or _MOVES_BYTES.setdefault(flow_b, {})
     binding = data is not None
     # Given the data's JSON text, both sides are decoded with numbers kept as tagged text, so
     # that Python's == (in C) is exact: True, 1 and 1.0 no longer compare equal.
     tagged = type(data) is str
     scan = _scan_tagged if tagged else _scan
     expected = 1
-    # The log's leaf of each event (gzsb.audit.fleet.event_leaf_hash), while the run of tree
-    # indexes stays consecutive; a uid that would need JSON escaping is left to the caller.
-    logged: list[bytes] | None = [] if leaves is not None and uid.isalnum() and uid.isascii() else None
-    leaf_lead = f'\x00gzsb-log/1 event\n["{uid}",'.encode() if logged is not None else b""
-    index = raw[0][14] if raw else None
-    for _, seq, event, source, dest, actor, role, guards, payload, row_flow, at, prev_hash, digest, changes, ix in raw:
+    for _, seq, event, source, dest, actor, role, guards, payload, row_flow, at, prev_hash, digest, changes, _ix in raw:
         if (
             seq != expected
             or type(seq) is not int
@@ -541,9 +531,9 @@ def _fleet_ok_bytes(
             or source != current
         ):
             return None
-        parts = moves.get((flow_b, event, source, dest, role, guards))
+        parts = moves.get((event, source, dest, role, guards))
         if parts is None:
-            parts = _move_parts(machine, (flow_b, event, source, dest, role, guards))
+            parts = _move_parts(machine, moves, (event, source, dest, role, guards))
             if parts is None:
                 return None  # a migration or an illegal move: the general replay names it
         pair = actor + at
@@ -563,19 +553,15 @@ def _fleet_ok_bytes(
             parsed, end = scan(text, 0)
             if end != len(text) or type(parsed) is not dict:
                 return None
-            for key, value in parsed.get("set", {}).items():
-                snapshot[key] = value
+            if "set" in parsed:
+                changed = parsed["set"]
+                if type(changed) is not dict:  # "set": null too: the general replay calls it malformed
+                    return None
+                snapshot.update(changed)
             for key in parsed.get("unset", ()):
                 snapshot.pop(key, None)
         elif not changes.isascii():
             changes.decode()
-        if logged is not None:
-            if ix != index or type(ix) is not int:
-                logged = None
-            else:
-                # The digest equals a hexdigest here: plain ASCII hex, no escaping needed.
-                logged.append(sha256(b'%s%d,"%s"]\n' % (leaf_lead, seq, digest)).digest())
-                index += 1
         current, prev = dest, digest
         expected += 1
     if head is not None and head.encode() != prev:
@@ -595,6 +581,11 @@ def _fleet_ok_bytes(
                 return None
         elif type(data) is not dict or not _same_redacted(data, snapshot, redactor):
             return None
-    if logged and leaves is not None:
-        leaves += b"".join(logged)
+    if leaves is not None and raw and uid.isalnum() and uid.isascii():
+        # The log's leaf of each event (gzsb.audit.fleet.event_leaf_hash) when the events were
+        # logged at consecutive tree indexes; the seqs are ints and the digests hexdigests here.
+        first = raw[0][14]
+        if type(first) is int and [r[14] for r in raw] == list(range(first, first + len(raw))):
+            lead = f'\x00gzsb-log/1 event\n["{uid}",'.encode()
+            leaves += b"".join([sha256(b'%s%d,"%s"]\n' % (lead, r[1], r[12])).digest() for r in raw])
     return end_state
