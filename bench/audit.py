@@ -55,7 +55,9 @@ class Pass:
 
     @property
     def cpu_rate(self) -> float:
-        return self.events / self.cpu_seconds if self.cpu_seconds else 0.0
+        """Events per second of CPU, the pool's processes included."""
+        spent = self.cpu_seconds + self.child_cpu_seconds
+        return self.events / spent if spent else 0.0
 
 
 def ensure_log(path: Path) -> tuple[int, float]:
