@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from gzsb.models import Application, HistoryEvent
 from gzsb.store import FLOWS
 from gzsb.workflow.history import Redactor, Verdict, event_leaf
-from gzsb.workflow.history_replay import fleet_replay
+from gzsb.workflow.history_fleet import fleet_replay
 from gzsb.workflow.spec import FlowSpec
 from gzsb.workflow.translog import leaf_hash
 
