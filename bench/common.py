@@ -24,7 +24,8 @@ from gzsb.enrollment.catalog import import_catalog
 from gzsb.extensions import db
 from gzsb.models import Application, ConfirmationPoint
 from gzsb.payments import orders
-from gzsb.store import publish, start_application
+from gzsb.staff.steps import required_documents
+from gzsb.store import FLOWS, publish, start_application
 from gzsb.workflow.engine import Actor, Engine, Fired
 from gzsb.workflow.loader import load_flow_file
 
@@ -137,7 +138,10 @@ def payload_for(who: Applicant, spec: Any) -> dict[str, Any]:
         assert order is not None
         return {"order": order.number, "amount_fen": order.amount_fen, "trade_no": "T1", "channel": "alipay"}
     if spec == "materials":
-        return {"files": [bench_upload(who, "material")]}
+        # One photo per document the applicant's 考生类别 requires (the step refuses fewer).
+        app = db.session.get(Application, who.application_id)
+        documents = required_documents(FLOWS.by_version(db.session, app.flow_version_id), app.data or {})
+        return {"files": [bench_upload(who, "material", slot=d.key) for d in documents]}
     if spec == "identity":
         return {kind: bench_upload(who, kind) for kind in ("photo", "id_card")}
     return dict(spec)
@@ -155,10 +159,13 @@ _PIXEL = CleanImage(
 )
 
 
-def bench_upload(who: Applicant, kind: str) -> str:
+def bench_upload(who: Applicant, kind: str, slot: str | None = None) -> str:
     uid = db.session.get(Application, who.application_id).uid
     app_id = who.application_id
-    return store_image(db.session, storage(), application_id=app_id, application_uid=uid, kind=kind, image=_PIXEL).uid
+    upload = store_image(db.session, storage(), application_id=app_id, application_uid=uid, kind=kind, image=_PIXEL)
+    if slot is not None:
+        upload.slot = slot
+    return upload.uid
 
 
 def fire_step(eng: Engine, who: Applicant, step: int) -> Fired:

@@ -15,18 +15,19 @@ import itertools
 import logging
 import multiprocessing
 from array import array
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import LargeBinary, Select, String, cast, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from gzsb.models import Application, HistoryEvent
 from gzsb.store import FLOWS
 from gzsb.workflow.history import Redactor, Verdict, event_leaf
-from gzsb.workflow.history_replay import fleet_replay
+from gzsb.workflow.history_fleet import fleet_replay
 from gzsb.workflow.spec import FlowSpec
 from gzsb.workflow.translog import leaf_hash
 
@@ -54,7 +55,8 @@ def event_leaf_hash(uid: str, seq: int, digest: str) -> bytes:
 
 
 def event_leaves(uid: str, raw: list[Any]) -> Iterator[tuple[int | None, int, bytes]]:
-    """(tree index or None when not yet logged, seq, leaf hash) of each streamed event row."""
+    """(tree index or None when not yet logged, seq, leaf hash) of each streamed event row
+    (its hash as ``str`` or as the stored ASCII bytes)."""
     sha256 = hashlib.sha256
     # event_leaf_hash with the application's part of the leaf encoded once.
     plain = uid.isalnum() and uid.isascii()
@@ -63,10 +65,67 @@ def event_leaves(uid: str, raw: list[Any]) -> Iterator[tuple[int | None, int, by
         index, seq, digest = r[14], r[1], r[12]
         if index is None:
             yield None, seq, b""
-        elif plain and type(seq) is int and digest.isalnum() and digest.isascii():
+            continue
+        if type(digest) is bytes:
+            # Not ASCII: the replay has already failed it; its leaf is then the one of the text.
+            digest = digest.decode("utf-8", "replace") if not (digest.isalnum() and digest.isascii()) else digest
+            if plain and type(seq) is int and type(digest) is bytes:
+                yield index, seq, sha256(b'%s%d,"%s"]\n' % (lead, seq, digest)).digest()
+                continue
+        if plain and type(seq) is int and digest.isalnum() and digest.isascii():
             yield index, seq, sha256(lead + f'{seq},"{digest}"]\n'.encode("ascii")).digest()
         else:
             yield index, seq, event_leaf_hash(uid, seq, digest)
+
+
+def run_leaves(uid: str, raw: list[Any]) -> tuple[int, bytes | bytearray] | None:
+    """(first tree index, the leaf hashes) when the rows were logged at consecutive tree indexes
+    (events logged in application order) and each has an int seq and a bytes hex hash, as the
+    SQLite stream gives them; None: take ``event_leaves`` one by one."""
+    if not raw or not (uid.isalnum() and uid.isascii()):
+        return None
+    first = raw[0][14]
+    if type(first) is not int:
+        return None
+    sha256 = hashlib.sha256
+    lead = f'\x00gzsb-log/1 event\n["{uid}",'.encode("ascii")
+    parts = []
+    expect = first
+    for r in raw:
+        seq, digest = r[1], r[12]
+        # bytes.isalnum is ASCII-only: a plain hex hash needs no JSON escaping.
+        if r[14] != expect or type(seq) is not int or type(digest) is not bytes or not digest.isalnum():
+            return None
+        parts.append(sha256(b'%s%d,"%s"]\n' % (lead, seq, digest)).digest())
+        expect += 1
+    return first, b"".join(parts)
+
+
+def _stream(bind: Engine, query: Select[Any], *, blobs: bool) -> Generator[Sequence[Any], None, None]:
+    """The rows of ``query`` in batches of BATCH. On SQLite through the raw sqlite3 cursor: no
+    row objects, and no type processing (a JSON column arrives as its stored text); with
+    ``blobs`` the text columns are cast to BLOB so they arrive as the stored UTF-8 bytes, not
+    decoded (the replay hashes the bytes). The connection itself is left as it was."""
+    if bind.dialect.name != "sqlite":
+        with bind.connect() as conn:
+            yield from conn.execution_options(yield_per=BATCH).execute(query)
+        return
+    if blobs:
+        query = query.with_only_columns(
+            *(cast(c, LargeBinary) if isinstance(c.type, String) else c for c in query.selected_columns)
+        )
+    compiled = query.compile(dialect=bind.dialect)
+    params = [compiled.params[name] for name in compiled.positiontup or ()]
+    raw = bind.raw_connection()
+    try:
+        driver = raw.driver_connection
+        assert driver is not None
+        cursor = driver.execute(str(compiled), params)
+        while batch := cursor.fetchmany(BATCH):
+            yield from batch
+        cursor.close()
+    finally:
+        raw.close()  # back to the pool
 
 
 def replay_stream(
@@ -75,8 +134,10 @@ def replay_stream(
     *,
     uid: str | None = None,
     ids: tuple[int, int] | None = None,
-) -> Iterator[tuple[Verdict, str, list[Any]]]:
-    """(verdict, uid, event rows) per application in id order: all, one ``uid``, or ids in [lo, hi)."""
+) -> Iterator[tuple[Verdict, str, list[Any], tuple[int, bytes | bytearray] | None]]:
+    """(verdict, uid, event rows, leaves) per application in id order: all, one ``uid``, or ids in
+    [lo, hi). ``leaves`` is (first tree index, leaf hashes) when the events were logged at
+    consecutive tree indexes (see ``run_leaves``), else None: take ``event_leaves``."""
     apps_query = select(
         Application.id, Application.uid, Application.state, Application.head, Application.flow_version_id,
         Application.data,
@@ -91,11 +152,13 @@ def replay_stream(
         apps_query = apps_query.where(Application.id >= ids[0], Application.id < ids[1])
         events_query = events_query.where(HistoryEvent.application_id >= ids[0], HistoryEvent.application_id < ids[1])
     bind = session.get_bind()
-    # Separate connections: a server-side cursor each (SQLite and PostgreSQL alike).
-    with bind.connect() as apps_conn, bind.connect() as events_conn:
-        apps = apps_conn.execution_options(yield_per=BATCH).execute(apps_query)
-        events = events_conn.execution_options(yield_per=BATCH).execute(events_query)
-        grouped = itertools.groupby(events, key=lambda r: r[0])
+    assert isinstance(bind, Engine)
+    # Two streams, each on its own connection (a server-side cursor each on PostgreSQL). On
+    # SQLite the data column arrives as its JSON text, decoded by the replay.
+    apps = _stream(bind, apps_query, blobs=False)
+    events = _stream(bind, events_query, blobs=True)  # type: ignore[arg-type]
+    grouped = itertools.groupby(events, key=itemgetter(0))
+    try:
         pending = next(grouped, None)
         flows: dict[int, FlowSpec] = {}
         by_sha = functools.partial(FLOWS.by_sha, session)  # migrated histories name earlier versions
@@ -109,10 +172,15 @@ def replay_stream(
             if pending is not None and pending[0] == app_id:
                 raw = list(pending[1])
                 pending = next(grouped, None)
+            leaves = bytearray()
             verdict = fleet_replay(
-                app_uid, flow, raw, flows=by_sha, head=head, state=state, data=data, redactor=redactor
+                app_uid, flow, raw, flows=by_sha, head=head, state=state, data=data, redactor=redactor, leaves=leaves
             )
-            yield verdict, app_uid, raw
+            yield verdict, app_uid, raw, (raw[0][14], leaves) if leaves else run_leaves(app_uid, raw)
+    finally:
+        # Close both cursors (and give their connections back) even when the caller stops early.
+        apps.close()
+        events.close()
 
 
 # ------------------------------------------------------------------ the pool
@@ -143,8 +211,14 @@ def _child_init() -> None:
 def _verify_range(ids: tuple[int, int]) -> RangeResult:
     out = RangeResult()
     with Session(_CHILD["engine"]) as session:
-        for verdict, uid, raw in replay_stream(session, _CHILD["redactor"], ids=ids):
+        for verdict, uid, raw, run in replay_stream(session, _CHILD["redactor"], ids=ids):
             out.verdicts.append(verdict)
+            if run is not None:
+                out.indexes.extend(range(run[0], run[0] + len(raw)))
+                out.seqs.extend(r[1] for r in raw)
+                out.owners.extend(itertools.repeat(len(out.verdicts) - 1, len(raw)))
+                out.leaves += run[1]
+                continue
             for index, seq, leaf in event_leaves(uid, raw):
                 if index is None:
                     out.unlogged += 1

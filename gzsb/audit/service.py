@@ -19,7 +19,14 @@ from flask import current_app, has_app_context
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gzsb.audit.fleet import RANGE_IDS, can_fork, event_leaf_hash, event_leaves, pooled, replay_stream
+from gzsb.audit.fleet import (
+    RANGE_IDS,
+    can_fork,
+    event_leaf_hash,
+    event_leaves,
+    pooled,
+    replay_stream,
+)
 from gzsb.audit.log import cosigned_note, latest_checkpoint, tree
 from gzsb.errors import NotFound
 from gzsb.models import Application, AuditRun, FlowVersion, HistoryEvent, LogCheckpoint, LogLeaf, LogNode, LogState
@@ -44,24 +51,36 @@ class LogPolicy:
 
 
 def prefix_roots(leaves: bytes | bytearray, sizes: set[int]) -> dict[int, bytes]:
-    """MTH of the first n leaves for every n in ``sizes``, in one pass (a binary-counter stack)."""
-    out = {0: EMPTY_ROOT} if 0 in sizes else {}
+    """MTH of the first n leaves for every n in ``sizes``.
+
+    Level by level: each level's perfect-subtree hashes come from the one below in one list
+    comprehension over 64-byte pairs (one C hash call per node, no per-node Python stack work);
+    a prefix root then combines the ≤ log2(n) perfect subtrees its size's binary digits name."""
     sha256 = hashlib.sha256
-    stack: list[bytes] = []
-    view = memoryview(leaves)
-    for i in range(len(leaves) // HASH_SIZE):
-        value = bytes(view[i * HASH_SIZE : (i + 1) * HASH_SIZE])
-        # Leaf i completes one parent per trailing 1 bit of i (binary addition's carries).
-        carry = i
-        while carry & 1:
-            value = sha256(b"\x01" + stack.pop() + value).digest()  # node_hash, inlined
-            carry >>= 1
-        stack.append(value)
-        if i + 1 in sizes:
-            root = stack[-1]
-            for left in reversed(stack[:-1]):
-                root = node_hash(left, root)
-            out[i + 1] = root
+    levels = [bytes(leaves[: len(leaves) // HASH_SIZE * HASH_SIZE])]
+    while len(levels[-1]) >= 2 * HASH_SIZE:
+        below = memoryview(levels[-1])
+        pairs = len(below) // (2 * HASH_SIZE)
+        levels.append(b"".join([sha256(b"\x01" + below[i : i + 64]).digest() for i in range(0, pairs * 64, 64)]))
+    out: dict[int, bytes] = {}
+    for size in sizes:
+        if size == 0:
+            out[0] = EMPTY_ROOT
+            continue
+        if size * HASH_SIZE > len(levels[0]):
+            continue
+        # The perfect subtrees of [0, size), left to right: one per 1 bit, highest first.
+        parts = []
+        start = 0
+        for level in range(size.bit_length() - 1, -1, -1):
+            if size >> level & 1:
+                index = start >> level
+                parts.append(levels[level][index * HASH_SIZE : (index + 1) * HASH_SIZE])
+                start += 1 << level
+        root = parts[-1]
+        for left in reversed(parts[:-1]):
+            root = node_hash(left, root)
+        out[size] = root
     return out
 
 
@@ -110,7 +129,11 @@ class FleetCheck:
                     self._count(verdict)
                     yield verdict
         else:
-            for verdict, uid, raw in replay_stream(self.session, self.redactor, uid=self.application_uid):
+            for verdict, uid, raw, run in replay_stream(self.session, self.redactor, uid=self.application_uid):
+                if whole and run is not None and self._claim_run(run[0], run[1]):
+                    self._count(verdict)
+                    yield verdict
+                    continue
                 for index, seq, leaf in event_leaves(uid, raw):
                     if index is None:
                         self.unlogged += 1
@@ -135,7 +158,15 @@ class FleetCheck:
         if not count:
             return True
         first = indexes[0]
-        if first + count > self.log_size or indexes != array("q", range(first, first + count)):
+        if indexes != array("q", range(first, first + count)):
+            return False
+        return self._claim_run(first, leaves)
+
+    def _claim_run(self, first: int, leaves: bytes | bytearray) -> bool:
+        """Leaves for tree indexes first, first + 1, …: noted at once when all are unclaimed and
+        below the log's size; False: the caller notes them one by one."""
+        count = len(leaves) // HASH_SIZE
+        if first < 0 or first + count > self.log_size:
             return False
         if self._filled.count(1, first, first + count):
             return False  # some index is claimed twice: the one-by-one path names it
@@ -163,7 +194,11 @@ class FleetCheck:
             self._check_application_leaves()
             return
         self._fill_publishes()
-        missing = [i for i in range(self.log_size) if not self._filled[i]]
+        missing: list[int] = []
+        hole = self._filled.find(0)  # C scans for the holes: a clean log has none
+        while hole != -1 and len(missing) <= MAX_NAMED:
+            missing.append(hole)
+            hole = self._filled.find(0, hole + 1)
         if missing:
             refs = self._refs(missing[:MAX_NAMED])
             for index in missing[:MAX_NAMED]:
@@ -176,11 +211,14 @@ class FleetCheck:
         self._check_checkpoints(checkpoints, roots)
 
     def _fill_publishes(self) -> None:
+        # The versions named first: with them as values SQLite looks the few publish leaves up
+        # by flow_version_id, where the join alone scanned every leaf of the log.
+        versions = list(self.session.scalars(select(FlowVersion.id)))
         rows = self.session.execute(
             select(LogLeaf.idx, FlowVersion.flow, FlowVersion.sha256, FlowVersion.published_by,
                    FlowVersion.published_at, FlowVersion.yaml_text)
             .join(FlowVersion, FlowVersion.id == LogLeaf.flow_version_id)
-            .where(LogLeaf.idx < self.log_size)
+            .where(LogLeaf.flow_version_id.in_(versions), LogLeaf.idx < self.log_size)
         )  # fmt: skip
         for index, flow, sha, by, at, text in rows:
             if hashlib.sha256(text.encode("utf-8")).hexdigest() != sha:

@@ -6,11 +6,9 @@ events' changes. Nothing here touches the database: callers stream rows in.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import itertools
 import json
-import json.scanner
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from gzsb.errors import ServiceError
@@ -19,13 +17,11 @@ from gzsb.workflow.history import (
     MIGRATE_EVENT,
     MIGRATE_ROLE,
     EventRow,
-    Redactor,
     Verdict,
     apply_changes,
     event_hash,
     first_difference,
     genesis_hash,
-    redacted_snapshot,
 )
 from gzsb.workflow.machine import MACHINES, FlowMachine
 from gzsb.workflow.spec import FlowSpec
@@ -271,150 +267,3 @@ def replay_application(
             f"application row says flow {flow.sha256[:12]} but its history leads to flow {verdict.flow[:12]}",
         )
     return verdict
-
-
-# ------------------------------------------------------------------ the fleet fast path
-
-# json.loads without its Python wrappers (the C scanner itself).
-_scan: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
-_quote = json.encoder.encode_basestring  # what canonical() writes for a str
-# (flow, event, from, to, role, recorded guards) → the move passed every per-event rule.
-_MOVES_OK: set[tuple[str, str, str, str, str, str]] = set()
-
-
-def _move_ok(machine: FlowMachine, event: str, source: str, dest: str, role: str, guards: str) -> bool:
-    spec = machine.legal(source, event, dest)
-    ok = spec is not None and role in spec.actors and not _guards_consistent(machine, event, source, dest, guards)
-    if ok:
-        if len(_MOVES_OK) >= _GUARDS_CACHE_MAX:
-            _MOVES_OK.clear()
-        _MOVES_OK.add((machine.flow.sha256, event, source, dest, role, guards))
-    return ok
-
-
-def _same_json(a: Any, b: Any) -> bool:
-    """canonical(a) == canonical(b) for JSON data without encoding: same types (True == 1 == 1.0
-    in Python, not in JSON), floats by text. A False for NaN sends the caller to the general path."""
-    kind = type(a)
-    if kind is not type(b):
-        return False
-    if kind is dict:
-        return a.keys() == b.keys() and all(_same_json(v, b[k]) for k, v in a.items())
-    if kind is list:
-        return len(a) == len(b) and all(_same_json(x, y) for x, y in zip(a, b, strict=True))
-    if kind is float:
-        return repr(a) == repr(b)
-    return (kind is str or kind is int or kind is bool or a is None) and a == b
-
-
-def _same_redacted(data: dict[str, Any], snapshot: dict[str, Any], redactor: Redactor) -> bool:
-    """canonical(redactor.redact(data)) == canonical(snapshot), walking ``data`` once."""
-    sensitive, hash_value = redactor.sensitive, redactor.hash_value
-    if type(snapshot) is not dict or data.keys() != snapshot.keys():
-        return False
-    for key, item in data.items():
-        other = snapshot[key]
-        kind = type(item)
-        if key in sensitive:
-            if type(other) is not str or hash_value(item) != other:
-                return False
-        elif kind is str:  # most values: no call
-            if type(other) is not str or item != other:
-                return False
-        elif kind is dict:
-            if not _same_redacted(item, other, redactor):
-                return False
-        elif not _same_json(item, other):  # also False for a Mapping that is no dict: not JSON
-            return False
-    return True
-
-
-def fleet_replay(
-    application_uid: str,
-    flow: FlowSpec,
-    raw: Sequence[Sequence[Any]],
-    *,
-    flows: Callable[[str], FlowSpec],
-    head: str | None,
-    state: str | None,
-    data: Mapping[str, Any] | None,
-    redactor: Redactor | None,
-) -> Verdict:
-    """``replay_application`` for rows as the fleet verify streams them (application id, then
-    the EventRow fields in order, then the tree index), with ``data`` not yet redacted.
-    The common case (one flow, every check passing) is checked here without building an
-    EventRow per event; anything else (a migration, any failed check, odd types) is replayed
-    again by ``replay_application``, so a failure is always described by that one function."""
-    if redactor is not None:
-        data = data or {}
-    try:
-        end = _fleet_ok(application_uid, flow, raw, head, state, data if redactor is not None else None, redactor)
-    except (TypeError, ValueError, AttributeError, KeyError, IndexError, StopIteration):
-        end = None  # odd types or text: the general replay says what is wrong
-    if end is not None:
-        return Verdict(application_uid, events=len(raw), state=end, flow=flow.sha256)
-    rows = [EventRow(*r[1:14]) for r in raw]
-    snapshot = redacted_snapshot(data or {}, redactor) if redactor is not None else None
-    return replay_application(application_uid, flow, rows, flows=flows, head=head, state=state, data=snapshot)
-
-
-def _fleet_ok(
-    uid: str,
-    flow: FlowSpec,
-    raw: Sequence[Sequence[Any]],
-    head: str | None,
-    state: str | None,
-    data: Mapping[str, Any] | None,
-    redactor: Redactor | None,
-) -> str | None:
-    """The end state, only if ``replay_application`` would pass this history; None: ask it."""
-    machine = MACHINES.get(flow)
-    flow_sha = flow.sha256
-    sha256 = hashlib.sha256
-    current = flow.initial
-    prev = genesis_hash(uid, flow_sha)
-    lead = f"|[{_quote(uid)},"
-    tail = f",{_quote(flow_sha)},"
-    snapshot: dict[str, Any] = {}
-    moves_ok = _MOVES_OK
-    expected = 1
-    for _, seq, event, source, dest, actor, role, guards, payload, row_flow, at, prev_hash, digest, changes, _ix in raw:
-        if (
-            seq != expected
-            or type(seq) is not int
-            or prev_hash != prev
-            or not changes
-            or row_flow != flow_sha
-            or source != current
-            or event == MIGRATE_EVENT
-        ):
-            return None
-        body = (
-            f"{prev}{lead}{seq},{_quote(event)},{_quote(source)},{_quote(dest)},{_quote(actor)},{_quote(role)}"
-            f"{tail}{_quote(at)},{guards},{payload},{changes}]"
-        )
-        if sha256(body.encode("utf-8")).hexdigest() != digest:
-            return None
-        if (flow_sha, event, source, dest, role, guards) not in moves_ok and not _move_ok(
-            machine, event, source, dest, role, guards
-        ):
-            return None
-        if data is not None and changes != "{}":
-            parsed, end = _scan(changes, 0)
-            if end != len(changes) or type(parsed) is not dict:
-                return None
-            for key, value in parsed.get("set", {}).items():
-                snapshot[key] = value
-            for key in parsed.get("unset", ()):
-                snapshot.pop(key, None)
-        current, prev = dest, digest
-        expected += 1
-    if head is not None and head != prev:
-        return None
-    if state is not None and state != current:
-        return None
-    if data is None or redactor is None:
-        return current
-    if type(redactor) is not Redactor or type(data) is not dict:  # a subclass may redact otherwise
-        return None
-    return current if _same_redacted(data, snapshot, redactor) else None

@@ -3,12 +3,14 @@ rewrite is caught and named by `flask audit verify` (application, seq or tree in
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
+from sqlalchemy.orm.attributes import flag_modified
 
 from gzsb.audit.service import FleetCheck, default_redactor
 from gzsb.extensions import db
@@ -73,6 +75,7 @@ def test_clean_log_verifies(app: Flask, fleet: dict[str, Any]) -> None:
         ("submit_preferences", "payload", '"institution":"10060"', '"institution":"99999"'),
         ("face_matched", "payload", '"distance":0.3', '"distance":0.75'),
         ("payment_succeeded", "actor", "system:test", STAFF.id),
+        ("payment_succeeded", "actor", "system:test", 'sys"tem\\test'),  # JSON-escaped in the hashed body
     ],
 )
 def test_rewrite_and_recompute_is_named(
@@ -122,13 +125,23 @@ def test_deleted_application_is_named(app: Flask, fleet: dict[str, Any]) -> None
     assert f"tree index {first_index} (application {uid} seq 1): its event no longer exists" in result.output
 
 
-@pytest.mark.parametrize(("key", "old", "new"), [("preferences", '"10060"', '"99999"'), ("basic_info", "李", "王")])
+@pytest.mark.parametrize(
+    ("key", "old", "new"),
+    [
+        ("preferences", '"10060"', '"99999"'),
+        ("basic_info", "李", "王"),
+        # Equal in Python, not in JSON: the fast path's comparison must tell them apart.
+        ("basic_info", '"graduation_year": 2027', '"graduation_year": 2027.0'),
+        ("basic_info", '"graduation_year": 2027', '"graduation_year": true'),
+    ],
+)
 def test_edited_application_data_is_named(app: Flask, fleet: dict[str, Any], key: str, old: str, new: str) -> None:
     app_id = fleet["done"]
     record = application(app_id)
     text = json.dumps(record.data, ensure_ascii=False)
     assert old in text
     record.data = json.loads(text.replace(old, new, 1))
+    flag_modified(record, "data")  # 2027.0 == 2027 in Python: without it nothing would be written
     db.session.commit()
     result = verify(app)
     assert result.exit_code == 1
@@ -191,3 +204,23 @@ def test_a_pool_of_processes_finds_what_one_process_finds(app: Flask, fleet: dic
     verdicts, problems = found[2][0], found[2][1]
     assert len(verdicts) == 3 and f"application {uid_of(paying)}: FAILED at seq" in "\n".join(verdicts)
     assert any(f"tree index {target.log_index} (application {uid_of(done)} seq {target.seq})" in p for p in problems)
+
+
+def test_text_that_is_not_utf8_is_named(app: Flask, fleet: dict[str, Any]) -> None:
+    """The last event's payload replaced by bytes that are not UTF-8, its hash and the head
+    recomputed over those very bytes: no event text could be hashed that way, so it is edited."""
+    app_id = fleet["done"]
+    last = history(app_id)[-1]
+    record = application(app_id)
+    bad = b'{"note":"\xff\xfe"}'
+    fields = [record.uid, last.seq, last.event, last.from_state, last.to_state, last.actor, last.role,
+              last.flow_sha256, last.at]  # fmt: skip
+    head = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))[:-1]
+    body = f"{last.prev_hash}|{head},{last.guards},".encode() + bad + f",{last.changes}]".encode()
+    digest = hashlib.sha256(body).hexdigest()
+    uid, seq = record.uid, last.seq  # the rows cannot be loaded as text any more
+    sql("UPDATE history_events SET payload = CAST(:p AS TEXT), hash = :h WHERE id = :i", p=bad, h=digest, i=last.id)
+    sql("UPDATE applications SET head = :h WHERE id = :a", h=digest, a=app_id)
+    result = verify(app)
+    assert result.exit_code == 1
+    assert f"application {uid}: FAILED at seq {seq}: hash does not match" in result.output, result.output
