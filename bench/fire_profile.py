@@ -5,7 +5,7 @@ the wall time of the call, and optionally a cProfile of all calls.
 ``python -m bench.fire_profile --db postgresql+psycopg://postgres@127.0.0.1:5432/NAME``
 (the database is emptied; created when missing). Round trips are counted from SQLAlchemy's
 events: psycopg sends BEGIN before the first statement of a transaction; a ping (the pool's
-``pool_pre_ping`` or ``gzsb.dbpool``) is counted where the dialect's ``do_ping`` is called.
+``pool_pre_ping`` or ``gzsb.common.dbpool``) is counted where the dialect's ``do_ping`` is called.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         real_ping = sa_engine.dialect.do_ping
 
         def counted_ping(dbapi_connection: Any) -> bool:
-            count("pings")  # pool_pre_ping and gzsb.dbpool both call the dialect's do_ping
+            count("pings")  # pool_pre_ping and gzsb.common.dbpool both call the dialect's do_ping
             return real_ping(dbapi_connection)
 
         sa_engine.dialect.do_ping = counted_ping  # type: ignore[method-assign]

@@ -26,9 +26,9 @@ from gzsb.accounts.ratelimit import init_limits
 from gzsb.accounts.session import current_account, safe_next
 from gzsb.adapters.storage import make_storage
 from gzsb.bootstrap import blueprints, redactor, registries
+from gzsb.common.dbpool import ping_idle_connections
 from gzsb.common.security import Vault, basic_info_of
 from gzsb.config import INSTANCE, ROOT, Config, insecure_defaults
-from gzsb.dbpool import ping_idle_connections
 from gzsb.errors import ConfigurationError, InvalidInput, ServiceError, SessionExpired
 from gzsb.extensions import csrf, db, migrate
 from gzsb.ops import health, metrics

@@ -70,7 +70,7 @@ class Config:
     DB_CONNECT_TIMEOUT = int(_env("DB_CONNECT_TIMEOUT", "5"))
     DB_POOL_TIMEOUT = int(_env("DB_POOL_TIMEOUT", "10"))
     DB_STATEMENT_TIMEOUT_MS = int(_env("DB_STATEMENT_TIMEOUT_MS", "15000"))
-    # A pooled PostgreSQL connection idle longer than this is pinged before use (gzsb.dbpool).
+    # A pooled PostgreSQL connection idle longer than this is pinged before use (gzsb.common.dbpool).
     DB_PING_IDLE_SECONDS = float(_env("DB_PING_IDLE_SECONDS", "1"))
     REDIS_URL = _env("REDIS_URL")
     HUEY_SQLITE_PATH = str(INSTANCE / "huey.sqlite3")

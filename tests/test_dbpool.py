@@ -1,4 +1,4 @@
-"""gzsb.dbpool on a real PostgreSQL: a dead pooled connection is replaced before use, and a
+"""gzsb.common.dbpool on a real PostgreSQL: a dead pooled connection is replaced before use, and a
 connection used a moment ago goes out without a ping (the round trip pool_pre_ping cost)."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
+from gzsb.common.dbpool import ping_idle_connections
 from gzsb.config import test_database_url
-from gzsb.dbpool import ping_idle_connections
 from gzsb.extensions import db
 
 IDLE = 0.2  # seconds: the tests wait a little longer than this to make a connection "idle"
@@ -102,4 +102,4 @@ def test_without_the_ping_the_dead_connection_fails_its_first_statement(
 def test_the_app_pings_idle_connections_instead_of_every_checkout(pg_app: Flask) -> None:
     engine = db.engine
     assert engine.pool._pre_ping is False  # no round trip on every checkout
-    assert engine.pool.dispatch.checkout, "gzsb.dbpool's checkout listener is installed"
+    assert engine.pool.dispatch.checkout, "gzsb.common.dbpool's checkout listener is installed"
