@@ -53,6 +53,16 @@ CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 # The steps a student POSTs from the step page (the ones after need photo uploads).
 STEPS = [(event, spec) for event, by_student, spec in PATH[:7] if by_student]
 DEAD_FOR = 2.0  # seconds a node that refused a connection is left out
+# The nodes sit behind a (simulated) load balancer: each student's requests carry their own
+# address in X-Forwarded-For, as the balancer would add it, so per-IP limits count per student
+# as in production (without it every student is 127.0.0.1 and one IP budget throttles all).
+# A simulated student asks for an SMS code every fifth journey, far more often than the
+# 6 an hour a real number may have: the per-number and per-IP SMS budgets are raised.
+LOAD_ENV = {"PROXY_COUNT": "1", "SMS_PER_MOBILE": "1000000/hour", "SMS_PER_IP": "1000000/hour"}
+
+
+def forwarded_for(index: int) -> str:
+    return f"10.{index // 65536 % 256}.{index // 256 % 256}.{index % 256}"
 
 
 @dataclass
@@ -214,7 +224,7 @@ def summary(samples: list[Sample], seconds: float) -> dict[str, Any]:
 
 
 async def main_async(args: argparse.Namespace, logins: list[str]) -> dict[str, Any]:
-    env = {**SERVER_ENV, "DATABASE_URL": args.database_url, "REDIS_URL": args.redis_url}
+    env = {**SERVER_ENV, **LOAD_ENV, "DATABASE_URL": args.database_url, "REDIS_URL": args.redis_url}
     bare_port = free_port()
     bare = start_server("bench.bare:app", bare_port, args.workers, args.threads, {}, "load-bare")
     try:
@@ -242,7 +252,13 @@ async def main_async(args: argparse.Namespace, logins: list[str]) -> dict[str, A
         jar = [aiohttp.CookieJar(unsafe=True) for _ in logins]  # unsafe: cookies for an IP host
         timeout = aiohttp.ClientTimeout(total=30)
         students = [
-            Student(i + 1, login, aiohttp.ClientSession(cookie_jar=jar[i], timeout=timeout))
+            Student(
+                i + 1,
+                login,
+                aiohttp.ClientSession(
+                    cookie_jar=jar[i], timeout=timeout, headers={"X-Forwarded-For": forwarded_for(i + 1)}
+                ),
+            )
             for i, login in enumerate(logins)
         ]
 

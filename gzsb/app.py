@@ -26,6 +26,7 @@ from gzsb.accounts.ratelimit import init_limits
 from gzsb.accounts.session import current_account, safe_next
 from gzsb.adapters.storage import make_storage
 from gzsb.bootstrap import blueprints, redactor, registries
+from gzsb.common.csrf import csrf_token
 from gzsb.common.dbpool import ping_idle_connections
 from gzsb.common.security import Vault, basic_info_of
 from gzsb.config import INSTANCE, ROOT, Config, insecure_defaults
@@ -112,6 +113,7 @@ def create_app(config: type[Config] | Any = Config, *, clock: Callable[[], datet
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"))
     csrf.init_app(app)
+    app.jinja_env.globals["csrf_token"] = csrf_token  # signed once per session token (gzsb.common.csrf)
     app.extensions["gzsb.vault"] = Vault(app.config["DATA_KEY"], app.config["INDEX_KEY"])
     app.extensions["gzsb.clock"] = clock
     with app.app_context():  # the engine Flask-SQLAlchemy made for this app (shared storage backend)
