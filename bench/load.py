@@ -96,6 +96,7 @@ class Run:
     samples: list[Sample] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
     kinds: Counter[str] = field(default_factory=Counter)
+    error_times: list[tuple[float, str]] = field(default_factory=list)  # (started at s, what)
 
     async def request(
         self, http: aiohttp.ClientSession, kind: str, method: str, path: str, expect: int, data: Any = None
@@ -129,6 +130,7 @@ class Run:
         self.kinds[kind] += 1
         if not ok:
             self.errors[error] += 1
+            self.error_times.append((round(t0 - self.started, 1), error))
         return "ok" if ok else ""
 
 
@@ -256,7 +258,13 @@ async def main_async(args: argparse.Namespace, logins: list[str]) -> dict[str, A
                 i + 1,
                 login,
                 aiohttp.ClientSession(
-                    cookie_jar=jar[i], timeout=timeout, headers={"X-Forwarded-For": forwarded_for(i + 1)}
+                    cookie_jar=jar[i],
+                    timeout=timeout,
+                    headers={"X-Forwarded-For": forwarded_for(i + 1)},
+                    # An idle kept-alive connection is dropped by the client before gunicorn's
+                    # 2 s keep-alive closes it: else a request sent on a connection the server
+                    # is closing fails (a race a browser or a proxy retries, this driver not).
+                    connector=aiohttp.TCPConnector(keepalive_timeout=1.0),
                 ),
             )
             for i, login in enumerate(logins)
@@ -295,6 +303,7 @@ async def main_async(args: argparse.Namespace, logins: list[str]) -> dict[str, A
         "bare": bare_rate,
         "windows": windows,
         "errors": dict(run.errors),
+        "error_times": run.error_times,
         "mix": dict(run.kinds),
         "rerouted": run.balancer.rerouted,
         "killed_at": killed_at,
@@ -328,6 +337,8 @@ def markdown(args: argparse.Namespace, command: str, result: dict[str, Any]) -> 
         )
     mix = ", ".join(f"{k} {v:,}" for k, v in sorted(result["mix"].items(), key=lambda kv: -kv[1]))
     errors = ", ".join(f"{k} ×{v}" for k, v in result["errors"].items()) or "none"
+    if result["error_times"]:
+        errors += " (started at " + ", ".join(f"{at:.1f} s" for at, _ in result["error_times"][:12]) + ")"
     cpu = result["cpu_ms_per_request"]
     lines += [
         "",
