@@ -44,7 +44,7 @@ import aiohttp
 from sqlalchemy.engine import make_url
 
 from bench.common import OUT, PATH, percentile
-from bench.serve import cpu_seconds, free_port, stop_gunicorn
+from bench.serve import KEEPALIVE, cpu_seconds, free_port, stop_gunicorn
 from bench.web import PASSWORD, SERVER_ENV, log, seed, start_server
 from gzsb.cli.demo import basic_info, demo_student
 
@@ -262,9 +262,9 @@ async def main_async(args: argparse.Namespace, logins: list[str]) -> dict[str, A
                     timeout=timeout,
                     headers={"X-Forwarded-For": forwarded_for(i + 1)},
                     # An idle kept-alive connection is dropped by the client before gunicorn's
-                    # 2 s keep-alive closes it: else a request sent on a connection the server
-                    # is closing fails (a race a browser or a proxy retries, this driver not).
-                    connector=aiohttp.TCPConnector(keepalive_timeout=1.0),
+                    # keep-alive closes it: else a request sent on a connection the server is
+                    # closing fails (a race a browser or a proxy retries, this driver not).
+                    connector=aiohttp.TCPConnector(keepalive_timeout=KEEPALIVE - 2),
                 ),
             )
             for i, login in enumerate(logins)

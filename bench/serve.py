@@ -15,6 +15,8 @@ import requests
 
 from gzsb.config import ROOT
 
+KEEPALIVE = 5  # seconds, the production setting (gzsb/ops/gunicorn_conf.py)
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -29,7 +31,8 @@ def gunicorn_command(
     command = [str(Path(sys.executable).parent / "gunicorn"), "--workers", str(workers), "--worker-class", worker_class]
     if worker_class == "gthread":
         command += ["--threads", str(threads)]
-    return [*command, "--bind", f"127.0.0.1:{port}", "--log-level", "warning", target]
+    # --keep-alive as in gzsb.ops.gunicorn_conf; the drivers' own idle timeout stays below it.
+    return [*command, "--keep-alive", str(KEEPALIVE), "--bind", f"127.0.0.1:{port}", "--log-level", "warning", target]
 
 
 def start_gunicorn(

@@ -14,6 +14,10 @@ from prometheus_client import multiprocess
 # Gunicorn's own lines (start, worker boot/exit) on stderr next to the app's JSON lines.
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+# Seconds an idle kept-alive connection stays open (gunicorn's default is 2). The load
+# balancer's idle timeout towards the nodes must be shorter, so that it never sends a request
+# on a connection gunicorn is closing (that request would fail).
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
 
 
 def child_exit(_server: Any, worker: Any) -> None:
