@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 from urllib.error import URLError
 from urllib.request import urlopen
-from zoneinfo import ZoneInfo
 
 from alipay import AliPay
 from alipay.exceptions import AliPayException, AliPayValidationError
@@ -42,11 +41,10 @@ from gzsb.adapters.payments import (
     yuan_text,
 )
 from gzsb.adapters.payments_statement import StatementError, StatementRow, parse_statement
-from gzsb.common.beijing import as_utc
+from gzsb.common.beijing import BEIJING, as_utc
 from gzsb.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
-BEIJING = ZoneInfo("Asia/Shanghai")
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 OK = "10000"
 

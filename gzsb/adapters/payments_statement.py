@@ -14,11 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
-from zoneinfo import ZoneInfo
 
-from gzsb.common.beijing import as_utc
+from gzsb.common.beijing import BEIJING, as_utc
 
-BEIJING = ZoneInfo("Asia/Shanghai")
 TRADE_NO, ORDER_NO, KIND, SUBJECT, CREATED, FINISHED, AMOUNT, RECEIVED, REFUND_NO = (
     "支付宝交易号",
     "商户订单号",

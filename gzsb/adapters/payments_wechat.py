@@ -23,7 +23,6 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 from urllib.parse import quote
-from zoneinfo import ZoneInfo
 
 import requests
 from wechatpayv3 import WeChatPay, WeChatPayType
@@ -39,11 +38,10 @@ from gzsb.adapters.payments import (
 )
 from gzsb.adapters.payments_alipay import read_key
 from gzsb.adapters.payments_statement import StatementError, StatementRow, parse_wechat_statement
-from gzsb.common.beijing import as_utc
+from gzsb.common.beijing import BEIJING, as_utc
 from gzsb.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
-BEIJING = ZoneInfo("Asia/Shanghai")
 PROBE = "WECHATPAY/SIGNTEST/"
 SIGNATURE_TYPE = "WECHATPAY2-SHA256-RSA2048"
 HEADERS = ("Wechatpay-Signature", "Wechatpay-Timestamp", "Wechatpay-Nonce", "Wechatpay-Serial")
