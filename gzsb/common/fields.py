@@ -86,3 +86,14 @@ def agreed(label: str) -> fields.Boolean:
         error_messages={"required": f"请先阅读并勾选{label}", "invalid": f"请先阅读并勾选{label}"},
         metadata={"label": label},
     )
+
+
+def row_id(label: str, message: str) -> fields.Integer:
+    """The id of a row the form picked (a slot, a request): a positive integer, sent as text."""
+    return fields.Integer(
+        required=True,
+        strict=False,
+        validate=validate.Range(min=1, error=message),
+        error_messages={**REQUIRED, "invalid": message},
+        metadata={"label": label},
+    )

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import fields, validate
-
 from gzsb.common.beijing import as_utc
-from gzsb.common.fields import REQUIRED, StepSchema
+from gzsb.common.fields import StepSchema, row_id
 from gzsb.enrollment.service import services_of
 from gzsb.errors import InvalidInput
 from gzsb.onsite import service as onsite
@@ -16,13 +14,7 @@ from gzsb.workflow.registry import STEPS
 
 
 class BookSchema(StepSchema):
-    slot = fields.Integer(
-        required=True,
-        strict=False,
-        validate=validate.Range(min=1, error="请选择预约时段"),
-        error_messages={**REQUIRED, "invalid": "请选择预约时段"},
-        metadata={"label": "预约时段"},
-    )
+    slot = row_id("预约时段", "请选择预约时段")
 
 
 @STEPS.register("book_onsite", schema=BookSchema(), example=lambda: {"slot": 1})

@@ -13,7 +13,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates_schema
 
-from gzsb.common.fields import REQUIRED, StepSchema, choice, text
+from gzsb.common.fields import StepSchema, choice, row_id, text
 from gzsb.enrollment.service import services_of
 from gzsb.errors import ConflictError, InvalidInput
 from gzsb.staff.names import IDENTITY_QUEUE
@@ -120,13 +120,7 @@ def materials(ctx: StepContext, payload: dict[str, Any]) -> None:
 
 
 class CorrectionSchema(StepSchema):
-    request = fields.Integer(
-        required=True,
-        strict=False,
-        validate=validate.Range(min=1, error="更正申请无效"),
-        error_messages={**REQUIRED, "invalid": "更正申请无效"},
-        metadata={"label": "更正申请"},
-    )
+    request = row_id("更正申请", "更正申请无效")
     decision = choice("处理结果", CORRECTION_DECISIONS)
     reason = text("处理意见", required=False, max_length=200, load_default="")
 
