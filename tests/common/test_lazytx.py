@@ -1,0 +1,109 @@
+"""gzsb.common.lazytx on a real PostgreSQL: a lazy session reads without a transaction, and its
+first write, row lock or text statement starts one that holds until commit or rollback."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from flask import Flask
+from psycopg.pq import TransactionStatus
+from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, insert, select, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from gzsb.bootstrap import vault
+from gzsb.cli.demo import DEMO_PASSWORD, add_demo_student, demo_student
+from gzsb.common.lazytx import install_lazy_transactions, mark_lazy
+from gzsb.config import test_database_url
+from gzsb.extensions import db
+from gzsb.models import Application
+from tests.support import PASSWORD_HASH, log_in
+
+METADATA = MetaData()
+ROWS = Table(
+    f"lazytx_{uuid.uuid4().hex[:8]}", METADATA, Column("id", Integer, primary_key=True), Column("note", String)
+)
+
+
+@pytest.fixture
+def engine() -> Iterator[Engine]:
+    url = test_database_url()
+    if not url:
+        pytest.skip("TEST_DATABASE_URL is not set: PostgreSQL integration test skipped")
+    # One pooled connection: the next session gets the connection the last one gave back.
+    made = create_engine(url, pool_size=1, max_overflow=0)
+    install_lazy_transactions(made)
+    METADATA.create_all(made)
+    with made.begin() as conn:
+        conn.execute(insert(ROWS), [{"id": 1, "note": "one"}])
+    yield made
+    METADATA.drop_all(made)
+    made.dispose()
+
+
+def _status(session: Session) -> TransactionStatus:
+    dbapi = session.connection().connection.dbapi_connection
+    assert isinstance(dbapi, psycopg.Connection)
+    return dbapi.info.transaction_status
+
+
+def _other(engine: Engine) -> psycopg.Connection:
+    dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    return psycopg.connect(dsn, autocommit=True)
+
+
+def test_reads_leave_no_transaction_open_and_a_plain_session_still_has_one(engine: Engine) -> None:
+    with Session(engine) as lazy:
+        mark_lazy(lazy)
+        assert lazy.execute(select(ROWS.c.note)).scalar_one() == "one"
+        assert _status(lazy) == TransactionStatus.IDLE  # no BEGIN went out
+    with Session(engine) as plain:  # the same pooled connection, given back out of autocommit
+        assert plain.execute(select(ROWS.c.note)).scalar_one() == "one"
+        assert _status(plain) == TransactionStatus.INTRANS
+
+
+def test_the_first_write_starts_a_transaction_that_rollback_undoes(engine: Engine) -> None:
+    with Session(engine) as lazy:
+        mark_lazy(lazy)
+        lazy.execute(select(ROWS.c.id)).all()
+        lazy.execute(insert(ROWS).values(id=2, note="two"))
+        assert _status(lazy) == TransactionStatus.INTRANS
+        lazy.execute(insert(ROWS).values(id=3, note="three"))
+        lazy.rollback()  # in autocommit both rows would be there now
+    with Session(engine) as check:
+        assert check.execute(select(ROWS.c.id).order_by(ROWS.c.id)).scalars().all() == [1]
+
+
+def test_a_row_lock_is_held_until_the_session_ends(engine: Engine) -> None:
+    with Session(engine) as lazy, _other(engine) as other:
+        mark_lazy(lazy)
+        lazy.execute(select(ROWS.c.id).where(ROWS.c.id == 1).with_for_update()).scalar_one()
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            other.execute(f"SELECT id FROM {ROWS.name} WHERE id = 1 FOR UPDATE NOWAIT")
+        lazy.rollback()
+        assert other.execute(f"SELECT id FROM {ROWS.name} WHERE id = 1 FOR UPDATE NOWAIT").fetchone() == (1,)
+
+
+def test_text_statements_run_in_a_transaction(engine: Engine) -> None:
+    key = 741_852_963
+    with Session(engine) as lazy, _other(engine) as other:
+        mark_lazy(lazy)
+        lazy.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})  # a lock for the transaction
+        assert other.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone() == (False,)
+        lazy.commit()
+        assert other.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone() == (True,)
+        other.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+
+def test_a_get_that_writes_commits_what_it_wrote(pg_app: Flask) -> None:
+    # The 流程页面's first visit starts the application: a write inside a GET request.
+    account = add_demo_student(db.session, vault(), demo_student(7301), password_hash=PASSWORD_HASH)
+    db.session.commit()
+    client = pg_app.test_client()
+    log_in(client, demo_student(7301).id_number, DEMO_PASSWORD)
+    assert client.get("/process").status_code == 200
+    db.session.remove()
+    assert db.session.scalar(select(Application.state).where(Application.account_id == account.id)) is not None
