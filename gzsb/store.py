@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, defer
 from sqlalchemy.orm.exc import StaleDataError
 
+from gzsb.common.lazytx import begin_now
 from gzsb.common.writebatch import WriteBatch
 from gzsb.errors import ConflictError, NotFound, StaleApplication
 from gzsb.models import (
@@ -301,8 +302,11 @@ class SqlStore:
         # What the caller wrote belongs to its transaction, not ours. After mere reads, on
         # PostgreSQL (read committed; the row lock reads the latest row) the transition goes
         # on in that transaction: no COMMIT, pool checkout and BEGIN.
-        if self.session.get_bind().dialect.name != "postgresql" or _wrote(self.session):
+        postgresql = self.session.get_bind().dialect.name == "postgresql"
+        if not postgresql or _wrote(self.session):
             self.session.commit()
+        if postgresql:  # a GET reading in autocommit (gzsb.common.lazytx): the lock must hold
+            begin_now(self.session)
         self._batch = None
         try:
             yield

@@ -56,6 +56,14 @@ def plain_read(context: Any, statement: str) -> bool:
     )
 
 
+def begin_now(session: Session) -> None:
+    """Start ``session``'s transaction now if it is reading in autocommit: for work that must
+    be one transaction whatever it runs (row locks taken through the driver, say)."""
+    connection = session.connection()
+    if connection.info.pop(AUTOCOMMIT, None):
+        connection.connection.dbapi_connection.autocommit = False  # type: ignore[union-attr]
+
+
 @event.listens_for(Session, "after_begin")
 def _begun(session: Session, _transaction: Any, connection: Any) -> None:
     if session.info.get(LAZY) and connection.engine in _ENGINES:

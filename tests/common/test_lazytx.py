@@ -16,11 +16,12 @@ from sqlalchemy.orm import Session
 
 from gzsb.bootstrap import vault
 from gzsb.cli.demo import DEMO_PASSWORD, add_demo_student, demo_student
-from gzsb.common.lazytx import install_lazy_transactions, mark_lazy
+from gzsb.common.lazytx import begin_now, install_lazy_transactions, mark_lazy
 from gzsb.config import test_database_url
 from gzsb.extensions import db
 from gzsb.models import Application
-from tests.support import PASSWORD_HASH, log_in
+from gzsb.store import SqlStore
+from tests.support import PASSWORD_HASH, log_in, new_applicant
 
 METADATA = MetaData()
 ROWS = Table(
@@ -96,6 +97,25 @@ def test_text_statements_run_in_a_transaction(engine: Engine) -> None:
         lazy.commit()
         assert other.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone() == (True,)
         other.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+
+def test_begin_now_puts_even_plain_reads_in_one_transaction(engine: Engine) -> None:
+    with Session(engine) as lazy:
+        mark_lazy(lazy)
+        lazy.execute(select(ROWS.c.id)).all()
+        begin_now(lazy)
+        lazy.execute(select(ROWS.c.id)).all()
+        assert _status(lazy) == TransactionStatus.INTRANS
+
+
+def test_a_transition_in_a_lazy_session_runs_in_one_transaction(pg_app: Flask) -> None:
+    who = new_applicant(7302)
+    mark_lazy(db.session())
+    assert db.session.get(Application, who.application_id) is not None  # read in autocommit
+    store = SqlStore(db.session())
+    with store.transaction():
+        store.lock(who.application_id)  # the row lock must last until the transition commits
+        assert _status(db.session()) == TransactionStatus.INTRANS
 
 
 def test_a_get_that_writes_commits_what_it_wrote(pg_app: Flask) -> None:
