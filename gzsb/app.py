@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Flask, g, jsonify, render_template, request
+from flask import Flask, g, has_request_context, jsonify, render_template, request
 from flask.json.provider import DefaultJSONProvider
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import event
@@ -29,7 +29,7 @@ from gzsb.bootstrap import blueprints, redactor, registries
 from gzsb.common.cookies import VerifiedCookieSessions
 from gzsb.common.csrf import csrf_token
 from gzsb.common.dbpool import ping_idle_connections
-from gzsb.common.lazytx import install_lazy_transactions, mark_lazy
+from gzsb.common.lazytx import install_lazy_transactions
 from gzsb.common.security import Vault, basic_info_of
 from gzsb.config import INSTANCE, ROOT, Config, insecure_defaults
 from gzsb.errors import ConfigurationError, InvalidInput, ServiceError, SessionExpired
@@ -71,8 +71,8 @@ def _fresh_g() -> None:
 _READ_METHODS = frozenset({"GET", "HEAD"})
 
 
-def _lazy_reads() -> None:
-    mark_lazy(db.session(), request.method in _READ_METHODS)
+def _read_request() -> bool:
+    return has_request_context() and request.method in _READ_METHODS
 
 
 def _utcnow() -> datetime:
@@ -132,8 +132,7 @@ def create_app(config: type[Config] | Any = Config, *, clock: Callable[[], datet
     if engine.dialect.name == "postgresql":  # instead of pool_pre_ping (a round trip per checkout)
         ping_idle_connections(engine, float(app.config["DB_PING_IDLE_SECONDS"]))
         if app.config["DB_LAZY_TRANSACTIONS"]:
-            install_lazy_transactions(engine)
-            app.before_request(_lazy_reads)
+            install_lazy_transactions(engine, when=_read_request)
     app.extensions["gzsb.storage"] = make_storage(app.config["STORAGE_BACKEND"], app.config["UPLOADS_DIR"], engine)
     with app.app_context():  # the audit service reads it without importing the wiring module
         app.extensions["gzsb.redactor"] = redactor()

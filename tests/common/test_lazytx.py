@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from flask import Flask
+from flask import Flask, Response, request
 from psycopg.pq import TransactionStatus
 from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, insert, select, text
 from sqlalchemy.engine import Engine
@@ -116,6 +116,27 @@ def test_a_transition_in_a_lazy_session_runs_in_one_transaction(pg_app: Flask) -
     with store.transaction():
         store.lock(who.application_id)  # the row lock must last until the transition commits
         assert _status(db.session()) == TransactionStatus.INTRANS
+
+
+def test_a_student_page_reads_in_autocommit_and_a_post_does_not(pg_app: Flask) -> None:
+    seen: list[tuple[str, str, bool, TransactionStatus]] = []
+    # Under a WSGI server each request has its own app context and so its own session; the
+    # fixture's app context outlives requests: start each request with a new session here.
+    pg_app.before_request_funcs.setdefault(None, []).insert(0, db.session.remove)
+
+    @pg_app.after_request
+    def _look(response: Response) -> Response:
+        dbapi = db.session.connection().connection.dbapi_connection
+        assert isinstance(dbapi, psycopg.Connection)
+        seen.append((request.method, request.path, dbapi.autocommit, dbapi.info.transaction_status))
+        return response
+
+    who = new_applicant(7303)
+    client = pg_app.test_client()
+    log_in(client, demo_student(who.index).id_number, who.password)
+    assert client.get("/process").status_code == 200
+    assert ("GET", "/process", True, TransactionStatus.IDLE) in seen  # one SELECT, no BEGIN
+    assert ("POST", "/login", False, TransactionStatus.INTRANS) in seen  # a log-in writes: a transaction
 
 
 def test_a_get_that_writes_commits_what_it_wrote(pg_app: Flask) -> None:
