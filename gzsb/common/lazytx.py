@@ -6,11 +6,11 @@ COMMITTED every statement takes its own snapshot anyway, so a plain SELECT sees 
 same rows in autocommit as inside a transaction; what a transaction adds is atomicity for
 writes and the lifetime of locks. So a lazy session (``mark_lazy``, or any session while the
 engine's ``when`` says so: for the web, during GET and HEAD requests) gets its PostgreSQL
-connection in autocommit, and before the first
-statement that is not a plain read (any INSERT/UPDATE/DELETE, a SELECT … FOR UPDATE/SHARE,
-``text()``, a SAVEPOINT) the connection leaves autocommit: that statement and everything after
-it run in one transaction, committed or rolled back by the session as usual. A connection
-goes back to the pool out of autocommit.
+connection in autocommit, and before the first statement that is not a plain read (any
+INSERT/UPDATE/DELETE, a SELECT … FOR UPDATE/SHARE, ``text()``, a SAVEPOINT) the connection
+leaves autocommit: that statement and everything after it run in one transaction, committed or
+rolled back by the session as usual. A connection goes back to the pool out of autocommit (or
+closed, if the driver cannot switch it: the pool then replaces it).
 """
 
 from __future__ import annotations
@@ -100,5 +100,11 @@ def install_lazy_transactions(engine: Engine, when: Callable[[], bool] = _never)
 
     @event.listens_for(engine, "checkin")
     def _checked_in(dbapi_connection: Any, record: Any) -> None:
-        if record.info.pop(AUTOCOMMIT, None) and dbapi_connection is not None:
+        if not record.info.pop(AUTOCOMMIT, None) or dbapi_connection is None:
+            return
+        try:
             dbapi_connection.autocommit = False
+        except engine.dialect.loaded_dbapi.Error:
+            # A broken connection (the server went away): never hand it out in autocommit,
+            # where a later session's writes would each commit on their own.
+            dbapi_connection.close()

@@ -10,8 +10,9 @@ import psycopg
 import pytest
 from flask import Flask, Response, request
 from psycopg.pq import TransactionStatus
-from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, insert, select, text
+from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, func, insert, select, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from gzsb.bootstrap import vault
@@ -63,6 +64,23 @@ def test_reads_leave_no_transaction_open_and_a_plain_session_still_has_one(engin
         assert _status(lazy) == TransactionStatus.IDLE  # no BEGIN went out
     with Session(engine) as plain:  # the same pooled connection, given back out of autocommit
         assert plain.execute(select(ROWS.c.note)).scalar_one() == "one"
+        assert _status(plain) == TransactionStatus.INTRANS
+
+
+def test_a_connection_killed_while_reading_is_not_handed_out_in_autocommit(engine: Engine) -> None:
+    with Session(engine) as lazy, _other(engine) as other:
+        mark_lazy(lazy)
+        lazy.execute(select(ROWS.c.id)).all()
+        pid = lazy.execute(select(func.pg_backend_pid())).scalar_one()
+        other.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    # The pool's only connection was that one: the next session must get a working one that
+    # is not in autocommit (else its writes would each commit on their own).
+    with Session(engine) as plain:
+        try:
+            plain.execute(select(ROWS.c.id)).all()
+        except OperationalError:  # the dead connection noticed at its first statement: a 503 once
+            plain.rollback()
+            plain.execute(select(ROWS.c.id)).all()
         assert _status(plain) == TransactionStatus.INTRANS
 
 
