@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 from sqlalchemy import select
 
@@ -97,8 +98,16 @@ def consumer_explains(server: WorkerServer) -> Iterator[None]:
         pytest.fail(f"{exc}\n\nconsumer log:\n{server.logs()}")
 
 
-def image_loaded(locator: Any) -> bool:
-    return bool(locator.evaluate("img => img.complete && img.naturalWidth > 0"))
+def image_loaded(locator: Any, timeout_ms: float = 15_000) -> bool:
+    """The image finished loading and decoded to a picture (a visible <img> may still be loading
+    on a busy machine: wait for it, up to ``timeout_ms``)."""
+    try:
+        locator.page.wait_for_function(
+            "img => img.complete && img.naturalWidth > 0", arg=locator.element_handle(), timeout=timeout_ms
+        )
+    except PlaywrightTimeout:
+        return False
+    return True
 
 
 def add_material(screen: Screen, seed: int, document: str) -> None:
