@@ -45,7 +45,7 @@ def test_the_lock_waits_for_a_concurrent_change_and_works_on_it(pg_app: Flask) -
         time.sleep(0.5)
         assert thread.is_alive() and not outcome  # waiting for the row
         other.execute(
-            text("UPDATE applications SET data = '{\"note\": \"其他事务\"}', version = version + 5 WHERE id = :id"),
+            text('UPDATE applications SET data = \'{"note": "其他事务"}\', version = version + 5 WHERE id = :id'),
             {"id": who.application_id},
         )
         other.commit()
