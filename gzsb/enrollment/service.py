@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, func, null, select, update
+from sqlalchemy import Select, bindparam, func, inspect, null, select, update
 from sqlalchemy.orm import Session
 
 from gzsb.common.security import Vault
@@ -63,6 +63,7 @@ _UPLOAD_KINDS = select(Upload.uid, Upload.kind).where(
     Upload.uid.in_(bindparam("uids", expanding=True)),
 )
 _ID_INDEX = select(Account.id_number_index).where(Account.id == bindparam("account_id"))
+_ACCOUNT = inspect(Account)
 # One UPDATE closes them (was SELECT … FOR UPDATE, then an UPDATE per request): it re-checks
 # ``status = 'open'`` on each row it locks, so a request decided meanwhile is left alone.
 _CLOSE_OPEN = (
@@ -103,8 +104,13 @@ class Services:
         return self.session.connection().execute(_POINT, {"code": code}).scalar()
 
     def is_own_id_number(self, record: Any, id_number: str) -> bool:
-        account = self.session.get(Account, record.account_id)
-        return account is not None and account.id_number_index == self.vault.index(id_number)
+        # The log-in gate usually loaded the account already (no query then); else one column.
+        account = self.session.identity_map.get(_ACCOUNT.identity_key_from_primary_key((record.account_id,)))
+        if account is not None:
+            index = account.id_number_index
+        else:
+            index = self.session.connection().execute(_ID_INDEX, {"account_id": record.account_id}).scalar()
+        return index is not None and index == self.vault.index(id_number)
 
     def xueji_lookup(self, id_number: str) -> dict[str, Any] | None:
         if not id_number:
