@@ -70,17 +70,17 @@ class _Compiled:
     processors: tuple[tuple[str, Any], ...]  # (bound name, the type's bind processor) where there is one
 
 
-_COMPILED: dict[tuple[int, str], _Compiled] = {}
+_COMPILED: dict[tuple[int, str, str], _Compiled] = {}
 
 
 def _compiled(statement: Any, dialect: Dialect) -> _Compiled:
-    key = (id(statement), dialect.name)  # the statements are module-level and live for good
+    key = (id(statement), dialect.name, dialect.driver)  # the statements are module-level and live for good
     found = _COMPILED.get(key)
     if found is None:
         compiled = statement.compile(dialect=dialect)
         processors = []
         for bind in compiled.binds.values():
-            process = bind.type._cached_bind_processor(dialect)
+            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
             if process is not None:
                 processors.append((compiled.bind_names[bind], process))
         found = _COMPILED[key] = _Compiled(str(compiled), compiled, tuple(processors))
