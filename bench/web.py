@@ -101,6 +101,16 @@ def log_in(base: str, login: str) -> requests.Session:
     return http
 
 
+def browsed(base: str, login: str) -> requests.Session:
+    """A student logged in who has opened the 流程页面 once, holding the cookie a browser would
+    hold then. wrk replays cookies without storing answers: the one set at log-in lacks the
+    page's CSRF token, so every request would make a new token and re-sign the cookie, work a
+    browser's requests after its first page do not cause."""
+    http = log_in(base, login)
+    http.get(f"{base}/process", timeout=30).raise_for_status()
+    return http
+
+
 # wrk: rotate the students' cookies over the requests; report the numbers as JSON.
 WRK_LUA = """
 cookies = {%s}
@@ -170,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     gz_port, bare_port = free_port(), free_port()
     gz = start_server("gzsb.app:create_app()", gz_port, args.workers, args.threads, env, "web-gzsb")
     try:
-        cookies = [cookie_header(log_in(f"http://127.0.0.1:{gz_port}", login)) for login in logins]
+        cookies = [cookie_header(browsed(f"http://127.0.0.1:{gz_port}", login)) for login in logins]
         page = requests.get(f"http://127.0.0.1:{gz_port}/process", headers={"Cookie": cookies[0]}, timeout=30)
         if page.status_code != 200 or "流程" not in page.text:
             raise SystemExit(f"/process answered {page.status_code} without the 流程页面")

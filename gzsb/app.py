@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Flask, g, jsonify, render_template, request
+from flask import Flask, g, has_request_context, jsonify, render_template, request
 from flask.json.provider import DefaultJSONProvider
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import event
@@ -26,8 +26,10 @@ from gzsb.accounts.ratelimit import init_limits
 from gzsb.accounts.session import current_account, safe_next
 from gzsb.adapters.storage import make_storage
 from gzsb.bootstrap import blueprints, redactor, registries
+from gzsb.common.cookies import VerifiedCookieSessions
 from gzsb.common.csrf import csrf_token
 from gzsb.common.dbpool import ping_idle_connections
+from gzsb.common.lazytx import install_lazy_transactions
 from gzsb.common.security import Vault, basic_info_of
 from gzsb.config import INSTANCE, ROOT, Config, insecure_defaults
 from gzsb.errors import ConfigurationError, InvalidInput, ServiceError, SessionExpired
@@ -65,6 +67,14 @@ def _fresh_g() -> None:
         delattr(g, name)
 
 
+# Requests that as a rule only read: no BEGIN/ROLLBACK until their first write (gzsb.common.lazytx).
+_READ_METHODS = frozenset({"GET", "HEAD"})
+
+
+def _read_request() -> bool:
+    return has_request_context() and request.method in _READ_METHODS
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -100,6 +110,7 @@ def create_app(config: type[Config] | Any = Config, *, clock: Callable[[], datet
     refuse_default_keys(config)
     app = Flask(__name__, instance_path=str(INSTANCE))
     app.config.from_object(config)
+    app.session_interface = VerifiedCookieSessions()  # a cookie verified once is not verified again
     app.json.ensure_ascii = False  # type: ignore[attr-defined]  # Chinese stays readable in the API
     configure_logging(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
     warn_single_node(app.config)
@@ -120,6 +131,8 @@ def create_app(config: type[Config] | Any = Config, *, clock: Callable[[], datet
         engine = db.engine
     if engine.dialect.name == "postgresql":  # instead of pool_pre_ping (a round trip per checkout)
         ping_idle_connections(engine, float(app.config["DB_PING_IDLE_SECONDS"]))
+        if app.config["DB_LAZY_TRANSACTIONS"]:
+            install_lazy_transactions(engine, when=_read_request)
     app.extensions["gzsb.storage"] = make_storage(app.config["STORAGE_BACKEND"], app.config["UPLOADS_DIR"], engine)
     with app.app_context():  # the audit service reads it without importing the wiring module
         app.extensions["gzsb.redactor"] = redactor()
@@ -130,7 +143,9 @@ def create_app(config: type[Config] | Any = Config, *, clock: Callable[[], datet
     app.register_blueprint(metrics.bp)
     init_limits(app)
 
-    app.context_processor(lambda: {"account": current_account()})
+    # Flask-WTF's context processor puts its own csrf_token (re-signed on every page) in each
+    # template's context, over the Jinja global: ours, run later, wins.
+    app.context_processor(lambda: {"account": current_account(), "csrf_token": csrf_token})
     app.add_template_global(basic_info_of, "basic_info_of")
     # First of all hooks (blueprints' before_app_request ran earlier otherwise): the account
     # the log-in gate loads stays in g for the view, instead of being loaded a second time.

@@ -98,7 +98,9 @@ def storage() -> Storage:
 
 
 def redactor() -> Redactor:
-    return Redactor(current_app.config["HISTORY_KEY"], SENSITIVE_FIELDS)
+    # The app keeps one (create_app): keying the HMAC is a tenth of a 流程页面's engine() call.
+    made: Redactor | None = current_app.extensions.get("gzsb.redactor")
+    return made if made is not None else Redactor(current_app.config["HISTORY_KEY"], SENSITIVE_FIELDS)
 
 
 def engine() -> Engine:

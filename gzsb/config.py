@@ -72,6 +72,8 @@ class Config:
     DB_STATEMENT_TIMEOUT_MS = int(_env("DB_STATEMENT_TIMEOUT_MS", "15000"))
     # A pooled PostgreSQL connection idle longer than this is pinged before use (gzsb.common.dbpool).
     DB_PING_IDLE_SECONDS = float(_env("DB_PING_IDLE_SECONDS", "1"))
+    # GET/HEAD requests on PostgreSQL read in autocommit until their first write (gzsb.common.lazytx).
+    DB_LAZY_TRANSACTIONS = _env("DB_LAZY_TRANSACTIONS", "1") == "1"
     REDIS_URL = _env("REDIS_URL")
     HUEY_SQLITE_PATH = str(INSTANCE / "huey.sqlite3")
     HUEY_IMMEDIATE = False

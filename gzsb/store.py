@@ -5,16 +5,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import bindparam, event, select, update
+from sqlalchemy.engine import Engine as SqlEngine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, defer
 from sqlalchemy.orm.exc import StaleDataError
 
+from gzsb.common.lazytx import begin_now
 from gzsb.common.writebatch import LockedApplication, WriteBatch, lock_row
 from gzsb.errors import ConflictError, NotFound, StaleApplication
 from gzsb.models import (
@@ -34,6 +37,23 @@ from gzsb.workflow.spec import FlowSpec
 log = logging.getLogger(__name__)
 
 
+# Engine → its URL as text: rendering a URL costs more than the rest of a catalogue lookup.
+_DATABASES: weakref.WeakKeyDictionary[SqlEngine, str] = weakref.WeakKeyDictionary()
+_DATABASE = "gzsb.database"  # Session.info: the same, for this session
+
+
+def database_of(session: Session) -> str:
+    """Which database ``session`` talks to, as its URL (password hidden)."""
+    url: str | None = session.info.get(_DATABASE)
+    if url is None:  # once per session: Flask-SQLAlchemy's get_bind() looks at bind keys
+        engine = session.get_bind().engine
+        url = _DATABASES.get(engine)
+        if url is None:
+            url = _DATABASES[engine] = str(engine.url)
+        session.info[_DATABASE] = url
+    return url
+
+
 class FlowCatalog:
     """Published flow versions, parsed once per process (they are immutable)."""
 
@@ -44,7 +64,7 @@ class FlowCatalog:
 
     def by_version(self, session: Session, version_id: int) -> FlowSpec:
         # Keyed by database too: one process may talk to several (tests, tools).
-        key = (str(session.get_bind().url), version_id)
+        key = (database_of(session), version_id)
         flow = self._by_id.get(key)
         if flow is None:
             row = session.get(FlowVersion, version_id)
@@ -57,7 +77,7 @@ class FlowCatalog:
 
     def by_sha(self, session: Session, sha256: str) -> FlowSpec:
         """The published version with this SHA-256 (a migrated history names its flows so)."""
-        key = (str(session.get_bind().engine.url), sha256)
+        key = (database_of(session), sha256)
         flow = self._by_sha.get(key)
         if flow is None:
             flow = self.by_version(session, version_id_of(session, sha256))
@@ -285,8 +305,11 @@ class SqlStore:
         # What the caller wrote belongs to its transaction, not ours. After mere reads, on
         # PostgreSQL (read committed; the row lock reads the latest row) the transition goes
         # on in that transaction: no COMMIT, pool checkout and BEGIN.
-        if self.session.get_bind().dialect.name != "postgresql" or _wrote(self.session):
+        postgresql = self.session.get_bind().dialect.name == "postgresql"
+        if not postgresql or _wrote(self.session):
             self.session.commit()
+        if postgresql:  # a GET reading in autocommit (gzsb.common.lazytx): the lock must hold
+            begin_now(self.session)
         self._batch = None
         try:
             yield

@@ -17,6 +17,7 @@ from gzsb.accounts.session import current_account, login_required
 from gzsb.admin import service as admin
 from gzsb.bootstrap import vault
 from gzsb.common.beijing import BEIJING, as_utc
+from gzsb.common.templates import template_globals
 from gzsb.errors import ConflictError, InvalidInput, ServiceError
 from gzsb.extensions import db
 
@@ -65,12 +66,7 @@ def _errors(exc: ServiceError) -> dict[str, list[str]]:
     return {"_form": [exc.public_message]}
 
 
-@bp.app_context_processor
-def admin_helpers() -> dict[str, Any]:
-    return {
-        "role_labels": admin.ROLE_LABELS,
-        "action_labels": ACTION_LABELS,
-    }
+template_globals(bp, role_labels=admin.ROLE_LABELS, action_labels=ACTION_LABELS)
 
 
 @bp.app_template_filter("beijing_time")

@@ -30,6 +30,7 @@ from gzsb.appeals.names import FREEZE_FOR_APPEAL
 from gzsb.bootstrap import engine, storage, vault
 from gzsb.common.beijing import as_utc
 from gzsb.common.security import mask_id_number, mask_mobile, mask_name
+from gzsb.common.templates import template_globals
 from gzsb.common.uploads import ImageProblem, accept_image, image_response
 from gzsb.errors import ConflictError, EventNotAvailable, InvalidInput, RateLimited
 from gzsb.extensions import csrf, db
@@ -47,9 +48,7 @@ DRAFT_KEY = "appeal_draft"
 FORM_SLACK = 64 * 1024
 
 
-@bp.app_context_processor
-def appeal_helpers() -> dict[str, Any]:
-    return {"appeal_status_labels": appeals.STATUS_LABELS, "appeal_action_labels": appeals.ACTION_LABELS}
+template_globals(bp, appeal_status_labels=appeals.STATUS_LABELS, appeal_action_labels=appeals.ACTION_LABELS)
 
 
 def _now() -> datetime:

@@ -1,4 +1,5 @@
-"""`flask payments refunds` (money that must go back) and `flask payments reconcile` (对账)."""
+"""`flask payments refunds` (money that must go back), `flask payments retry-refund` (after the
+gateway refused one) and `flask payments reconcile` (对账)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from flask.cli import AppGroup
 from sqlalchemy import select
 
 from gzsb.bootstrap import engine
+from gzsb.errors import ServiceError
 from gzsb.extensions import db
 from gzsb.models import Application, Payment
 from gzsb.payments import settle
@@ -32,11 +34,28 @@ def payments_refunds(show_all: bool) -> None:
     ).all()
     for payment, uid in rows:
         yuan = f"{payment.amount_fen // 100}.{payment.amount_fen % 100:02d}"
+        refused = (
+            f" [refund {payment.refund_no} refused: {payment.refund_error}]"
+            if payment.refund_status == "failed"
+            else ""
+        )
         click.echo(
-            f"{payment.received_at:%Y-%m-%d %H:%M} {payment.status} application {uid} order {payment.order_number} "
-            f"{payment.gateway}/{payment.trade_no} {yuan} {payment.currency}: {payment.reason}"
+            f"{payment.received_at:%Y-%m-%d %H:%M} payment {payment.id} {payment.status} application {uid} "
+            f"order {payment.order_number} {payment.gateway}/{payment.trade_no} {yuan} {payment.currency}: "
+            f"{payment.reason}{refused}"
         )
     click.echo(f"{len(rows)} payment(s) to refund" if not show_all else f"{len(rows)} payment(s)")
+
+
+@group.command("retry-refund")
+@click.argument("payment_id", type=int)
+def payments_retry_refund(payment_id: int) -> None:
+    """Queue again a refund the gateway refused (listed by `refunds` as "refused")."""
+    try:
+        payment = settle.retry_refund(db.session, payment_id)
+    except ServiceError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"refund {payment.refund_no} of payment {payment.id} queued again; the worker sends it")
 
 
 @group.command("reconcile")

@@ -28,6 +28,7 @@ from gzsb.adapters.storage import StorageError
 from gzsb.bootstrap import engine, storage, vault
 from gzsb.common.images import EXTENSIONS, ImageProblem, clean_image, read_capped
 from gzsb.common.security import mask_id_number, mask_mobile
+from gzsb.common.templates import template_globals
 from gzsb.common.uploads import image_response
 from gzsb.enrollment import steps
 from gzsb.enrollment.catalog import catalogue, search_catalog
@@ -156,26 +157,25 @@ def major_options(institution: str, major: str) -> Markup:
     return Markup(html.replace(mark, mark[:-1] + " selected>", 1))
 
 
-@bp.app_context_processor
-def journey_helpers() -> dict[str, Any]:
-    return {
-        "journey_identity": _own_identity,
-        "journey_points": _confirmation_points,
-        "journey_registry": _own_registry,
-        "registry_mismatch": steps.registry_mismatch,
-        "journey_catalogue": _catalogue,
-        "institution_options": institution_options,
-        "major_options": major_options,
-        "journey_options": {
-            "sexes": steps.SEXES,
-            "political": steps.POLITICAL,
-            "categories": steps.CATEGORIES,
-            "ethnic_groups": steps.ETHNIC_GROUPS,
-            "max_evidence": steps.MAX_EVIDENCE,
-            "evidence_mb": EVIDENCE_MAX_BYTES // (1024 * 1024),
-        },
-        "preference_label": steps.preference_label,
-    }
+template_globals(
+    bp,
+    journey_identity=_own_identity,
+    journey_points=_confirmation_points,
+    journey_registry=_own_registry,
+    registry_mismatch=steps.registry_mismatch,
+    journey_catalogue=_catalogue,
+    institution_options=institution_options,
+    major_options=major_options,
+    journey_options={
+        "sexes": steps.SEXES,
+        "political": steps.POLITICAL,
+        "categories": steps.CATEGORIES,
+        "ethnic_groups": steps.ETHNIC_GROUPS,
+        "max_evidence": steps.MAX_EVIDENCE,
+        "evidence_mb": EVIDENCE_MAX_BYTES // (1024 * 1024),
+    },
+    preference_label=steps.preference_label,
+)
 
 
 @bp.app_template_filter("mask_id")

@@ -17,6 +17,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from gzsb.accounts.session import login_required
 from gzsb.adapters.faces import face_matcher, thresholds_for
 from gzsb.bootstrap import engine, storage
+from gzsb.common.templates import template_globals
 from gzsb.common.uploads import image_response, read_upload
 from gzsb.enrollment.views import current_actor, flow_of, own_application, render_state, with_application_only
 from gzsb.errors import GuardRefused, InvalidInput, NotFound
@@ -41,9 +42,7 @@ def _check_face_settings(state: Any) -> None:
     log.info("faces: model %s, auto-pass ≤ %.3f, review ≤ %.3f", model, limits.auto_pass, limits.review)
 
 
-@bp.app_context_processor
-def identity_helpers() -> dict[str, Any]:
-    return {"identity_view": lambda app, flow: identity_view(app, flow.settings)}
+template_globals(bp, identity_view=lambda app, flow: identity_view(app, flow.settings))
 
 
 def _limit() -> int:

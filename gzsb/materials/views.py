@@ -16,6 +16,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from gzsb.accounts.session import login_required
 from gzsb.bootstrap import storage
 from gzsb.common.beijing import beijing_text
+from gzsb.common.templates import template_globals
 from gzsb.common.uploads import ImageProblem, image_response, read_upload
 from gzsb.enrollment.views import flow_of, own_application, render_state
 from gzsb.errors import ConflictError, NotFound
@@ -30,9 +31,7 @@ bp = Blueprint("materials", __name__)
 FORM_SLACK = 64 * 1024
 
 
-@bp.app_context_processor
-def materials_helpers() -> dict[str, Any]:
-    return {"materials_facts": lambda app, flow=None: page_facts(db.session, app, flow)}
+template_globals(bp, materials_facts=lambda app, flow=None: page_facts(db.session, app, flow))
 
 
 @bp.app_template_filter("bj_time")

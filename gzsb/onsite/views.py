@@ -16,6 +16,7 @@ from gzsb.accounts.session import current_account, login_required
 from gzsb.admin import service as admin
 from gzsb.bootstrap import engine
 from gzsb.common.beijing import BEIJING, as_utc
+from gzsb.common.templates import template_globals
 from gzsb.enrollment.views import current_actor, flow_of, own_application
 from gzsb.errors import ConflictError, GuardRefused, InvalidInput, ServiceError
 from gzsb.extensions import db
@@ -51,9 +52,7 @@ def student_facts(app: Application, *, booking: bool = False) -> dict[str, Any]:
     return {"needed": needed, "identity": identity, "booking": found}
 
 
-@bp.app_context_processor
-def onsite_helpers() -> dict[str, Any]:
-    return {"onsite_events": ONSITE_EVENTS, "onsite_facts": student_facts, "day_label": day_label}
+template_globals(bp, onsite_events=ONSITE_EVENTS, onsite_facts=student_facts, day_label=day_label)
 
 
 # ------------------------------------------------------------------------------ student

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from gzsb.adapters.payments import GatewayError, Notification, TradeStatus, gateway, gateway_for_channel
 from gzsb.adapters.payments_statement import beijing_day
-from gzsb.errors import ConflictError, InvalidInput
+from gzsb.errors import ConflictError, InvalidInput, NotFound
 from gzsb.models import OrderStatus, Outbox, Payment, PaymentOrder
 from gzsb.payments import service
 from gzsb.worker import outbox
@@ -189,6 +189,24 @@ def run_refund(app: Any, session: Session, payload: dict[str, Any], now: datetim
     session.commit()
     log.error("payment %s/%s: refund refused: %s", payment.gateway, payment.trade_no, answer.detail)
     return None
+
+
+def retry_refund(session: Session, payment_id: int) -> Payment:
+    """Queue again the refund of a payment the gateway refused (e.g. the merchant account
+    lacked the balance that day): same refund number, so the gateway cannot pay it twice."""
+    payment = session.get(Payment, payment_id, with_for_update=True)
+    if payment is None:
+        raise NotFound(f"payment {payment_id} does not exist")
+    if payment.status != "refund_pending" or payment.refund_status != "failed":
+        raise ConflictError(
+            f"payment {payment_id} is {payment.status}/{payment.refund_status or 'not started'}: "
+            "only a refund the gateway refused (refund_pending/failed) is retried"
+        )
+    payment.refund_status, payment.refund_error = "pending", ""
+    outbox.add(session, outbox.PAYMENT_REFUND, payment.application_id, payment_id=payment.id)
+    session.commit()
+    log.info("payment %s/%s: refund %s queued again", payment.gateway, payment.trade_no, payment.refund_no)
+    return payment
 
 
 def run_close(app: Any, session: Session, eng: Engine, payload: dict[str, Any], now: datetime) -> int | None:

@@ -15,6 +15,7 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from gzsb.accounts.session import current_account, login_required
 from gzsb.adapters.storage import StorageError
 from gzsb.bootstrap import engine, storage
+from gzsb.common.templates import template_globals
 from gzsb.common.uploads import image_response, read_upload
 from gzsb.errors import ConflictError, GuardRefused, InvalidInput, NotFound
 from gzsb.extensions import db
@@ -39,9 +40,7 @@ def _now() -> datetime:
     return current_app.extensions["gzsb.clock"]()
 
 
-@bp.app_context_processor
-def staff_helpers() -> dict[str, Any]:
-    return {"staff_queues": staff.QUEUES}
+template_globals(bp, staff_queues=staff.QUEUES)
 
 
 # ------------------------------------------------------------------------------ lists

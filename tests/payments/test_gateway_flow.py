@@ -54,19 +54,14 @@ def test_two_tabs_pay_once_the_second_channel_closes_the_first(app, clock, make_
     assert "该订单已支付" in tab1.get(f"/payment/orders/{number}/pay").text
 
 
-def test_a_double_payment_is_refunded_automatically_and_shown(app, clock, make_applicant, queue) -> None:
-    who = make_applicant()
-    to_order(who)
-    client = app.test_client()
-    login(client, who)
-    number = order_of(who).number
-    # Both gateway trades paid (e.g. the close did not reach the gateway in time).
+def _paid_twice(app, clock, client, number: str) -> Payment:  # type: ignore[no-untyped-def]
+    """Both gateway trades of order ``number`` paid (e.g. the close did not reach the gateway
+    in time): the second payment, to be refunded."""
     alipay = to_cashier(client, number, "alipay")
     box = Sandbox.of(app, db.session)
     alipay_trade = box.trade(alipay.rsplit("/", 1)[1])
     box.pay(alipay_trade.trade_no)
     jobs.send_sandbox_notify(alipay_trade.trade_no)
-    assert state_of(who) == "approved"
     wechat_trade = SandboxTrade(
         trade_no="SBXSECOND0001", merchant_id=alipay_trade.merchant_id, out_trade_no=number, channel="wechat",
         subject="x", amount_fen=alipay_trade.amount_fen, currency="CNY", notify_url=alipay_trade.notify_url,
@@ -76,7 +71,18 @@ def test_a_double_payment_is_refunded_automatically_and_shown(app, clock, make_a
     db.session.add(wechat_trade)
     db.session.commit()
     jobs.send_sandbox_notify("SBXSECOND0001")
-    second = db.session.scalars(select(Payment).where(Payment.trade_no == "SBXSECOND0001")).one()
+    return db.session.scalars(select(Payment).where(Payment.trade_no == "SBXSECOND0001")).one()
+
+
+def test_a_double_payment_is_refunded_automatically_and_shown(app, clock, make_applicant, queue) -> None:
+    who = make_applicant()
+    to_order(who)
+    client = app.test_client()
+    login(client, who)
+    number = order_of(who).number
+    second = _paid_twice(app, clock, client, number)
+    wechat_trade = db.session.scalars(select(SandboxTrade).where(SandboxTrade.trade_no == second.trade_no)).one()
+    assert state_of(who) == "approved"
     assert second.status == "refund_pending"
     page = client.get(f"/payment/orders/{number}/result?channel=wechat").text
     assert "款项将退回" in page and "退款处理中" in page
@@ -90,6 +96,41 @@ def test_a_double_payment_is_refunded_automatically_and_shown(app, clock, make_a
     assert db.session.query(Outbox).filter(Outbox.kind == "sms").count() == sms_before + 1
     assert sms.payload["template"] == "payment_refunded"
     assert "已退款" in client.get(f"/payment/orders/{number}/result?channel=wechat").text
+
+
+def test_a_refused_refund_is_listed_and_retried_with_the_same_number(app, clock, make_applicant, queue) -> None:
+    who = make_applicant()
+    to_order(who)
+    client = app.test_client()
+    login(client, who)
+    second = _paid_twice(app, clock, client, order_of(who).number)
+    trade = db.session.scalars(select(SandboxTrade).where(SandboxTrade.trade_no == second.trade_no)).one()
+    trade.status = "WAIT_BUYER_PAY"  # the gateway refuses to refund a trade it does not see as paid
+    db.session.commit()
+    run_jobs(app, clock)
+    db.session.expire_all()
+    refused = db.session.get(Payment, second.id)
+    assert (refused.status, refused.refund_status) == ("refund_pending", "failed") and refused.refund_error
+    runner = app.test_cli_runner()
+    listing = runner.invoke(args=["payments", "refunds"])
+    assert (
+        f"payment {second.id} refund_pending" in listing.output
+        and f"refund RF{second.id:010d} refused" in listing.output
+    )
+    unknown = runner.invoke(args=["payments", "retry-refund", str(second.id + 1000)])
+    assert unknown.exit_code != 0 and "does not exist" in unknown.output
+    trade = db.session.get(SandboxTrade, trade.id)
+    trade.status = "TRADE_SUCCESS"  # the cause is fixed at the gateway
+    db.session.commit()
+    retried = runner.invoke(args=["payments", "retry-refund", str(second.id)])
+    assert retried.exit_code == 0, retried.output
+    twice = runner.invoke(args=["payments", "retry-refund", str(second.id)])
+    assert twice.exit_code != 0 and "only a refund the gateway refused" in twice.output  # already queued
+    assert run_jobs(app, clock) >= 1
+    db.session.expire_all()
+    done = db.session.get(Payment, second.id)
+    assert (done.status, done.refund_status, done.refund_no) == ("refunded", "success", f"RF{second.id:010d}")
+    assert db.session.get(SandboxTrade, trade.id).refunded_fen == done.amount_fen
 
 
 def test_expiry_closes_the_gateway_order(app, clock, make_applicant, queue) -> None:
