@@ -18,7 +18,7 @@ from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, defer
 from sqlalchemy.orm.exc import StaleDataError
 
 from gzsb.common.lazytx import begin_now
-from gzsb.common.writebatch import WriteBatch
+from gzsb.common.writebatch import LockedApplication, WriteBatch, lock_row
 from gzsb.errors import ConflictError, NotFound, StaleApplication
 from gzsb.models import (
     Application,
@@ -275,17 +275,20 @@ def _ended(session: Session, transaction: SessionTransaction) -> None:
         session.info.pop(_WROTE, None)
 
 
-# The row lock's statements, built once (building them was a tenth of a lock's CPU).
+# The row lock's statements off PostgreSQL, built once (building them was a tenth of a lock's CPU).
 _LOAD = (
     select(Application).where(Application.id == bindparam("application_id")).execution_options(populate_existing=True)
 )
 _LOCK = _LOAD.with_for_update()
+# The record a transition works on: a Core-loaded row on PostgreSQL, the ORM object elsewhere.
+_Row = Application | LockedApplication
 
 
 class SqlStore:
-    """The Store on a SQLAlchemy session. On PostgreSQL a transition's writes go out as ONE
-    statement at ``save()`` (``WriteBatch``: a round trip per write was most of a fire()
-    there); SQLite has no data-modifying CTEs, so there the ORM unit of work writes them."""
+    """The Store on a SQLAlchemy session. On PostgreSQL the row is locked by Core
+    (``lock_row``) and a transition's writes go out as ONE statement at ``save()``
+    (``WriteBatch``: a round trip per write was most of a fire() there); SQLite has no
+    data-modifying CTEs (nor row locks), so there the ORM loads and writes the row."""
 
     def __init__(self, session: Session, flows: FlowCatalog = FLOWS) -> None:
         self.session = session
@@ -329,23 +332,29 @@ class SqlStore:
         finally:
             self._batch = None
 
-    def lock(self, application_id: int) -> Application:
-        query = _LOCK if self.session.get_bind().dialect.name != "sqlite" else _LOAD
-        app = self.session.scalars(query, {"application_id": application_id}).first()
+    def lock(self, application_id: int) -> _Row:
+        app: _Row | None
+        if self._batched() is not None:
+            app = lock_row(self.session, application_id)
+        else:
+            query = _LOCK if self.session.get_bind().dialect.name != "sqlite" else _LOAD
+            app = self.session.scalars(query, {"application_id": application_id}).first()
         if app is None:
             raise NotFound(f"application {application_id} does not exist")
         return app
 
-    def flow_of(self, record: Application) -> FlowSpec:
+    def flow_of(self, record: _Row) -> FlowSpec:
         return self.flows.by_version(self.session, record.flow_version_id)
 
-    def switch_flow(self, record: Application, sha256: str) -> None:
+    def switch_flow(self, record: _Row, sha256: str) -> None:
         # Written by save() in the transition's UPDATE, under the same version check as every transition.
         record.flow_version_id = version_id_of(self.session, sha256)
 
-    def save(self, record: Application, *, state: str, data: dict[str, Any], seq: int, head: str) -> None:
+    def save(self, record: _Row, *, state: str, data: dict[str, Any], seq: int, head: str) -> None:
         batch = self._batched()
         if batch is not None:
+            if not isinstance(record, LockedApplication):
+                raise TypeError("on PostgreSQL a transition saves the record lock() returned")
             self._batch = None
             batch.write(self.session, record, state=state, data=data, seq=seq, head=head)
             return
@@ -358,7 +367,7 @@ class SqlStore:
         # a lost race raises StaleDataError (SQLite has no row locks, so this is its guard).
         self.session.flush()
 
-    def append(self, record: Application, row: EventRow) -> None:
+    def append(self, record: _Row, row: EventRow) -> None:
         # Its fields are str and int: a shallow dict (asdict() deep-copies each value).
         values = {"application_id": record.id, **{name: getattr(row, name) for name in _EVENT_FIELDS}}
         batch = self._batched()
@@ -367,14 +376,14 @@ class SqlStore:
         else:
             self.session.add(HistoryEvent(**values))
 
-    def outbox(self, record: Application, kind: str, payload: dict[str, Any]) -> None:
+    def outbox(self, record: _Row, kind: str, payload: dict[str, Any]) -> None:
         batch = self._batched()
         if batch is not None:
             batch.outbox.append({"application_id": record.id, "kind": kind, "payload": payload})
         else:
             self.session.add(Outbox(application_id=record.id, kind=kind, payload=payload))
 
-    def cancel_timers(self, record: Application, now: datetime) -> None:
+    def cancel_timers(self, record: _Row, now: datetime) -> None:
         batch = self._batched()
         if batch is not None:
             batch.cancel_at = now.astimezone(UTC)
@@ -389,7 +398,7 @@ class SqlStore:
                 .execution_options(synchronize_session=False)
             )
 
-    def arm_timer(self, record: Application, state: str, event: str, armed_seq: int, due_at: datetime) -> None:
+    def arm_timer(self, record: _Row, state: str, event: str, armed_seq: int, due_at: datetime) -> None:
         # SQLite keeps no zone: every stored time is UTC so comparisons agree.
         due_utc = due_at.astimezone(UTC)
         values = {"application_id": record.id, "state": state, "event": event, "armed_seq": armed_seq}

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, func, null, select
+from sqlalchemy import Select, bindparam, func, inspect, null, select, update
 from sqlalchemy.orm import Session
 
 from gzsb.common.security import Vault
@@ -39,6 +39,38 @@ log = logging.getLogger(__name__)
 
 UNKNOWN_INSTITUTION = "所选院校不在招生院校目录中，请重新选择"
 UNKNOWN_MAJOR = "所选专业不属于该院校，请重新选择"
+
+
+# What steps ask in the hot path, built once and run by Core on the session's connection
+# (in the transition's transaction): building each statement anew and the ORM's execution
+# (autoflush, its result set-up) cost 2-4x the query itself (bench/RESULTS.md, session 7).
+# They read and write rows, not entities: the engine commits (and so expires) right after.
+_POINT = select(ConfirmationPoint.id).where(ConfirmationPoint.code == bindparam("code"))
+# The 学籍 record by blind index. The columns, not the entity: the photo (an image) would be
+# sent only to learn it exists.
+_XUEJI = select(
+    RegistryRecord.id, RegistryRecord.name, RegistryRecord.school, RegistryRecord.major, RegistryRecord.level,
+    RegistryRecord.study_form, RegistryRecord.graduation_year, RegistryRecord.photo.is_not(None).label("has_photo"),
+).where(RegistryRecord.id_number_index == bindparam("index"))  # fmt: skip
+_CATALOGUE = (
+    select(Institution.code, Institution.name, Major.code, Major.name)
+    .join(Major, Major.institution_id == Institution.id, isouter=True)
+    .where(Institution.code.in_(bindparam("codes", expanding=True)))
+)
+_UPLOAD_KINDS = select(Upload.uid, Upload.kind).where(
+    Upload.application_id == bindparam("application_id"),
+    Upload.deleted_at.is_(None),
+    Upload.uid.in_(bindparam("uids", expanding=True)),
+)
+_ID_INDEX = select(Account.id_number_index).where(Account.id == bindparam("account_id"))
+_ACCOUNT = inspect(Account)
+# One UPDATE closes them (was SELECT … FOR UPDATE, then an UPDATE per request): it re-checks
+# ``status = 'open'`` on each row it locks, so a request decided meanwhile is left alone.
+_CLOSE_OPEN = (
+    update(CorrectionRequest)
+    .where(CorrectionRequest.application_id == bindparam("b_application"), CorrectionRequest.status == "open")
+    .values(status=bindparam("b_status"), decided_at=bindparam("b_now"), note=bindparam("b_note"))
+)
 
 
 def services_of(ctx: Any, need: str) -> Services:
@@ -69,35 +101,29 @@ class Services:
     vault: Vault
 
     def confirmation_point(self, code: str) -> int | None:
-        return self.session.scalars(select(ConfirmationPoint.id).where(ConfirmationPoint.code == code)).first()
+        return self.session.connection().execute(_POINT, {"code": code}).scalar()
 
     def is_own_id_number(self, record: Any, id_number: str) -> bool:
-        account = self.session.get(Account, record.account_id)
-        return account is not None and account.id_number_index == self.vault.index(id_number)
+        # The log-in gate usually loaded the account already (no query then); else one column.
+        account = self.session.identity_map.get(_ACCOUNT.identity_key_from_primary_key((record.account_id,)))
+        if account is not None:
+            index = account.id_number_index
+        else:
+            index = self.session.connection().execute(_ID_INDEX, {"account_id": record.account_id}).scalar()
+        return index is not None and index == self.vault.index(id_number)
 
     def xueji_lookup(self, id_number: str) -> dict[str, Any] | None:
         if not id_number:
             return None
-        # The columns, not the entity: the photo (an image) would be sent only to learn it exists.
-        r = RegistryRecord
-        row = self.session.execute(
-            select(
-                r.id, r.name, r.school, r.major, r.level, r.study_form, r.graduation_year,
-                r.photo.is_not(None).label("has_photo"),
-            ).where(r.id_number_index == self.vault.index(id_number))
-        ).first()  # fmt: skip
+        row = self.session.connection().execute(_XUEJI, {"index": self.vault.index(id_number)}).first()
         return None if row is None else {**row._mapping, "has_photo": bool(row.has_photo)}
 
     # -- the catalogue -----------------------------------------------------------------
 
     def _catalogue(self, choices: Sequence[dict[str, Any]]) -> tuple[dict[str, str], dict[tuple[str, str], str]]:
         """Names of the institutions and (institution, major) pairs the choices name."""
-        codes = {str(c.get("institution", "")) for c in choices}
-        rows = self.session.execute(
-            select(Institution.code, Institution.name, Major.code, Major.name)
-            .join(Major, Major.institution_id == Institution.id, isouter=True)
-            .where(Institution.code.in_(codes))
-        )
+        codes = sorted({str(c.get("institution", "")) for c in choices})
+        rows = self.session.connection().execute(_CATALOGUE, {"codes": codes})
         institutions: dict[str, str] = {}
         majors: dict[tuple[str, str], str] = {}
         for code, name, major_code, major_name in rows:
@@ -161,13 +187,7 @@ class Services:
         (one query for the identity pages' two images)."""
         if not uids:
             return {}
-        rows = self.session.execute(
-            select(Upload.uid, Upload.kind).where(
-                Upload.application_id == application_id,
-                Upload.deleted_at.is_(None),
-                Upload.uid.in_(list(uids)),
-            )
-        )
+        rows = self.session.connection().execute(_UPLOAD_KINDS, {"application_id": application_id, "uids": list(uids)})
         return {uid: kind for uid, kind in rows}
 
     def upload_slots(self, application_id: int, uids: Sequence[str], kind: str) -> dict[str, str]:
@@ -205,21 +225,10 @@ class Services:
         request.status, request.note, request.decided_at, request.decided_by = status, note, now, decided_by
         return True
 
-    def open_corrections(self, application_id: int) -> list[CorrectionRequest]:
-        return list(
-            self.session.scalars(
-                select(CorrectionRequest)
-                .where(CorrectionRequest.application_id == application_id, CorrectionRequest.status == "open")
-                .with_for_update()
-            )
-        )
-
     def close_open_corrections(self, application_id: int, *, status: str, note: str, now: datetime) -> int:
         """The student withdraws or replaces their report: its open requests leave the queue."""
-        closed = self.open_corrections(application_id)
-        for request in closed:
-            request.status, request.decided_at, request.note = status, now, note
-        return len(closed)
+        params = {"b_application": application_id, "b_status": status, "b_now": now, "b_note": note}
+        return int(self.session.connection().execute(_CLOSE_OPEN, params).rowcount)
 
     def file_correction(
         self,
@@ -250,10 +259,10 @@ class Services:
     def take_face_attempt(self, account_id: int, now: datetime, cap: int) -> int | None:
         """Count one comparison for the account's ID number today (atomic, in this
         transaction); the new count, or None when the cap was already reached."""
-        account = self.session.get(Account, account_id)
-        if account is None:
+        index = self.session.connection().execute(_ID_INDEX, {"account_id": account_id}).scalar()
+        if index is None:
             raise ConfigurationError(f"account {account_id} does not exist")
-        return take_attempt(self.session, account.id_number_index, now, cap)
+        return take_attempt(self.session, index, now, cap)
 
     # -- 网上支付 (steps of gzsb.payments.steps): the payment_orders row is the order --------
 

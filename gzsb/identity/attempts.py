@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -30,25 +31,35 @@ def beijing_day(now: datetime) -> str:
     return as_utc(now).astimezone(BEIJING).date().isoformat()
 
 
+_TAKE: dict[str, Any] = {}
+
+
+def _take_statement(dialect: str) -> Any:
+    statement = _TAKE.get(dialect)
+    if statement is None:
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        table = FaceAttemptDay.__table__
+        statement = _TAKE[dialect] = (
+            insert(table)
+            .values(id_number_index=bindparam("index"), day=bindparam("day"), count=1)
+            .on_conflict_do_update(
+                index_elements=[table.c.id_number_index, table.c.day],
+                set_={"count": table.c.count + 1},
+                where=table.c.count < bindparam("cap"),
+            )
+            .returning(table.c.count)
+        )
+    return statement
+
+
 def take_attempt(session: Session, id_number_index: str, now: datetime, cap: int) -> int | None:
     """Count one comparison for the ID number today; the new count, or None when the cap
     was already reached (nothing changed)."""
     if cap <= 0:
         return None
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    table = FaceAttemptDay.__table__
-    statement = (
-        insert(table)
-        .values(id_number_index=id_number_index, day=beijing_day(now), count=1)
-        .on_conflict_do_update(
-            index_elements=[table.c.id_number_index, table.c.day],
-            set_={"count": table.c.count + 1},
-            where=table.c.count < cap,
-        )
-        .returning(table.c.count)
-    )
-    count = session.execute(statement).scalar_one_or_none()
+    conn = session.connection()  # Core: the statement is built once per dialect, no ORM execution
+    params = {"index": id_number_index, "day": beijing_day(now), "cap": cap}
+    count = conn.execute(_take_statement(conn.dialect.name), params).scalar_one_or_none()
     if count is None:
         log.warning("face attempts: daily cap %d reached for an ID number (index %s…)", cap, id_number_index[:8])
     return count

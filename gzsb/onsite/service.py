@@ -172,13 +172,15 @@ def booking_of(session: Session, application_id: int) -> SlotView | None:
     return SlotView(row) if row is not None else None
 
 
-def book(session: Session, application_id: int, slot_id: int, now: datetime, change_until: timedelta) -> SlotView:
-    """Book (or move the booking to) ``slot_id``: at most ``capacity`` bookings per slot."""
-    app = session.get(Application, application_id)
-    if app is None or app.confirmation_point_id is None:
+def book(
+    session: Session, application_id: int, point_id: int | None, slot_id: int, now: datetime, change_until: timedelta
+) -> SlotView:
+    """Book (or move the booking to) ``slot_id`` of the application's 确认点 ``point_id`` (the
+    locked row's: the step passes it, no second read of the row): at most ``capacity`` per slot."""
+    if point_id is None:
         raise InvalidInput(f"application {application_id} has no point", {"slot": [NO_POINT]})
     slot = session.get(OnsiteSlot, slot_id)
-    if slot is None or slot.point_id != app.confirmation_point_id:
+    if slot is None or slot.point_id != point_id:
         raise InvalidInput(f"slot {slot_id} is not at the point of {application_id}", {"slot": [OTHER_POINT]})
     if utc(slot.starts_at) - change_until <= utc(now):
         raise InvalidInput(f"slot {slot_id} starts too soon", {"slot": [PAST]})

@@ -21,7 +21,9 @@ class BookSchema(StepSchema):
 def book_onsite(ctx: StepContext, payload: dict[str, Any]) -> None:
     """Book a slot of the student's 确认点, or move the appointment to another one."""
     session = services_of(ctx, "onsite booking").session
-    booked = onsite.book(session, ctx.record.id, payload["slot"], ctx.now, ctx.flow.onsite.change_until)
+    record = ctx.record
+    point = getattr(record, "confirmation_point_id", None)
+    booked = onsite.book(session, record.id, point, payload["slot"], ctx.now, ctx.flow.onsite.change_until)
     section = ctx.section("onsite")
     moved_from = section.get("slot")
     section.update(

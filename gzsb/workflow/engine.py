@@ -278,7 +278,8 @@ class Engine:
             payload_text = canonical(history_payload)
             at = utc_text(now)
             # The data binding: what the step changed, redacted, covered by the hash.
-            changes = data_changes(_jsonable(record.data or {}), _jsonable(ctx.data), self.redactor)
+            # The row's data came out of a JSON column: already JSON, no _jsonable copy of it.
+            changes = data_changes(record.data or {}, _jsonable(ctx.data), self.redactor)
             digest = event_hash(
                 record.head, record.uid, seq, event, source, dest, actor.id, actor.role,
                 guards_text, payload_text, flow.sha256, at, changes,
