@@ -54,6 +54,15 @@ def test_two_tabs_pay_once_the_second_channel_closes_the_first(app, clock, make_
     assert "该订单已支付" in tab1.get(f"/payment/orders/{number}/pay").text
 
 
+def _at_order(app, make_applicant):  # type: ignore[no-untyped-def]
+    """A new student whose application reached its order, logged in on a client."""
+    who = make_applicant()
+    to_order(who)
+    client = app.test_client()
+    login(client, who)
+    return who, client
+
+
 def _paid_twice(app, clock, client, number: str) -> Payment:  # type: ignore[no-untyped-def]
     """Both gateway trades of order ``number`` paid (e.g. the close did not reach the gateway
     in time): the second payment, to be refunded."""
@@ -75,10 +84,7 @@ def _paid_twice(app, clock, client, number: str) -> Payment:  # type: ignore[no-
 
 
 def test_a_double_payment_is_refunded_automatically_and_shown(app, clock, make_applicant, queue) -> None:
-    who = make_applicant()
-    to_order(who)
-    client = app.test_client()
-    login(client, who)
+    who, client = _at_order(app, make_applicant)
     number = order_of(who).number
     second = _paid_twice(app, clock, client, number)
     wechat_trade = db.session.scalars(select(SandboxTrade).where(SandboxTrade.trade_no == second.trade_no)).one()
@@ -99,10 +105,7 @@ def test_a_double_payment_is_refunded_automatically_and_shown(app, clock, make_a
 
 
 def test_a_refused_refund_is_listed_and_retried_with_the_same_number(app, clock, make_applicant, queue) -> None:
-    who = make_applicant()
-    to_order(who)
-    client = app.test_client()
-    login(client, who)
+    who, client = _at_order(app, make_applicant)
     second = _paid_twice(app, clock, client, order_of(who).number)
     trade = db.session.scalars(select(SandboxTrade).where(SandboxTrade.trade_no == second.trade_no)).one()
     trade.status = "WAIT_BUYER_PAY"  # the gateway refuses to refund a trade it does not see as paid
@@ -134,10 +137,7 @@ def test_a_refused_refund_is_listed_and_retried_with_the_same_number(app, clock,
 
 
 def test_expiry_closes_the_gateway_order(app, clock, make_applicant, queue) -> None:
-    who = make_applicant()
-    to_order(who)
-    client = app.test_client()
-    login(client, who)
+    who, client = _at_order(app, make_applicant)
     number = order_of(who).number
     cashier = to_cashier(client, number, "alipay")
     clock.advance(hours=24, minutes=1)
@@ -202,10 +202,7 @@ def test_two_tabs_starting_at_the_same_moment_one_is_refused(app, clock, make_ap
 
 
 def test_a_second_payment_without_its_notify_is_found_by_the_result_page(app, clock, make_applicant, queue) -> None:
-    who = make_applicant()
-    to_order(who)
-    client = app.test_client()
-    login(client, who)
+    who, client = _at_order(app, make_applicant)
     number = order_of(who).number
     first = Sandbox.of(app, db.session).pay(to_cashier(client, number, "alipay").rsplit("/", 1)[1])
     jobs.send_sandbox_notify(first.trade_no)
