@@ -54,7 +54,12 @@ def bare_client() -> Callable[[str], None]:
     from bench.bare import app
 
     client = app.test_client()
-    return lambda path: None if client.get("/").status_code == 200 else sys.exit("bare app failed")
+
+    def get(_path: str) -> None:
+        if client.get("/").status_code != 200:
+            raise SystemExit("the bare app did not answer 200")
+
+    return get
 
 
 def run(get: Callable[[str], None], path: str, requests: int) -> float:
