@@ -4,13 +4,13 @@ A student page is one SELECT, yet inside a transaction it costs three round trip
 SELECT, ROLLBACK) and about four times the PostgreSQL CPU of the SELECT alone. Under READ
 COMMITTED every statement takes its own snapshot anyway, so a plain SELECT sees exactly the
 same rows in autocommit as inside a transaction; what a transaction adds is atomicity for
-writes and the lifetime of locks. So a lazy session (``mark_lazy``, or any session while the
-engine's ``when`` says so: for the web, during GET and HEAD requests) gets its PostgreSQL
-connection in autocommit, and before the first statement that is not a plain read (any
-INSERT/UPDATE/DELETE, a SELECT … FOR UPDATE/SHARE, ``text()``, a SAVEPOINT) the connection
-leaves autocommit: that statement and everything after it run in one transaction, committed or
-rolled back by the session as usual. A connection goes back to the pool out of autocommit (or
-closed, if the driver cannot switch it: the pool then replaces it).
+writes and the lifetime of locks. So a session that begins while the engine's ``when()`` is
+true (for the web: during GET and HEAD requests) gets its PostgreSQL connection in autocommit,
+and before the first statement that is not a plain read (any INSERT/UPDATE/DELETE, a SELECT …
+FOR UPDATE/SHARE, ``text()``, a SAVEPOINT) the connection leaves autocommit: that statement and
+everything after it run in one transaction, committed or rolled back by the session as usual.
+A connection goes back to the pool out of autocommit (or closed, if the driver cannot switch
+it: the pool then replaces it).
 """
 
 from __future__ import annotations
@@ -25,25 +25,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
 
-# Session.info: True / False, this session's connections start in autocommit / do not
-# (absent: as the engine's ``when`` says).
-LAZY = "gzsb.lazy_transactions"
 # ConnectionPoolEntry.info: this DB-API connection is in autocommit for a lazy session.
 AUTOCOMMIT = "gzsb.lazy_autocommit"
 # Engines served this way, with their ``when`` (tests build many apps: one Session listener
 # checks them all).
 _ENGINES: weakref.WeakKeyDictionary[Engine, Callable[[], bool]] = weakref.WeakKeyDictionary()
 _LOCKING = re.compile(r"\bFOR\s+(?:NO\s+KEY\s+UPDATE|UPDATE|KEY\s+SHARE|SHARE)\b", re.IGNORECASE)
-
-
-def mark_lazy(session: Session, lazy: bool = True) -> None:
-    """Let ``session``'s next connections read in autocommit, or not, whatever the engine's
-    ``when`` says (see the module's docstring)."""
-    session.info[LAZY] = lazy
-
-
-def _never() -> bool:
-    return False
 
 
 def plain_read(context: Any, statement: str) -> bool:
@@ -73,19 +60,16 @@ def begin_now(session: Session) -> None:
 @event.listens_for(Session, "after_begin")
 def _begun(session: Session, _transaction: Any, connection: Any) -> None:
     when = _ENGINES.get(connection.engine)
-    if when is None:
-        return
-    lazy: bool | None = session.info.get(LAZY)
-    if lazy if lazy is not None else when():
+    if when is not None and when():
         # Nothing has run on it yet (the driver sends BEGIN with the first statement), so
         # the driver lets autocommit change.
         connection.connection.dbapi_connection.autocommit = True
         connection.info[AUTOCOMMIT] = True
 
 
-def install_lazy_transactions(engine: Engine, when: Callable[[], bool] = _never) -> None:
-    """Serve lazy sessions on ``engine`` (PostgreSQL through psycopg) as described above;
-    ``when()`` makes every session lazy while it is true (asked as a session begins)."""
+def install_lazy_transactions(engine: Engine, when: Callable[[], bool]) -> None:
+    """Let sessions on ``engine`` (PostgreSQL through psycopg) that begin while ``when()`` is
+    true read in autocommit, as described above."""
     _ENGINES[engine] = when
 
     @event.listens_for(engine, "before_cursor_execute")

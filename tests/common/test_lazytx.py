@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
 import pytest
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from gzsb.bootstrap import vault
 from gzsb.cli.demo import DEMO_PASSWORD, add_demo_student, demo_student
-from gzsb.common.lazytx import begin_now, install_lazy_transactions, mark_lazy
+from gzsb.common.lazytx import begin_now, install_lazy_transactions
 from gzsb.config import test_database_url
 from gzsb.extensions import db
 from gzsb.models import Application
@@ -25,6 +26,18 @@ from gzsb.store import SqlStore
 from tests.support import PASSWORD_HASH, log_in, new_applicant
 
 METADATA = MetaData()
+READING: list[bool] = []  # non-empty: sessions beginning now are lazy (as in a GET request)
+
+
+@contextmanager
+def reading() -> Iterator[None]:
+    READING.append(True)
+    try:
+        yield
+    finally:
+        READING.pop()
+
+
 ROWS = Table(
     f"lazytx_{uuid.uuid4().hex[:8]}", METADATA, Column("id", Integer, primary_key=True), Column("note", String)
 )
@@ -37,7 +50,7 @@ def engine() -> Iterator[Engine]:
         pytest.skip("TEST_DATABASE_URL is not set: PostgreSQL integration test skipped")
     # One pooled connection: the next session gets the connection the last one gave back.
     made = create_engine(url, pool_size=1, max_overflow=0)
-    install_lazy_transactions(made)
+    install_lazy_transactions(made, when=lambda: bool(READING))
     METADATA.create_all(made)
     with made.begin() as conn:
         conn.execute(insert(ROWS), [{"id": 1, "note": "one"}])
@@ -58,8 +71,7 @@ def _other(engine: Engine) -> psycopg.Connection:
 
 
 def test_reads_leave_no_transaction_open_and_a_plain_session_still_has_one(engine: Engine) -> None:
-    with Session(engine) as lazy:
-        mark_lazy(lazy)
+    with reading(), Session(engine) as lazy:
         assert lazy.execute(select(ROWS.c.note)).scalar_one() == "one"
         assert _status(lazy) == TransactionStatus.IDLE  # no BEGIN went out
     with Session(engine) as plain:  # the same pooled connection, given back out of autocommit
@@ -68,8 +80,7 @@ def test_reads_leave_no_transaction_open_and_a_plain_session_still_has_one(engin
 
 
 def test_a_connection_killed_while_reading_is_not_handed_out_in_autocommit(engine: Engine) -> None:
-    with Session(engine) as lazy, _other(engine) as other:
-        mark_lazy(lazy)
+    with reading(), Session(engine) as lazy, _other(engine) as other:
         lazy.execute(select(ROWS.c.id)).all()
         pid = lazy.execute(select(func.pg_backend_pid())).scalar_one()
         other.execute("SELECT pg_terminate_backend(%s)", (pid,))
@@ -85,8 +96,7 @@ def test_a_connection_killed_while_reading_is_not_handed_out_in_autocommit(engin
 
 
 def test_the_first_write_starts_a_transaction_that_rollback_undoes(engine: Engine) -> None:
-    with Session(engine) as lazy:
-        mark_lazy(lazy)
+    with reading(), Session(engine) as lazy:
         lazy.execute(select(ROWS.c.id)).all()
         lazy.execute(insert(ROWS).values(id=2, note="two"))
         assert _status(lazy) == TransactionStatus.INTRANS
@@ -97,8 +107,7 @@ def test_the_first_write_starts_a_transaction_that_rollback_undoes(engine: Engin
 
 
 def test_a_row_lock_is_held_until_the_session_ends(engine: Engine) -> None:
-    with Session(engine) as lazy, _other(engine) as other:
-        mark_lazy(lazy)
+    with reading(), Session(engine) as lazy, _other(engine) as other:
         lazy.execute(select(ROWS.c.id).where(ROWS.c.id == 1).with_for_update()).scalar_one()
         with pytest.raises(psycopg.errors.LockNotAvailable):
             other.execute(f"SELECT id FROM {ROWS.name} WHERE id = 1 FOR UPDATE NOWAIT")
@@ -108,8 +117,7 @@ def test_a_row_lock_is_held_until_the_session_ends(engine: Engine) -> None:
 
 def test_text_statements_run_in_a_transaction(engine: Engine) -> None:
     key = 741_852_963
-    with Session(engine) as lazy, _other(engine) as other:
-        mark_lazy(lazy)
+    with reading(), Session(engine) as lazy, _other(engine) as other:
         lazy.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})  # a lock for the transaction
         assert other.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone() == (False,)
         lazy.commit()
@@ -118,8 +126,7 @@ def test_text_statements_run_in_a_transaction(engine: Engine) -> None:
 
 
 def test_begin_now_puts_even_plain_reads_in_one_transaction(engine: Engine) -> None:
-    with Session(engine) as lazy:
-        mark_lazy(lazy)
+    with reading(), Session(engine) as lazy:
         lazy.execute(select(ROWS.c.id)).all()
         begin_now(lazy)
         lazy.execute(select(ROWS.c.id)).all()
@@ -128,12 +135,14 @@ def test_begin_now_puts_even_plain_reads_in_one_transaction(engine: Engine) -> N
 
 def test_a_transition_in_a_lazy_session_runs_in_one_transaction(pg_app: Flask) -> None:
     who = new_applicant(7302)
-    mark_lazy(db.session())
-    assert db.session.get(Application, who.application_id) is not None  # read in autocommit
-    store = SqlStore(db.session())
-    with store.transaction():
-        store.lock(who.application_id)  # the row lock must last until the transition commits
-        assert _status(db.session()) == TransactionStatus.INTRANS
+    db.session.remove()
+    with pg_app.test_request_context(method="GET"):  # a session begun in a GET reads in autocommit
+        assert db.session.get(Application, who.application_id) is not None
+        assert _status(db.session()) == TransactionStatus.IDLE
+        store = SqlStore(db.session())
+        with store.transaction():
+            store.lock(who.application_id)  # the row lock must last until the transition commits
+            assert _status(db.session()) == TransactionStatus.INTRANS
 
 
 def test_a_student_page_reads_in_autocommit_and_a_post_does_not(pg_app: Flask) -> None:
